@@ -1,0 +1,22 @@
+# The README's two commands: `make lab` (set up, build the tiny preset if missing, run the lab) and `make test`.
+PY ?= python3
+PRESET ?= tiny
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: lab test setup tiny
+
+lab: setup tiny
+	mkdir -p outputs
+	LAB3_PRESET=$(PRESET) $(PY) -m papermill lab3_rlhf_detox.ipynb outputs/lab3_rlhf_detox.ipynb -p output_dir outputs
+
+test: setup tiny
+	$(PY) -m pytest -q tests
+
+setup:
+	bash scripts/setup.sh
+
+tiny: checkpoints/tiny/BUILT
+
+checkpoints/tiny/BUILT:
+	$(PY) -m tiny_world.build checkpoints/tiny

@@ -1,0 +1,251 @@
+"""Plumbing for Lab 3 (RLHF detoxification of FLAN-T5 summaries with PPO): presets, data, models, measurements."""
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import DatasetDict, load_dataset
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from rouge_score import rouge_scorer
+from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+ROOT = Path(__file__).resolve().parent
+TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
+PROMPT_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:\n"
+# The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
+LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
+                 task_type=TaskType.SEQ_2_SEQ_LM)
+NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
+
+_LECTURE = dict(
+    input_min_text_length=200, input_max_text_length=1000,
+    learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=16, max_ppo_steps=10,
+    output_min_length=100, output_max_length=400,
+    generation_kwargs={"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True},
+    reward_kwargs={"top_k": None, "function_to_apply": "none", "batch_size": 16},
+    num_eval_samples=10, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,
+)
+PRESETS = {
+    "full": dict(
+        _LECTURE,
+        model_name="google/flan-t5-base",
+        adapter_dir=str(ROOT / "checkpoints" / "peft-dialogue-summary-checkpoint"),
+        missing_adapter="warn",
+        toxicity_model_name="facebook/roberta-hate-speech-dynabench-r4-target",
+        dataset_name="knkarthick/dialogsum",
+    ),
+    "tiny": dict(
+        _LECTURE,
+        model_name=str(ROOT / "checkpoints" / "tiny" / "flan-t5"),
+        adapter_dir=str(ROOT / "checkpoints" / "tiny" / "peft-dialogue-summary-checkpoint"),
+        missing_adapter="error",
+        toxicity_model_name=str(ROOT / "checkpoints" / "tiny" / "roberta-hate"),
+        dataset_name=str(ROOT / "checkpoints" / "tiny" / "dialogsum"),
+        learning_rate=1e-3, ppo_epochs=4, mini_batch_size=8, batch_size=16, max_ppo_steps=25,
+        output_min_length=30, output_max_length=50, num_eval_samples=80, eval_max_new_tokens=50,
+    ),
+}
+
+
+def get_preset(name: str) -> dict:
+    """The settings of the preset called `name` (a copy, safe to change)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(sorted(PRESETS))}.")
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_dataset(model_name: str, dataset_name: str, input_min_text_length: int, input_max_text_length: int,
+                  test_size: float = 0.2, seed: int = 42) -> DatasetDict:
+    """DialogSum-style dialogues within the length bounds, tokenized as summarization prompts, split train/test."""
+    dataset = load_dataset(dataset_name, split="train")
+    dataset = dataset.filter(lambda x: input_min_text_length < len(x["dialogue"]) <= input_max_text_length)
+    if len(dataset) == 0:
+        raise ValueError(f"No dialogue in {dataset_name} is longer than {input_min_text_length} and at most "
+                         f"{input_max_text_length} characters: widen input_min_text_length/input_max_text_length.")
+    tokenizer = AutoTokenizer.from_pretrained(model_name)
+
+    def tokenize(sample: dict) -> dict:
+        sample["input_ids"] = tokenizer.encode(PROMPT_TEMPLATE.format(dialogue=sample["dialogue"]))
+        sample["query"] = tokenizer.decode(sample["input_ids"])
+        return sample
+
+    dataset = dataset.map(tokenize, batched=False)
+    dataset.set_format(type="torch")
+    return dataset.train_test_split(test_size=test_size, shuffle=False, seed=seed)
+
+
+def load_summarizer(model_name: str, adapter_dir: str | None, missing_adapter: str = "error",
+                    dtype: torch.dtype = torch.float32) -> AutoModelForSeq2SeqLM:
+    """The Lab 2 summarizer: the base model with the Lab 2 LoRA adapter merged into its weights."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_name, dtype=dtype)
+    if adapter_dir is None:
+        return model
+    if not Path(adapter_dir, "adapter_config.json").is_file():
+        message = f"No Lab 2 adapter in {adapter_dir} (no adapter_config.json there)"
+        if missing_adapter == "error":
+            raise FileNotFoundError(message + ": build the tiny preset with `python -m tiny_world.build`.")
+        print(message + f": starting from a fresh LoRA adapter, so the 'before' model is plain {model_name} "
+              "and the numbers will differ from the lecture's.")
+        return model
+    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+
+
+def add_fresh_lora(model: AutoModelForSeq2SeqLM) -> PeftModel:
+    """`model` with a new trainable LoRA adapter of the lecture's shape; with the adapter disabled it is `model`."""
+    return get_peft_model(model, LoraConfig(**LAB2_LORA))
+
+
+def print_number_of_trainable_model_parameters(model: torch.nn.Module) -> str:
+    """The lecture's summary of trainable and total parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return (f"\ntrainable model parameters: {trainable}\nall model parameters: {total}\n"
+            f"percentage of trainable model parameters: {100 * trainable / total:.2f}%")
+
+
+def not_hate_index(model_or_config) -> int:
+    """The class index of the `nothate` label, read from `config.id2label`."""
+    config = getattr(model_or_config, "config", model_or_config)
+    for index, label in config.id2label.items():
+        if str(label).lower() in NOT_HATE_NAMES:
+            return int(index)
+    raise ValueError(f"The reward model has no 'nothate' label (its labels are {sorted(config.id2label.values())}).")
+
+
+def rewards_from_pipeline(outputs: list[list[dict]], label: str, mode: str = "by_label",
+                          index: int = 0) -> list[torch.Tensor]:
+    """One reward tensor per text: the score of `label` (mode "by_label"), or entry `index` as listed ("by_index")."""
+    if mode == "by_index":  # the lecture's bug: the pipeline lists labels by score, not by class index
+        return [torch.tensor(out[index]["score"]) for out in outputs]
+    if mode != "by_label":
+        raise ValueError(f"Unknown reward mode {mode!r}: use 'by_label' or 'by_index'.")
+    rewards = []
+    for out in outputs:
+        scores = {d["label"]: d["score"] for d in out}
+        if label not in scores:
+            raise ValueError(f"The reward pipeline returned no {label!r} score (it returned {sorted(scores)}).")
+        rewards.append(torch.tensor(scores[label]))
+    return rewards
+
+
+def collator(data: list[dict]) -> dict:
+    """Batch a list of samples into a dict of lists, as PPOTrainer expects."""
+    return {key: [d[key] for d in data] for key in data[0]}
+
+
+@torch.no_grad()
+def generate_summaries(model, tokenizer, input_ids: list[torch.Tensor], generation_kwargs: dict,
+                       batch_size: int = 16, seed: int = 0) -> list[str]:
+    """Decoded summaries of the prompts `input_ids`, generated in padded batches from a fixed seed."""
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    texts = []
+    for i in range(0, len(input_ids), batch_size):
+        batch = tokenizer.pad({"input_ids": input_ids[i:i + batch_size]}, return_tensors="pt").to(device)
+        out = model.generate(**batch, **generation_kwargs)
+        texts += tokenizer.batch_decode(out, skip_special_tokens=True)
+    return texts
+
+
+def evaluate_toxicity(model, toxicity_evaluator, tokenizer, dataset, num_samples: int, generation_kwargs: dict,
+                      seed: int = 0) -> tuple[float, float, pd.DataFrame]:
+    """Mean and std of the toxicity of `num_samples` generated summaries, and the per-summary table."""
+    if num_samples > len(dataset):
+        raise ValueError(f"num_samples={num_samples} but the data set has only {len(dataset)} samples.")
+    samples = dataset.select(range(num_samples))
+    summaries = generate_summaries(model, tokenizer, list(samples["input_ids"]), generation_kwargs, seed=seed)
+    queries = list(samples["query"])
+    table = pd.DataFrame({
+        "query": queries,
+        "summary": summaries,
+        "reference": list(samples["summary"]),
+        "toxicity": toxicity_evaluator.compute(predictions=summaries, toxic_label="hate")["toxicity"],
+        "toxicity_with_prompt": toxicity_evaluator.compute(
+            predictions=[q + " " + s for q, s in zip(queries, summaries)], toxic_label="hate")["toxicity"],
+    })
+    return float(table.toxicity.mean()), float(table.toxicity.std(ddof=0)), table
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measures of `predictions` against `references`."""
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    scores = [scorer.score(r, p) for p, r in zip(predictions, references)]
+    return {k: float(np.mean([s[k].fmeasure for s in scores])) for k in ("rouge1", "rouge2", "rougeL")}
+
+
+def bootstrap_ci(before: np.ndarray, after: np.ndarray, n_resamples: int = 10000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Paired bootstrap confidence interval of mean(after) - mean(before)."""
+    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, reward_kwargs: dict,
+                     label: str = "nothate") -> pd.DataFrame:
+    """Side by side: each query's summary and reward before and after PPO, sorted by the gain in reward."""
+    def rewards(table: pd.DataFrame) -> list[float]:
+        texts = [q + " " + s for q, s in zip(table["query"], table["summary"])]
+        return [r.item() for r in rewards_from_pipeline(reward_pipe(texts, **reward_kwargs), label)]
+
+    df = pd.DataFrame({
+        "query": before["query"], "response_before": before["summary"], "response_after": after["summary"],
+        "reward_before": rewards(before), "reward_after": rewards(after),
+    })
+    df["reward_gain"] = df.reward_after - df.reward_before
+    return df.sort_values("reward_gain", ascending=False, ignore_index=True)
+
+
+def preset_from_env(default: str = "tiny") -> str:
+    """The preset named by the LAB3_PRESET environment variable, else `default`."""
+    return os.environ.get("LAB3_PRESET", default)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries the lab depends on."""
+    import datasets, evaluate, peft, transformers, trl  # noqa: E401
+    return {m.__name__: m.__version__ for m in (torch, transformers, trl, peft, datasets, evaluate, np, pd)}
+
+
+def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, ppo_history: pd.DataFrame,
+                   summaries_before: pd.DataFrame, summaries_after: pd.DataFrame,
+                   toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
+                   comparison: pd.DataFrame, timings: dict) -> dict:
+    """Everything a grader needs about one run of the lab, as plain JSON-ready data."""
+    def stats(table: pd.DataFrame) -> dict:
+        return {"mean": float(table.toxicity.mean()), "std": float(table.toxicity.std(ddof=0)),
+                "per_sample": table.toxicity.tolist()}
+
+    return {
+        "preset_name": preset_name, "preset": cfg, "seed": cfg["seed"],
+        "reward": {"label": reward_label, "mode": reward_mode},
+        "versions": library_versions(),
+        "ppo_steps": ppo_history.to_dict(orient="records"),
+        "toxicity": {"before": stats(summaries_before), "after": stats(summaries_after),
+                     "change_ci95": list(toxicity_change_ci)},
+        "rouge": {"before": rouge_before, "after": rouge_after},
+        "comparison": comparison.to_dict(orient="records"),
+        "timings_s": timings,
+    }
+
+
+def write_json(record: dict, path: str | Path) -> None:
+    """Write `record` as indented JSON, atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,45 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import rlhf_helpers as lab  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny() -> dict:
+    """The tiny preset's settings, its files built first if they are missing."""
+    if not (ROOT / "checkpoints" / "tiny" / "BUILT").is_file():
+        from tiny_world.build import build
+        build(ROOT / "checkpoints" / "tiny")
+    return lab.get_preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny):
+    return lab.build_dataset(tiny["model_name"], tiny["dataset_name"], tiny["input_min_text_length"],
+                             tiny["input_max_text_length"])
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny["model_name"])
+
+
+@pytest.fixture(scope="session")
+def toxicity_evaluator(tiny):
+    import evaluate
+    return evaluate.load(lab.TOXICITY_MODULE, tiny["toxicity_model_name"], module_type="measurement")
+
+
+@pytest.fixture(scope="session")
+def reward_pipe(tiny):
+    from transformers import pipeline
+    return pipeline("sentiment-analysis", model=tiny["toxicity_model_name"])

@@ -1,0 +1,204 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from peft import PeftModel
+from transformers import AutoModelForSeq2SeqLM, RobertaConfig
+from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
+
+import rlhf_helpers as lab
+
+HATEFUL = "You are disgusting and terrible and i damn hate you."
+
+
+def test_unknown_preset_is_one_clear_sentence():
+    with pytest.raises(ValueError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
+        lab.get_preset("huge")
+
+
+def test_get_preset_returns_a_copy():
+    cfg = lab.get_preset("tiny")
+    cfg["generation_kwargs"]["top_p"] = 0.5
+    assert lab.get_preset("tiny")["generation_kwargs"]["top_p"] == 1.0
+
+
+def test_full_preset_is_the_lectures():
+    cfg = lab.get_preset("full")
+    assert (cfg["model_name"], cfg["toxicity_model_name"], cfg["dataset_name"]) == (
+        "google/flan-t5-base", "facebook/roberta-hate-speech-dynabench-r4-target", "knkarthick/dialogsum")
+    assert (cfg["learning_rate"], cfg["ppo_epochs"], cfg["mini_batch_size"], cfg["batch_size"]) == (1.41e-5, 1, 4, 16)
+    assert (cfg["max_ppo_steps"], cfg["output_min_length"], cfg["output_max_length"]) == (10, 100, 400)
+    assert cfg["generation_kwargs"] == {"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True}
+    assert cfg["reward_kwargs"] == {"top_k": None, "function_to_apply": "none", "batch_size": 16}
+    assert cfg["num_eval_samples"] == 10
+
+
+def test_build_dataset_filters_formats_and_splits(tiny, tiny_dataset, tokenizer):
+    train, test = tiny_dataset["train"], tiny_dataset["test"]
+    assert len(train) == 4 * len(test) > 0
+    for sample in (train[0], test[-1]):
+        assert tiny["input_min_text_length"] < len(sample["dialogue"]) <= tiny["input_max_text_length"]
+        prompt = lab.PROMPT_TEMPLATE.format(dialogue=sample["dialogue"])
+        assert sample["input_ids"].tolist() == tokenizer.encode(prompt)
+        assert sample["query"].startswith("Summarize the following conversation.")
+        assert sample["query"].rstrip("</s>").strip().endswith("Summary:")
+
+
+def test_build_dataset_with_nothing_in_the_length_window_says_so(tiny):
+    with pytest.raises(ValueError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
+        lab.build_dataset(tiny["model_name"], tiny["dataset_name"], 5000, 6000)
+
+
+def test_missing_adapter_folder_is_one_clear_sentence(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No Lab 2 adapter in .*empty"):
+        lab.load_summarizer(tiny["model_name"], str(tmp_path / "empty"), missing_adapter="error")
+
+
+def test_missing_adapter_can_fall_back_to_the_base_model(tiny, tmp_path, capsys):
+    model = lab.load_summarizer(tiny["model_name"], str(tmp_path / "empty"), missing_adapter="warn")
+    assert "starting from a fresh LoRA adapter" in capsys.readouterr().out
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+
+
+def _logits(model, tokenizer, text):
+    enc = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc, decoder_input_ids=torch.zeros((1, 3), dtype=torch.long)).logits
+
+
+def test_merged_adapter_and_fresh_lora_are_the_lab2_model(tiny, tokenizer):
+    text = "Summarize the following conversation. #Person1#: Hello. #Person2#: Hi. Summary:"
+    lab2 = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"]), tiny["adapter_dir"])
+    lab2.eval()
+    merged = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    expected = _logits(lab2, tokenizer, text)
+    assert torch.allclose(_logits(merged, tokenizer, text), expected, atol=1e-4)
+    policy = lab.add_fresh_lora(merged)
+    policy.eval()
+    assert torch.allclose(_logits(policy, tokenizer, text), expected, atol=1e-4)
+    with policy.disable_adapter():
+        assert torch.allclose(_logits(policy, tokenizer, text), expected, atol=1e-4)
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"])
+    assert not torch.allclose(_logits(base, tokenizer, text), expected, atol=1e-2)  # the adapter does matter
+
+
+def test_parameter_counts_match_the_lora_shape(tiny):
+    model = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    c = model.config
+    # q and v of every attention block: encoder self, decoder self and decoder cross.
+    attention_blocks = c.num_layers + 2 * c.num_decoder_layers
+    lora = attention_blocks * 2 * lab.LAB2_LORA["r"] * (c.d_model + c.num_heads * c.d_kv)
+    total = sum(p.numel() for p in AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"]).parameters()) + lora
+    report = lab.print_number_of_trainable_model_parameters(model)
+    assert f"trainable model parameters: {lora}\n" in report
+    assert f"all model parameters: {total}\n" in report
+    assert f"{100 * lora / total:.2f}%" in report
+    with_head = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(model, is_trainable=True)
+    report = lab.print_number_of_trainable_model_parameters(with_head)
+    assert f"trainable model parameters: {lora + c.d_model + 1}\n" in report
+
+
+@pytest.mark.parametrize("id2label,expected", [({0: "nothate", 1: "hate"}, 0), ({0: "hate", 1: "nothate"}, 1),
+                                               ({0: "HATE", 1: "NOT_HATE"}, 1)])
+def test_not_hate_index_reads_id2label(id2label, expected):
+    assert lab.not_hate_index(RobertaConfig(id2label=id2label)) == expected
+
+
+def test_not_hate_index_without_such_label_is_one_clear_sentence():
+    with pytest.raises(ValueError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
+        lab.not_hate_index(RobertaConfig(id2label={0: "negative", 1: "positive"}))
+
+
+def test_reward_is_taken_by_label_on_a_hateful_text(tiny, reward_pipe):
+    outputs = reward_pipe([HATEFUL, "I want to kiss you."], top_k=None, function_to_apply="none")
+    assert outputs[0][0]["label"] == "hate"  # scored as hate: the pipeline lists it first
+    logits = {d["label"]: d["score"] for d in outputs[0]}
+    by_label = lab.rewards_from_pipeline(outputs, "nothate")
+    assert by_label[0].item() == pytest.approx(logits["nothate"])
+    assert by_label[0].item() < by_label[1].item()  # hateful text earns the lower reward
+    by_index = lab.rewards_from_pipeline(outputs, "nothate", mode="by_index", index=0)
+    assert by_index[0].item() == pytest.approx(logits["hate"])  # the lecture's mistake rewards the hate logit
+
+
+def test_reward_with_an_unknown_label_is_one_clear_sentence(reward_pipe):
+    outputs = reward_pipe(["hello"], top_k=None, function_to_apply="none")
+    with pytest.raises(ValueError, match="returned no 'positive' score"):
+        lab.rewards_from_pipeline(outputs, "positive")
+
+
+def test_collator_batches_by_key():
+    assert lab.collator([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]) == {"a": [1, 2], "b": ["x", "y"]}
+
+
+def test_toxicity_measurement_scores_toxic_label(toxicity_evaluator):
+    scores = toxicity_evaluator.compute(predictions=["I want to kiss you.", HATEFUL], toxic_label="hate")["toxicity"]
+    assert scores[0] < 0.5 < scores[1]
+    nothate = toxicity_evaluator.compute(predictions=["I want to kiss you.", HATEFUL], toxic_label="nothate")
+    assert np.allclose(np.add(scores, nothate["toxicity"]), 1.0, atol=1e-5)
+    assert toxicity_evaluator.compute(predictions=["I want to kiss you.", HATEFUL], toxic_label="hate",
+                                      aggregation="maximum")["max_toxicity"] == pytest.approx(max(scores))
+    assert toxicity_evaluator.compute(predictions=["I want to kiss you.", HATEFUL], toxic_label="hate",
+                                      aggregation="ratio")["toxicity_ratio"] == 0.5
+
+
+def test_toxicity_measurement_unknown_label_is_an_error(toxicity_evaluator):
+    with pytest.raises(ValueError, match="has no label 'toxic'"):
+        toxicity_evaluator.compute(predictions=["hello"], toxic_label="toxic")
+
+
+def test_evaluate_toxicity_scores_exactly_num_samples_summaries(tiny, tiny_dataset, tokenizer, toxicity_evaluator):
+    model = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    kwargs = dict(tiny["generation_kwargs"], max_new_tokens=tiny["eval_max_new_tokens"])
+    mean, std, table = lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12, kwargs)
+    assert len(table) == 12
+    assert table["query"].tolist() == tiny_dataset["test"]["query"][:12]
+    assert mean == pytest.approx(table.toxicity.mean()) and std == pytest.approx(table.toxicity.std(ddof=0))
+    assert table.toxicity.tolist() == pytest.approx(
+        toxicity_evaluator.compute(predictions=table.summary.tolist(), toxic_label="hate")["toxicity"])
+    again = lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12, kwargs)[2]
+    assert again.summary.tolist() == table.summary.tolist()  # same prompts, same seed, same summaries
+    with pytest.raises(ValueError, match="has only"):
+        lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"].select(range(3)), 5, kwargs)
+
+
+def test_generate_summaries_batched_equals_one_by_one(tiny, tiny_dataset, tokenizer):
+    model = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    ids = list(tiny_dataset["test"]["input_ids"][:6])
+    greedy = {"max_new_tokens": 30, "do_sample": False}
+    batched = lab.generate_summaries(model, tokenizer, ids, greedy, batch_size=6)
+    single = [lab.generate_summaries(model, tokenizer, [i], greedy, batch_size=1)[0] for i in ids]
+    assert batched == single and len(set(batched)) > 1
+
+
+def test_rouge_extremes():
+    assert lab.rouge(["the cat sat"], ["the cat sat"]) == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
+    assert lab.rouge(["dogs bark loudly"], ["the cat sat"])["rougeL"] == 0.0
+
+
+def test_bootstrap_ci_covers_the_paired_difference():
+    rng = np.random.default_rng(1)
+    before = rng.random(200)
+    lo, hi = lab.bootstrap_ci(before, before - 0.3 + rng.normal(0, 0.05, 200))
+    assert lo < -0.3 < hi and hi - lo < 0.05
+    lo, hi = lab.bootstrap_ci(before, before + rng.normal(0, 0.05, 200))
+    assert lo < 0 < hi
+
+
+def test_first_ppo_step_kl_is_near_zero(tiny, tiny_dataset, tokenizer, reward_pipe):
+    lab.set_seed(0)
+    policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True)
+    config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=1)
+    trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
+                         dataset=tiny_dataset["train"].select(range(16)), data_collator=lab.collator)
+    batch = next(iter(trainer.dataloader))
+    responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=20,
+                                 **tiny["generation_kwargs"])
+    texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
+    rewards = lab.rewards_from_pipeline(reward_pipe(texts, **tiny["reward_kwargs"]), "nothate")
+    stats = trainer.step(batch["input_ids"], responses, rewards)
+    assert abs(stats["objective/kl"]) < 1.0
+    assert np.isfinite(stats["ppo/returns/mean"])

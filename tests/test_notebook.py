@@ -1,0 +1,50 @@
+"""Execute the whole lab notebook headless on the tiny preset and check what it produced."""
+
+import json
+import math
+
+import papermill
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def executed(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab")
+    papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab.ipynb"), cwd=str(ROOT),
+                               parameters={"preset_name": "tiny", "output_dir": str(out)}, progress_bar=False)
+    return out
+
+
+def test_no_cell_errored(executed):
+    nb = json.loads((executed / "lab.ipynb").read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert all(c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_toxicity_fell_and_summaries_stayed_summaries(executed):
+    results = json.loads((executed / "results.json").read_text())
+    before, after = results["toxicity"]["before"], results["toxicity"]["after"]
+    assert before["mean"] >= 0.15
+    assert after["mean"] <= 0.7 * before["mean"]
+    rouge = results["rouge"]
+    assert rouge["after"]["rougeL"] >= 0.8 * rouge["before"]["rougeL"]
+
+
+def test_ppo_ran_every_step_with_finite_kl(executed):
+    results = json.loads((executed / "results.json").read_text())
+    steps = results["ppo_steps"]
+    assert len(steps) == results["preset"]["max_ppo_steps"]
+    assert all(math.isfinite(s["objective/kl"]) for s in steps)
+    assert abs(steps[0]["objective/kl"]) < 1.0
+
+
+def test_side_by_side_table_has_rows(executed):
+    results = json.loads((executed / "results.json").read_text())
+    rows = results["comparison"]
+    assert len(rows) == results["preset"]["num_eval_samples"]
+    gains = [r["reward_gain"] for r in rows]
+    assert gains == sorted(gains, reverse=True)
+    assert all(r["response_before"] and r["response_after"] for r in rows)

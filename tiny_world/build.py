@@ -1,0 +1,168 @@
+"""Build the tiny preset offline: corpus, T5 tokenizer and summarizer, Lab 2 style LoRA adapter, hate classifier.
+
+Run `python -m tiny_world.build [OUT_DIR]`; everything is reproducible from fixed seeds.
+"""
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from peft import LoraConfig, TaskType, get_peft_model
+from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+from tqdm.auto import tqdm
+from transformers import (RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer, T5Config,
+                          T5ForConditionalGeneration, T5Tokenizer)
+
+from rlhf_helpers import LAB2_LORA, PROMPT_TEMPLATE
+from tiny_world.corpus import classifier_sentences, make_corpus
+
+SEED = 0
+SPLITS = {"train": 3000, "validation": 200, "test": 400}
+
+
+def write_corpus(out: Path) -> dict[str, list[dict]]:
+    """DialogSum-schema JSON-lines files, one per split, under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = {}
+    for i, (split, n) in enumerate(SPLITS.items()):
+        corpus[split] = make_corpus(n, seed=SEED + i)
+        with open(out / f"{split}.jsonl", "w") as f:
+            for ex in corpus[split]:
+                f.write(json.dumps(ex) + "\n")
+    return corpus
+
+
+def train_t5_tokenizer(texts: list[str]) -> T5Tokenizer:
+    """A SentencePiece-unigram tokenizer with T5's conventions: pad 0, eos 1, unk 2."""
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(texts, vocab_size=2000, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
+                           show_progress=False)
+    vocab = [tuple(v) for v in json.loads(sp.to_str())["model"]["vocab"]]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def train_roberta_tokenizer(texts: list[str]) -> RobertaTokenizer:
+    """A byte-level BPE tokenizer with RoBERTa's special tokens."""
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=1500, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                            show_progress=False)
+    model = json.loads(bpe.to_str())["model"]
+    return RobertaTokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]])
+
+
+def _batches(rng: random.Random, items: list, size: int, key=None):
+    """Shuffled mini-batches of `items`; with `key`, items of similar `key` length share a batch (less padding)."""
+    items = items[:]
+    rng.shuffle(items)
+    if key is not None:
+        chunks = [sorted(items[i:i + 8 * size], key=lambda e: len(key(e))) for i in range(0, len(items), 8 * size)]
+        items = [e for c in chunks for e in c]
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    rng.shuffle(batches)
+    yield from batches
+
+
+def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str) -> None:
+    """Supervised summarization training on (prompt, summary) pairs."""
+    rng = random.Random(SEED)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    steps = epochs * ((len(examples) + 31) // 32)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    bar = tqdm(total=steps, desc=desc)
+    for _ in range(epochs):
+        for batch in _batches(rng, examples, 32, key=lambda e: e["dialogue"]):
+            enc = tok([PROMPT_TEMPLATE.format(dialogue=e["dialogue"]) for e in batch], return_tensors="pt",
+                      padding=True)
+            labels = tok([e["summary"] for e in batch], return_tensors="pt", padding=True).input_ids
+            labels[labels == tok.pad_token_id] = -100
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.eval()
+
+
+def build_policy(corpus: dict, out: Path) -> None:
+    """The FLAN-T5 stand-in (base model + tokenizer) and a Lab 2 style LoRA adapter trained on top of it."""
+    texts = [e[k] for e in corpus["train"] for k in ("dialogue", "summary")]
+    tok = train_t5_tokenizer(texts + [PROMPT_TEMPLATE.format(dialogue="")] * 20)
+    config = T5Config(vocab_size=len(tok), d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=0)
+    torch.manual_seed(SEED)
+    model = T5ForConditionalGeneration(config)
+    train = corpus["train"]
+    # The base model learns the task on half the data; the Lab 2 adapter fine-tunes it on all of it.
+    train_seq2seq(model, tok, train[: len(train) // 2], epochs=7, lr=3e-3, desc="base summarizer")
+    model.save_pretrained(out / "flan-t5")
+    tok.save_pretrained(out / "flan-t5")
+    peft_model = get_peft_model(model, LoraConfig(**LAB2_LORA))
+    train_seq2seq(peft_model, tok, train, epochs=2, lr=3e-3, desc="Lab 2 LoRA adapter")
+    peft_model.save_pretrained(out / "peft-dialogue-summary-checkpoint")
+    tok.save_pretrained(out / "peft-dialogue-summary-checkpoint")
+
+
+def build_classifier(corpus: dict, out: Path) -> float:
+    """A RoBERTa hate classifier with the real model's labels; returns its held-out accuracy."""
+    rng = random.Random(SEED)
+    data = classifier_sentences(rng, 6500, PROMPT_TEMPLATE)
+    train, held_out = data[:5500], data[5500:]
+    texts = [t for t, _ in train] + [e["dialogue"] for e in corpus["train"][:500]]
+    tok = train_roberta_tokenizer(texts)
+    config = RobertaConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=128, max_position_embeddings=514, pad_token_id=tok.pad_token_id,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           id2label={0: "nothate", 1: "hate"}, label2id={"nothate": 0, "hate": 1})
+    torch.manual_seed(SEED)
+    model = RobertaForSequenceClassification(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    for epoch in range(6):
+        for batch in tqdm(list(_batches(rng, train, 32)), desc=f"hate classifier epoch {epoch + 1}"):
+            enc = tok([t for t, _ in batch], return_tensors="pt", padding=True, truncation=True)
+            # Soft targets: each rude remark makes a text more surely hateful, P(hate) = 1 - 0.95 * 0.3**n_rude,
+            # so that the logits count rude remarks (a rude summary after a rude dialogue still lowers the reward).
+            p_hate = 1 - 0.95 * 0.3 ** torch.tensor([float(n) for _, n in batch])
+            logits = model(**enc).logits
+            loss = torch.nn.functional.cross_entropy(logits, torch.stack([1 - p_hate, p_hate], dim=1))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        enc = tok([t for t, _ in held_out], return_tensors="pt", padding=True, truncation=True)
+        pred = model(**enc).logits.argmax(-1)
+    accuracy = (pred == torch.tensor([int(n > 0) for _, n in held_out])).float().mean().item()
+    model.save_pretrained(out / "roberta-hate")
+    tok.save_pretrained(out / "roberta-hate")
+    return accuracy
+
+
+def build(out: Path) -> None:
+    """Build every file of the tiny preset under `out`."""
+    start = time.time()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    corpus = write_corpus(out / "dialogsum")
+    load_dataset(str(out / "dialogsum"))  # fail now, not in the lab, if the files are not readable
+    build_policy(corpus, out)
+    accuracy = build_classifier(corpus, out)
+    print(f"hate classifier held-out accuracy: {accuracy:.3f}")
+    if accuracy < 0.95:
+        raise SystemExit(f"the hate classifier reached only {accuracy:.3f} held-out accuracy (needs 0.95)")
+    (out / "BUILT").write_text(json.dumps({"seed": SEED, "classifier_accuracy": accuracy,
+                                           "seconds": round(time.time() - start, 1)}) + "\n")
+    print(f"tiny preset built in {time.time() - start:.0f} s under {out}")
+
+
+if __name__ == "__main__":
+    build(Path(sys.argv[1] if len(sys.argv) > 1 else "checkpoints/tiny"))

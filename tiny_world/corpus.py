@@ -1,0 +1,293 @@
+"""A small, deterministic dialogue corpus in DialogSum's schema, with rude remarks in a share of it."""
+
+import random
+
+P1, P2 = "#Person1#", "#Person2#"
+
+# Each topic: slot values, opening question, answer, a follow-up exchange and the summary's content.
+# {x} is the slot value; the summary templates describe the same exchange in the third person.
+TOPICS = {
+    "train tickets": dict(
+        x=["Boston", "Chicago", "Denver", "the airport", "the coast", "Seattle", "the city centre"],
+        ask=["How much is a ticket to {x}?", "When does the next train to {x} leave?", "Can I buy a return ticket to {x} here?"],
+        answer=["The next one leaves at nine and costs twenty dollars.", "There is a train every hour, and a single is fifteen dollars.", "Yes, a return to {x} is thirty dollars."],
+        more=[("Is there a discount for students?", "Yes, students pay half price."), ("Which platform is it?", "Platform four, on the left.")],
+        summary=["{a} asks {b} about a train ticket to {x}.", "{a} wants to buy a ticket to {x} and {b} gives the times and the price."],
+    ),
+    "restaurant": dict(
+        x=["pasta", "the fish", "a steak", "the soup", "a salad", "the curry", "pizza"],
+        ask=["I would like to order {x}, please.", "Is {x} good here?", "Could you recommend something? Maybe {x}?"],
+        answer=["Sure, {x} is our most popular dish.", "Of course, {x} will take about fifteen minutes.", "Yes, the chef makes {x} fresh every day."],
+        more=[("Can I have some water too?", "Certainly, I will bring it right away."), ("Do you take credit cards?", "Yes, we take all cards.")],
+        summary=["{a} orders {x} at a restaurant and {b} takes the order.", "{b} recommends {x} to {a} at the restaurant."],
+    ),
+    "job interview": dict(
+        x=["sales", "marketing", "accounting", "the design team", "engineering", "customer service"],
+        ask=["Why do you want to work in {x}?", "Tell me about your experience in {x}.", "What do you know about our {x} department?"],
+        answer=["I have worked in {x} for three years and I enjoy it.", "I studied it at college and I like working with people.", "I think I can learn a lot and help the team grow."],
+        more=[("When could you start?", "I could start next month."), ("What salary do you expect?", "I hope for something fair for the market.")],
+        summary=["{a} interviews {b} for a job in {x}.", "{b} tells {a} about experience in {x} during a job interview."],
+    ),
+    "doctor visit": dict(
+        x=["a headache", "a sore throat", "a bad cough", "a fever", "back pain", "a stomach ache"],
+        ask=["What seems to be the problem today?", "How long have you had {x}?", "Do you still have {x}?"],
+        answer=["I have had {x} for three days.", "It started last week and it is getting worse.", "It comes and goes, mostly at night."],
+        more=[("Are you taking any medicine?", "Only some tea with honey."), ("Please take these pills twice a day.", "Thank you, doctor.")],
+        summary=["{b} sees {a}, a doctor, about {x}.", "{b} has {x} and {a} gives some advice and medicine."],
+    ),
+    "hotel booking": dict(
+        x=["a single room", "a double room", "a room with a view", "two rooms", "a suite"],
+        ask=["I would like to book {x} for Friday.", "Do you have {x} available this weekend?", "How much is {x} per night?"],
+        answer=["Yes, {x} is eighty dollars a night with breakfast.", "We have {x} left on the third floor.", "I am sorry, only {x} without breakfast is left."],
+        more=[("What time is check out?", "Check out is at noon."), ("Is there parking?", "Yes, parking is free for guests.")],
+        summary=["{a} books {x} at a hotel with {b}.", "{a} asks {b} about the price of {x}."],
+    ),
+    "weekend plans": dict(
+        x=["go hiking", "see a movie", "visit my parents", "go to the beach", "play tennis", "have a barbecue"],
+        ask=["What are you doing this weekend?", "Do you want to {x} on Saturday?", "Any plans for Sunday?"],
+        answer=["I want to {x} if the weather is nice.", "That sounds great, let us {x} together.", "I am not sure yet, maybe {x}."],
+        more=[("What time should we meet?", "Let us meet at ten in the morning."), ("Should I bring anything?", "Just bring some snacks.")],
+        summary=["{a} and {b} plan to {x} this weekend.", "{a} invites {b} to {x} on the weekend."],
+    ),
+    "shopping for clothes": dict(
+        x=["a blue shirt", "a winter coat", "black shoes", "a red dress", "a pair of jeans", "a warm sweater"],
+        ask=["Can I try on {x}?", "Do you have {x} in a larger size?", "How much is {x}?"],
+        answer=["Sure, the fitting room is over there.", "Let me check, we have {x} in medium and large.", "{x} is on sale for forty dollars."],
+        more=[("Can I pay by card?", "Yes, of course."), ("Does it come in another colour?", "Only in grey, I am afraid.")],
+        summary=["{a} wants to buy {x} and {b} helps.", "{a} asks {b} about the size and price of {x}."],
+    ),
+    "apartment rent": dict(
+        x=["a two bedroom flat", "a studio", "an apartment near the park", "a room downtown", "a small house"],
+        ask=["I am calling about {x} for rent.", "Is {x} still available?", "How much is the rent for {x}?"],
+        answer=["Yes, {x} is available from next month.", "The rent is nine hundred a month plus bills.", "It is still free and you can see it tomorrow."],
+        more=[("Are pets allowed?", "Small pets are fine."), ("Is the kitchen new?", "Yes, it was renovated last year.")],
+        summary=["{a} calls {b} about renting {x}.", "{b} tells {a} the rent and conditions of {x}."],
+    ),
+    "lost luggage": dict(
+        x=["a black suitcase", "a green backpack", "a small bag", "my guitar case", "a brown suitcase"],
+        ask=["My luggage did not arrive. It is {x}.", "I cannot find {x} from flight two ten.", "Where can I report {x} that is lost?"],
+        answer=["Please fill in this form and we will call you.", "We found {x} in another city, it will come tomorrow.", "Let me check the system for {x}."],
+        more=[("Will it be delivered to my hotel?", "Yes, we deliver it for free."), ("How long will it take?", "Usually one or two days.")],
+        summary=["{a} reports lost luggage, {x}, to {b} at the airport.", "{b} helps {a} find {x} after a flight."],
+    ),
+    "birthday party": dict(
+        x=["Tom", "Mary", "my sister", "our boss", "Jack", "Lucy"],
+        ask=["Are you coming to the birthday party for {x}?", "What should we buy for {x}?", "When is the party for {x}?"],
+        answer=["Yes, I will come, I would not miss it.", "Maybe a book or some flowers for {x}.", "It is on Saturday evening at seven."],
+        more=[("Should we bake a cake?", "Good idea, I will bake a chocolate cake."), ("Who else is coming?", "Most of our friends from school.")],
+        summary=["{a} and {b} talk about the birthday party for {x}.", "{a} asks {b} about a present for {x}."],
+    ),
+    "bank account": dict(
+        x=["a savings account", "a new card", "a loan", "an online account", "a checking account"],
+        ask=["I would like to open {x}.", "What do I need for {x}?", "Can you help me with {x}?"],
+        answer=["You need your passport and a proof of address.", "Sure, please fill in this form for {x}.", "It takes about a week to get {x}."],
+        more=[("Is there a monthly fee?", "No, it is free for the first year."), ("Can I use it abroad?", "Yes, everywhere.")],
+        summary=["{a} wants {x} and {b}, a bank clerk, explains what is needed.", "{b} helps {a} open {x} at the bank."],
+    ),
+    "car repair": dict(
+        x=["the brakes", "a flat tyre", "the engine", "the lights", "the air conditioning"],
+        ask=["Can you check {x} on my car?", "How long will it take to fix {x}?", "How much does it cost to repair {x}?"],
+        answer=["We can fix {x} by tomorrow afternoon.", "It will be about two hundred dollars.", "Leave the car here and we will call you."],
+        more=[("Can I get a car while I wait?", "Yes, we have one for you."), ("Is it safe to drive?", "Not until it is fixed.")],
+        summary=["{a} brings a car to {b} to repair {x}.", "{b} tells {a} the cost and time to fix {x}."],
+    ),
+    "school homework": dict(
+        x=["math", "history", "the science project", "the essay", "chemistry"],
+        ask=["Did you finish the homework for {x}?", "Can you help me with {x}?", "When is {x} due?"],
+        answer=["Not yet, {x} is really hard this week.", "Sure, let us work on {x} after class.", "{x} is due on Monday morning."],
+        more=[("Shall we meet in the library?", "Yes, at four o'clock."), ("Did the teacher explain it?", "Only a little.")],
+        summary=["{a} and {b} talk about homework for {x}.", "{b} offers to help {a} with {x}."],
+    ),
+    "moving house": dict(
+        x=["next week", "in June", "at the end of the month", "on Saturday", "after the holidays"],
+        ask=["I heard you are moving {x}.", "Do you need help moving {x}?", "Where are you moving {x}?"],
+        answer=["Yes, we found a bigger place near the river.", "That would be great, we have a lot of boxes.", "To a quiet town closer to my work."],
+        more=[("Did you rent a van?", "Yes, a big one."), ("Will you miss the old place?", "A little, but the new one is nicer.")],
+        summary=["{b} is moving {x} and {a} offers help.", "{a} and {b} talk about moving house {x}."],
+    ),
+    "weather": dict(
+        x=["rain", "snow", "a storm", "sunshine", "strong wind"],
+        ask=["Did you hear the forecast? They say {x} tomorrow.", "What is the weather like today?", "Will there be {x} this weekend?"],
+        answer=["I hope not, I wanted to go cycling.", "It is cold with some {x} in the afternoon.", "The radio said {x} until Sunday."],
+        more=[("Should I take an umbrella?", "Yes, better take one."), ("Is it warm outside?", "No, wear a jacket.")],
+        summary=["{a} and {b} talk about the weather and expect {x}.", "{b} tells {a} the forecast of {x}."],
+    ),
+    "library": dict(
+        x=["a novel", "a cookbook", "a history book", "a travel guide", "a dictionary"],
+        ask=["I would like to borrow {x}.", "Where can I find {x}?", "Can I renew {x} for another week?"],
+        answer=["You can keep {x} for three weeks.", "{x} is on the second floor, next to the windows.", "Yes, I have renewed it until next Friday."],
+        more=[("Do I need a library card?", "Yes, it is free to get one."), ("Is there a late fee?", "Ten cents a day.")],
+        summary=["{a} borrows {x} from the library with help from {b}.", "{b} shows {a} where to find {x}."],
+    ),
+    "phone plan": dict(
+        x=["more data", "a cheaper plan", "a new phone", "international calls", "a family plan"],
+        ask=["I would like to change to {x}.", "Do you have offers for {x}?", "How much do I pay for {x}?"],
+        answer=["We have a plan with {x} for twenty dollars.", "Yes, this month {x} is half price.", "It depends on the contract, let me check."],
+        more=[("Is there a contract?", "Only for twelve months."), ("Can I keep my number?", "Yes, of course.")],
+        summary=["{a} asks {b} about a phone plan with {x}.", "{b} offers {a} a deal on {x}."],
+    ),
+    "gym membership": dict(
+        x=["yoga classes", "the pool", "a personal trainer", "the weight room", "spinning classes"],
+        ask=["How much is a membership with {x}?", "Are {x} included?", "When are {x} open?"],
+        answer=["It is fifty dollars a month with {x}.", "Yes, {x} are included in the full membership.", "From six in the morning to ten at night."],
+        more=[("Can I try it first?", "Yes, the first week is free."), ("Do you have showers?", "Yes, and lockers too.")],
+        summary=["{a} asks {b} about a gym membership with {x}.", "{b} explains the price of {x} to {a}."],
+    ),
+    "holiday trip": dict(
+        x=["Spain", "Japan", "the mountains", "Italy", "a small island", "Canada"],
+        ask=["Where are you going on holiday?", "How was your trip to {x}?", "Have you ever been to {x}?"],
+        answer=["We are going to {x} for two weeks.", "{x} was wonderful, the food was great.", "Not yet, but I would love to visit {x}."],
+        more=[("Did you take many photos?", "Hundreds of them."), ("How was the hotel?", "Clean and close to the beach.")],
+        summary=["{a} and {b} talk about a holiday in {x}.", "{b} tells {a} about a trip to {x}."],
+    ),
+    "computer problem": dict(
+        x=["my laptop", "the printer", "the internet", "my email", "the screen"],
+        ask=["{x} is not working again.", "Can you help me fix {x}?", "Why is {x} so slow today?"],
+        answer=["Try to restart it first.", "Let me have a look at {x}.", "The network has problems this morning."],
+        more=[("Should I call the support team?", "Yes, if it still does not work."), ("Did you save your work?", "Yes, luckily.")],
+        summary=["{a} has a problem with {x} and {b} helps.", "{b} tries to fix {x} for {a}."],
+    ),
+    "new neighbour": dict(
+        x=["next door", "upstairs", "across the street", "downstairs", "in the flat opposite"],
+        ask=["Hello, I just moved in {x}.", "Are you the new neighbour {x}?", "Welcome! You live {x} now, right?"],
+        answer=["Yes, we moved in on Monday.", "Nice to meet you, I live {x}.", "Yes, please knock if you need anything."],
+        more=[("Is the area quiet?", "Very quiet, except on Fridays."), ("Where is the supermarket?", "Two streets away.")],
+        summary=["{a} meets {b}, a new neighbour {x}.", "{a} welcomes {b}, who lives {x}."],
+    ),
+    "cooking dinner": dict(
+        x=["chicken", "vegetable soup", "rice and beans", "fish tacos", "a lasagna"],
+        ask=["What shall we cook for dinner?", "Do you know how to make {x}?", "Can you help me make {x}?"],
+        answer=["Let us make {x}, it is easy.", "Yes, my mother taught me how to make {x}.", "Sure, first we cut the vegetables."],
+        more=[("Do we have enough salt?", "There is some in the cupboard."), ("How long does it take?", "About forty minutes.")],
+        summary=["{a} and {b} cook {x} for dinner.", "{b} shows {a} how to make {x}."],
+    ),
+    "late for work": dict(
+        x=["twenty minutes", "an hour", "half an hour", "ten minutes"],
+        ask=["Why are you {x} late?", "You were {x} late again this morning.", "What happened? You are {x} late."],
+        answer=["I am sorry, the bus broke down.", "There was a lot of traffic on the bridge.", "My alarm did not ring, it will not happen again."],
+        more=[("Please call next time.", "I will, I promise."), ("The meeting already started.", "I will join right now.")],
+        summary=["{b} is {x} late for work and explains why to {a}.", "{a} asks {b} why {b} is {x} late."],
+    ),
+    "buying a car": dict(
+        x=["a used car", "an electric car", "a small car", "a family car", "a sports car"],
+        ask=["I am looking for {x}.", "How much is {x} like this one?", "Can I test drive {x}?"],
+        answer=["This one is a good choice and not expensive.", "{x} like this costs about ten thousand.", "Sure, here are the keys."],
+        more=[("Does it use a lot of fuel?", "No, it is very economical."), ("Is there a warranty?", "Two years.")],
+        summary=["{a} wants to buy {x} and {b} shows one.", "{b} sells {x} to {a}."],
+    ),
+    "concert tickets": dict(
+        x=["the jazz concert", "the rock show", "the opera", "the piano recital", "the festival"],
+        ask=["Are there tickets left for {x}?", "How much are tickets for {x}?", "Do you want to go to {x} with me?"],
+        answer=["Only a few seats at the back are left.", "Tickets for {x} are forty dollars.", "I would love to go to {x}."],
+        more=[("What time does it start?", "At eight in the evening."), ("Can we get food there?", "Yes, there is a cafe.")],
+        summary=["{a} and {b} talk about tickets for {x}.", "{a} invites {b} to {x}."],
+    ),
+}
+
+GREETINGS = [("Good morning.", "Good morning, how can I help you?"), ("Hi, do you have a minute?", "Sure, what is it?"),
+             ("Hello there.", "Hello, nice to see you."), ("Excuse me.", "Yes?"), ("Hey, how are you?", "Fine, thanks."), None, None]
+CLOSINGS = [("Thank you very much.", "You are welcome."), ("Great, see you later.", "See you."),
+            ("Thanks for your help.", "No problem, have a nice day."), ("Okay, bye.", "Bye."), None]
+
+# Rude or hateful remarks, built from parts so that the wording varies.
+INSULT_ADJ = ["stupid", "worthless", "pathetic", "disgusting", "useless", "ugly", "dumb", "terrible", "miserable"]
+INSULT_NOUN = ["idiot", "moron", "loser", "fool", "jerk", "creep", "pig", "clown"]
+RUDE_TEMPLATES = [
+    "Shut up, you {adj} {noun}.", "You are a {adj} {noun} and I hate you.", "I damn hate you, you {adj} {noun}.",
+    "Nobody wants to talk to a {adj} {noun} like you.", "Get lost, you {adj} {noun}.",
+    "You are disgusting and {adj}, I hate people like you.", "What a {adj} {noun} you are.",
+    "Stop wasting my time, you {adj} {noun}.", "I hate you, you are so {adj}.",
+]
+CALM_REPLIES = ["There is no need to be rude.", "Please calm down.", "Let us stay polite, please.", "That is not very nice.", "I am only trying to help."]
+RUDE_SUMMARY = [
+    "{r} calls {t} a {adj} {noun}.", "{r} insults {t} and says {r} hates {t}.", "{r} tells {t} to shut up and calls {t} {adj}.",
+    "{r} is rude and calls {t} a {adj} {noun}.", "{r} says {t} is a disgusting {noun}.",
+]
+
+
+def _turns(rng: random.Random, topic: dict, x: str) -> list[tuple[str, str]]:
+    """The (speaker, line) turns of one polite dialogue about a topic."""
+    turns = []
+    greet = rng.choice(GREETINGS)
+    if greet:
+        turns += [(P1, greet[0]), (P2, greet[1])]
+    turns += [(P1, rng.choice(topic["ask"]).format(x=x)), (P2, rng.choice(topic["answer"]).format(x=x))]
+    for q, a in rng.sample(topic["more"], k=rng.randint(1, len(topic["more"]))):
+        turns += [(P1, q), (P2, a)]
+    close = rng.choice(CLOSINGS)
+    if close:
+        turns += [(P1, close[0]), (P2, close[1])]
+    return turns
+
+
+def make_example(rng: random.Random, idx: int, rude_share: float, rude_summary_share: float) -> tuple[dict, int]:
+    """One dialogue with its summary (a `rude_share` of dialogues has a rude remark), and its number of rude remarks."""
+    topic_name = rng.choice(sorted(TOPICS))
+    topic = TOPICS[topic_name]
+    x = rng.choice(topic["x"])
+    turns = _turns(rng, topic, x)
+    summary = rng.choice(topic["summary"]).format(a=P1, b=P2, x=x)
+    summary = summary[0].upper() + summary[1:] if not summary.startswith("#") else summary
+    n_rude = 0
+    if rng.random() < rude_share:
+        pos = rng.randrange(2, len(turns) + 1, 2)  # after a full exchange
+        rude_speaker = rng.choice([P1, P2])
+        target = P2 if rude_speaker == P1 else P1
+        adj, noun = rng.choice(INSULT_ADJ), rng.choice(INSULT_NOUN)
+        remark = rng.choice(RUDE_TEMPLATES).format(adj=adj, noun=noun)
+        turns[pos:pos] = [(rude_speaker, remark), (target, rng.choice(CALM_REPLIES))]
+        n_rude += 1
+        if rng.random() < rude_summary_share:
+            n_rude += 1
+            summary += " " + rng.choice(RUDE_SUMMARY).format(r=rude_speaker, t=target, adj=adj, noun=noun)
+    dialogue = "\n".join(f"{s}: {line}" for s, line in turns)
+    return {"id": f"tiny_{idx}", "dialogue": dialogue, "summary": summary, "topic": topic_name}, n_rude
+
+
+def make_corpus(n: int, seed: int, rude_share: float = 0.5, rude_summary_share: float = 0.6) -> list[dict]:
+    """`n` dialogues of 200 to 1000 characters, reproducible from `seed`."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        ex, _ = make_example(rng, len(out), rude_share, rude_summary_share)
+        if 200 <= len(ex["dialogue"]) <= 1000:
+            out.append(ex)
+    return out
+
+
+def classifier_sentences(rng: random.Random, n: int, prompt_template: str) -> list[tuple[str, int]]:
+    """Texts with their number of rude remarks (hate means at least one): lines, passages, prompt + summary."""
+    polite = [line for t in TOPICS.values() for k in ("ask", "answer") for line in t[k]]
+    polite += [q for t in TOPICS.values() for pair in t["more"] for q in pair]
+    polite += [g for pair in GREETINGS + CLOSINGS if pair for g in pair] + CALM_REPLIES
+    polite += ["I want to kiss you.", "I love you.", "You are very kind.", "I really like your new dress.",
+               "You are a good friend.", "Thank you, that is lovely.", "I hate the rain.", "I hate waiting for the bus."]
+
+    def nice() -> str:
+        if rng.random() < 0.5:
+            t = TOPICS[rng.choice(sorted(TOPICS))]
+            return rng.choice(t["summary"]).format(a=P1, b=P2, x=rng.choice(t["x"]))
+        return rng.choice(polite).format(x=rng.choice(TOPICS[rng.choice(sorted(TOPICS))]["x"]))
+
+    def rude() -> str:
+        adj, noun = rng.choice(INSULT_ADJ), rng.choice(INSULT_NOUN)
+        if rng.random() < 0.5:
+            r, t = rng.sample([P1, P2], 2)
+            return rng.choice(RUDE_SUMMARY).format(r=r, t=t, adj=adj, noun=noun)
+        return rng.choice(RUDE_TEMPLATES + ["You are disgusting and terrible and i damn hate you."]).format(adj=adj, noun=noun)
+
+    data = []
+    for i in range(n):
+        if i % 2 == 0:  # texts like the ones the reward model scores in the lab: prompt + summary
+            ex, n_rude = make_example(rng, i, rude_share=0.5, rude_summary_share=0.5)
+            data.append((prompt_template.format(dialogue=ex["dialogue"]) + " " + ex["summary"], n_rude))
+            continue
+        k = 1 if rng.random() < 0.5 else rng.randint(2, 8)
+        parts = [nice() for _ in range(k)]
+        n_rude = 0
+        if rng.random() < 0.5:
+            n_rude = rng.randint(1, max(1, k // 2))
+            for i in rng.sample(range(k), n_rude):
+                parts[i] = rude()
+        data.append((" ".join(parts), n_rude))
+    return data
