@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import DatasetDict, load_dataset
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
@@ -52,11 +54,44 @@ PRESETS = {
 }
 
 
+class LabSetupError(RuntimeError):
+    """A problem with the lab's set-up, shown in a notebook as its one-sentence message, without a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 def get_preset(name: str) -> dict:
     """The settings of the preset called `name` (a copy, safe to change)."""
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(sorted(PRESETS))}.")
+        raise LabSetupError(f"Unknown preset {name!r}: choose one of {', '.join(sorted(PRESETS))}.")
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face Hub answers within `timeout` seconds."""
+    from urllib.request import urlopen
+    try:
+        urlopen(hf_constants.ENDPOINT, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_sources(cfg: dict) -> None:
+    """Fail fast, in one sentence, when a model or data set of `cfg` is neither local, cached nor downloadable."""
+    hub_ids = [cfg[k] for k in ("model_name", "toxicity_model_name") if not Path(cfg[k]).is_dir()]
+    missing = [repo for repo in hub_ids if not isinstance(try_to_load_from_cache(repo, "config.json"), str)]
+    if not Path(cfg["dataset_name"]).is_dir() and not hf_constants.HF_HUB_OFFLINE:
+        missing.append(cfg["dataset_name"])
+    if not missing:
+        return
+    why = "HF_HUB_OFFLINE is set" if hf_constants.HF_HUB_OFFLINE else None
+    if why is None and not _hub_reachable():
+        why = f"the Hugging Face Hub ({hf_constants.ENDPOINT}) is unreachable"
+    if why:
+        raise LabSetupError(f"{', '.join(missing)} cannot be loaded: {why} and they are not in the Hugging Face cache; "
+                            "run the tiny preset (`make lab`), or fill the cache on a machine that reaches the Hub.")
 
 
 def set_seed(seed: int) -> None:
@@ -215,13 +250,20 @@ def preset_from_env(default: str = "tiny") -> str:
     return os.environ.get("LAB3_PRESET", default)
 
 
+def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], rewards: list[torch.Tensor]) -> dict:
+    """What the lab keeps of one PPO step: the lecture's statistics, the rewards used and the classifier's scores."""
+    keys = ("objective/kl", "ppo/returns/mean", "ppo/policy/advantages_mean", "ppo/mean_scores")
+    return {"step": step, "reward_mean": float(torch.stack(rewards).mean()), **{k: float(stats[k]) for k in keys},
+            "rewards": [float(r) for r in rewards], "pipeline_scores": pipeline_scores}
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries the lab depends on."""
     import datasets, evaluate, peft, transformers, trl  # noqa: E401
     return {m.__name__: m.__version__ for m in (torch, transformers, trl, peft, datasets, evaluate, np, pd)}
 
 
-def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, ppo_history: pd.DataFrame,
+def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, ppo_history: list[dict],
                    summaries_before: pd.DataFrame, summaries_after: pd.DataFrame,
                    toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
                    comparison: pd.DataFrame, timings: dict) -> dict:
@@ -234,7 +276,7 @@ def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: 
         "preset_name": preset_name, "preset": cfg, "seed": cfg["seed"],
         "reward": {"label": reward_label, "mode": reward_mode},
         "versions": library_versions(),
-        "ppo_steps": ppo_history.to_dict(orient="records"),
+        "ppo_steps": ppo_history,
         "toxicity": {"before": stats(summaries_before), "after": stats(summaries_after),
                      "change_ci95": list(toxicity_change_ci)},
         "rouge": {"before": rouge_before, "after": rouge_after},

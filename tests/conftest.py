@@ -43,3 +43,19 @@ def toxicity_evaluator(tiny):
 def reward_pipe(tiny):
     from transformers import pipeline
     return pipeline("sentiment-analysis", model=tiny["toxicity_model_name"])
+
+
+def run_lab(out: Path, **parameters) -> Path:
+    """Execute the lab notebook headless into `out` (with results.json beside it); returns the executed notebook."""
+    import papermill
+    out.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab.ipynb"), cwd=str(ROOT),
+                               parameters={"preset_name": "tiny", "output_dir": str(out), **parameters},
+                               progress_bar=False)
+    return out / "lab.ipynb"
+
+
+@pytest.fixture(scope="session")
+def executed(tiny, tmp_path_factory) -> Path:
+    """The folder of one correct run of the whole lab on the tiny preset."""
+    return run_lab(tmp_path_factory.mktemp("lab")).parent

@@ -14,7 +14,7 @@ HATEFUL = "You are disgusting and terrible and i damn hate you."
 
 
 def test_unknown_preset_is_one_clear_sentence():
-    with pytest.raises(ValueError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
+    with pytest.raises(lab.LabSetupError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
         lab.get_preset("huge")
 
 

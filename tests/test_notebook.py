@@ -3,19 +3,6 @@
 import json
 import math
 
-import papermill
-import pytest
-
-from conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def executed(tiny, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab")
-    papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab.ipynb"), cwd=str(ROOT),
-                               parameters={"preset_name": "tiny", "output_dir": str(out)}, progress_bar=False)
-    return out
-
 
 def test_no_cell_errored(executed):
     nb = json.loads((executed / "lab.ipynb").read_text())

@@ -1,0 +1,150 @@
+"""One PPO iteration (rollout of a batch, reward scoring, PPOTrainer.step), the lecture's way and the project's way.
+
+Both ways run on the FLAN-T5-base architecture with random weights (LoRA r=32 on q and v, value head) and a
+RoBERTa-base-sized reward classifier with random weights; nothing is downloaded. Each way runs in its own process, so
+that one way's peak memory does not hide the other's; the inputs and seeds are the same.
+
+    python benchmarks/ppo_step.py [--new-tokens 32] [--repeats 3]
+
+The last line is `time_ratio=<project/lecture> memory_ratio=<project/lecture>`.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WAYS = ("lecture", "project")
+
+
+def build_models(work: Path) -> None:
+    """Random-weight FLAN-T5-base, a Lab 2 style adapter on it, and a RoBERTa-base classifier, under `work`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSeq2SeqLM
+
+    import rlhf_helpers as lab
+    from tiny_world.standins import save_flan_t5_base_architecture, save_roberta_base_classifier
+
+    if (work / "DONE").is_file():
+        return
+    save_flan_t5_base_architecture(work / "flan-t5-base")
+    model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base"), LoraConfig(**lab.LAB2_LORA))
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # a trained adapter is not zero
+            torch.nn.init.normal_(p, std=0.01)
+    model.save_pretrained(work / "lab2-adapter")
+    save_roberta_base_classifier(work / "roberta-base-hate")
+    (work / "DONE").write_text("ok\n")
+
+
+def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int) -> dict:
+    """Time `repeats` PPO iterations of one way after a warm-up; returns medians and peak memory."""
+    import torch
+    from transformers import AutoTokenizer, pipeline
+    from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer, create_reference_model
+
+    import rlhf_helpers as lab
+
+    tiny = lab.get_preset("tiny")
+    tokenizer = AutoTokenizer.from_pretrained(tiny["model_name"])  # only pads; prompts are random token ids
+    reward_tokenizer = AutoTokenizer.from_pretrained(tiny["toxicity_model_name"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(seed)
+    vocab = len(tokenizer)
+    prompts = [torch.randint(3, vocab, (int(n),)) for n in torch.randint(60, 251, (batch_size,))]
+    generation_kwargs = {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, "top_k": 0.0, "top_p": 1.0,
+                         "do_sample": True}
+    config = PPOConfig(learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=batch_size, seed=seed)
+
+    if way == "lecture":
+        from peft import PeftModel
+        from transformers import AutoModelForSeq2SeqLM
+        base = AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base", dtype=torch.float32)
+        peft_model = PeftModel.from_pretrained(base, work / "lab2-adapter", is_trainable=True)
+        ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
+        ref_model = create_reference_model(ppo_model)  # ignored by trl 0.11.4 for a PEFT policy, but it costs memory
+    else:
+        summarizer = lab.load_summarizer(str(work / "flan-t5-base"), str(work / "lab2-adapter"))
+        ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(lab.add_fresh_lora(summarizer),
+                                                                       is_trainable=True).to(device)
+        ref_model = None
+    trainer = PPOTrainer(config=config, model=ppo_model, ref_model=ref_model, tokenizer=tokenizer)
+    reward_pipe = pipeline("text-classification", model=str(work / "roberta-base-hate"), tokenizer=reward_tokenizer,
+                           device=device)
+    reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size}
+
+    def texts(responses: list) -> list[str]:
+        # The random model writes ids of a 32k vocabulary; fold them into the tokenizer's to get text of that length.
+        return [tokenizer.decode(p) + " " + tokenizer.decode(r % vocab, skip_special_tokens=True)
+                for p, r in zip(prompts, responses)]
+
+    def iteration() -> dict[str, float]:
+        t0 = time.perf_counter()
+        if way == "lecture":
+            responses = [trainer.generate(p, **generation_kwargs).squeeze()[-new_tokens:] for p in prompts]
+        else:
+            responses = trainer.generate(prompts, batch_size=batch_size, return_prompt=False, **generation_kwargs)
+        t1 = time.perf_counter()
+        if way == "lecture":
+            outputs = [reward_pipe(t, **reward_kwargs)[0] for t in texts(responses)]
+        else:
+            outputs = reward_pipe(texts(responses), **reward_kwargs)
+        rewards = lab.rewards_from_pipeline(outputs, "nothate")
+        t2 = time.perf_counter()
+        trainer.step(prompts, responses, rewards)
+        t3 = time.perf_counter()
+        return {"generation": t1 - t0, "reward": t2 - t1, "step": t3 - t2}
+
+    iteration()  # warm-up
+    runs = [iteration() for _ in range(repeats)]
+    split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    total = statistics.median(sum(r.values()) for r in runs)
+    if device == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"way": way, "seconds": total, **split, "samples_per_s": batch_size / total, "peak_mb": peak_mb,
+            "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=32, help="response length (min = max new tokens)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed iterations per way (median reported)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
+    parser.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.work, args.new_tokens, args.repeats, args.batch_size, args.seed)))
+        return
+    build_models(args.work)
+    rows = {}
+    for way in WAYS:
+        cmd = [sys.executable, __file__, "--worker", way, "--work", str(args.work), "--new-tokens",
+               str(args.new_tokens), "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
+               "--seed", str(args.seed)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows[way] = json.loads(out.strip().splitlines()[-1])
+    print(f"{'way':8} {'s/step':>7} {'generation':>10} {'reward':>7} {'step':>6} {'samples/s':>9} {'peak MB':>8}")
+    for way, r in rows.items():
+        print(f"{way:8} {r['seconds']:7.2f} {r['generation']:10.2f} {r['reward']:7.2f} {r['step']:6.2f} "
+              f"{r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
+    print(f"device: {rows['project']['device']}, memory: {rows['project']['memory']}, "
+          f"{args.batch_size} prompts of 60-250 tokens, {args.new_tokens} new tokens, median of {args.repeats}")
+    time_ratio = rows["project"]["seconds"] / rows["lecture"]["seconds"]
+    memory_ratio = rows["project"]["peak_mb"] / rows["lecture"]["peak_mb"]
+    print(f"time_ratio={time_ratio:.3f} memory_ratio={memory_ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
