@@ -3,6 +3,7 @@ PY ?= python3
 PRESET ?= tiny
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
+export TQDM_MININTERVAL ?= 5
 
 .PHONY: lab test setup tiny
 

@@ -1,7 +1,6 @@
 """Plumbing for Lab 3 (RLHF detoxification of FLAN-T5 summaries with PPO): presets, data, models, measurements."""
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -55,8 +54,8 @@ PRESETS = {
 }
 
 
-class LabSetupError(RuntimeError):
-    """A problem with the lab's set-up, shown in a notebook as its one-sentence message, without a traceback."""
+class LabSetupError(Exception):
+    """A problem with the lab's set-up or inputs, shown in a notebook as its one-sentence message, no traceback."""
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self}"]
@@ -108,7 +107,7 @@ def build_dataset(model_name: str, dataset_name: str, input_min_text_length: int
     dataset = load_dataset(dataset_name, split="train")
     dataset = dataset.filter(lambda x: input_min_text_length < len(x["dialogue"]) <= input_max_text_length)
     if len(dataset) == 0:
-        raise ValueError(f"No dialogue in {dataset_name} is longer than {input_min_text_length} and at most "
+        raise LabSetupError(f"No dialogue in {dataset_name} is longer than {input_min_text_length} and at most "
                          f"{input_max_text_length} characters: widen input_min_text_length/input_max_text_length.")
     tokenizer = AutoTokenizer.from_pretrained(model_name)
 
@@ -131,7 +130,7 @@ def load_summarizer(model_name: str, adapter_dir: str | None, missing_adapter: s
     if not Path(adapter_dir, "adapter_config.json").is_file():
         message = f"No Lab 2 adapter in {adapter_dir} (no adapter_config.json there)"
         if missing_adapter == "error":
-            raise FileNotFoundError(message + ": build the tiny preset with `python -m tiny_world.build`.")
+            raise LabSetupError(message + ": build the tiny preset with `python -m tiny_world.build`.")
         print(message + f": starting from a fresh LoRA adapter, so the 'before' model is plain {model_name} "
               "and the numbers will differ from the lecture's.")
         return model
@@ -157,7 +156,7 @@ def not_hate_index(model_or_config) -> int:
     for index, label in config.id2label.items():
         if str(label).lower() in NOT_HATE_NAMES:
             return int(index)
-    raise ValueError(f"The reward model has no 'nothate' label (its labels are {sorted(config.id2label.values())}).")
+    raise LabSetupError(f"The reward model has no 'nothate' label (its labels are {sorted(config.id2label.values())}).")
 
 
 def rewards_from_pipeline(outputs: list[list[dict]], label: str, mode: str = "by_label",
@@ -188,7 +187,7 @@ def generate_summaries(model, tokenizer, input_ids: list[torch.Tensor], generati
     torch.manual_seed(seed)
     device = next(model.parameters()).device
     texts = []
-    for i in range(0, len(input_ids), batch_size):
+    for i in tqdm(range(0, len(input_ids), batch_size), desc="summaries", unit="batch"):
         batch = tokenizer.pad({"input_ids": input_ids[i:i + batch_size]}, return_tensors="pt").to(device)
         out = model.generate(**batch, **generation_kwargs)
         texts += tokenizer.batch_decode(out, skip_special_tokens=True)
@@ -244,11 +243,6 @@ def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, rew
     })
     df["reward_gain"] = df.reward_after - df.reward_before
     return df.sort_values("reward_gain", ascending=False, ignore_index=True)
-
-
-def preset_from_env(default: str = "tiny") -> str:
-    """The preset named by the LAB3_PRESET environment variable, else `default`."""
-    return os.environ.get("LAB3_PRESET", default)
 
 
 def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], rewards: list[torch.Tensor]) -> dict:

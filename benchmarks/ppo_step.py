@@ -94,7 +94,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
             responses = trainer.generate(prompts, batch_size=batch_size, return_prompt=False, **generation_kwargs)
         t1 = time.perf_counter()
         if way == "lecture":
-            outputs = [reward_pipe(t, **reward_kwargs)[0] for t in texts(responses)]
+            outputs = [reward_pipe([t], **reward_kwargs)[0] for t in texts(responses)]
         else:
             outputs = reward_pipe(texts(responses), **reward_kwargs)
         rewards = lab.rewards_from_pipeline(outputs, "nothate")

@@ -47,12 +47,12 @@ def test_build_dataset_filters_formats_and_splits(tiny, tiny_dataset, tokenizer)
 
 
 def test_build_dataset_with_nothing_in_the_length_window_says_so(tiny):
-    with pytest.raises(ValueError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
+    with pytest.raises(lab.LabSetupError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
         lab.build_dataset(tiny["model_name"], tiny["dataset_name"], 5000, 6000)
 
 
 def test_missing_adapter_folder_is_one_clear_sentence(tiny, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"No Lab 2 adapter in .*empty"):
+    with pytest.raises(lab.LabSetupError, match=r"No Lab 2 adapter in .*empty"):
         lab.load_summarizer(tiny["model_name"], str(tmp_path / "empty"), missing_adapter="error")
 
 
@@ -108,7 +108,7 @@ def test_not_hate_index_reads_id2label(id2label, expected):
 
 
 def test_not_hate_index_without_such_label_is_one_clear_sentence():
-    with pytest.raises(ValueError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
+    with pytest.raises(lab.LabSetupError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
         lab.not_hate_index(RobertaConfig(id2label={0: "negative", 1: "positive"}))
 
 
