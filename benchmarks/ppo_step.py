@@ -45,7 +45,8 @@ def build_models(work: Path) -> None:
     (work / "DONE").write_text("ok\n")
 
 
-def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int) -> dict:
+def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int,
+           dtype: str = "float32") -> dict:
     """Time `repeats` PPO iterations of one way after a warm-up; returns medians and peak memory."""
     import torch
     from transformers import AutoTokenizer, pipeline
@@ -72,13 +73,14 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
         ref_model = create_reference_model(ppo_model)  # ignored by trl 0.11.4 for a PEFT policy, but it costs memory
     else:
-        summarizer = lab.load_summarizer(str(work / "flan-t5-base"), str(work / "lab2-adapter"))
+        summarizer = lab.load_summarizer(str(work / "flan-t5-base"), str(work / "lab2-adapter"),
+                                         dtype=getattr(torch, dtype))
         ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(lab.add_fresh_lora(summarizer),
                                                                        is_trainable=True).to(device)
         ref_model = None
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=ref_model, tokenizer=tokenizer)
     reward_pipe = pipeline("text-classification", model=str(work / "roberta-base-hate"), tokenizer=reward_tokenizer,
-                           device=device)
+                           device=device, dtype=getattr(torch, dtype) if way == "project" else torch.float32)
     reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size}
 
     def texts(responses: list) -> list[str]:
@@ -122,17 +124,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
+    parser.add_argument("--dtype", default="float32", help="the project way's dtype (the lecture way: float32)")
     parser.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.work, args.new_tokens, args.repeats, args.batch_size, args.seed)))
+        print(json.dumps(worker(args.worker, args.work, args.new_tokens, args.repeats, args.batch_size, args.seed,
+                                args.dtype)))
         return
     build_models(args.work)
     rows = {}
     for way in WAYS:
         cmd = [sys.executable, __file__, "--worker", way, "--work", str(args.work), "--new-tokens",
                str(args.new_tokens), "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed), "--dtype", args.dtype]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows[way] = json.loads(out.strip().splitlines()[-1])
     print(f"{'way':8} {'s/step':>7} {'generation':>10} {'reward':>7} {'step':>6} {'samples/s':>9} {'peak MB':>8}")

@@ -173,9 +173,12 @@ def test_generate_summaries_batched_equals_one_by_one(tiny, tiny_dataset, tokeni
     assert batched == single and len(set(batched)) > 1
 
 
-def test_rouge_extremes():
+def test_rouge_extremes_and_mean():
     assert lab.rouge(["the cat sat"], ["the cat sat"]) == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
     assert lab.rouge(["dogs bark loudly"], ["the cat sat"])["rougeL"] == 0.0
+    per_row = lab.rouge_per_summary(["the cat sat", "dogs bark"], ["the cat sat", "the cat sat"])
+    assert per_row.rougeL.tolist() == [1.0, 0.0]
+    assert lab.rouge(["the cat sat", "dogs bark"], ["the cat sat", "the cat sat"])["rougeL"] == 0.5
 
 
 def test_bootstrap_ci_covers_the_paired_difference():

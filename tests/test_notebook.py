@@ -35,3 +35,14 @@ def test_side_by_side_table_has_rows(executed):
     gains = [r["reward_gain"] for r in rows]
     assert gains == sorted(gains, reverse=True)
     assert all(r["response_before"] and r["response_after"] for r in rows)
+    assert all(0 <= r["rougeL_before"] <= 1 and 0 <= r["rougeL_after"] <= 1 for r in rows)
+
+
+def test_outputs_hold_the_plot_and_the_statistics(executed):
+    assert (executed / "detox.png").stat().st_size > 10_000
+    results = json.loads((executed / "results.json").read_text())
+    low, high = results["toxicity"]["change_ci95"]
+    assert low <= high < 0
+    assert set(results["versions"]) >= {"torch", "transformers", "trl", "peft", "datasets", "evaluate"}
+    assert set(results["timings_s"]) == {"setup_and_eval_before_s", "ppo_s", "eval_after_s"}
+    assert len(results["toxicity"]["before"]["per_sample"]) == results["preset"]["num_eval_samples"]
