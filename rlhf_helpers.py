@@ -110,7 +110,7 @@ def build_dataset(model_name: str, dataset_name: str, input_min_text_length: int
     dataset = dataset.filter(lambda x: input_min_text_length < len(x["dialogue"]) <= input_max_text_length)
     if len(dataset) == 0:
         raise LabSetupError(f"No dialogue in {dataset_name} is longer than {input_min_text_length} and at most "
-                         f"{input_max_text_length} characters: widen input_min_text_length/input_max_text_length.")
+                            f"{input_max_text_length} characters: widen input_min_text_length/input_max_text_length.")
     tokenizer = AutoTokenizer.from_pretrained(model_name)
 
     def tokenize(sample: dict) -> dict:
