@@ -11,6 +11,8 @@ from pathlib import Path
 
 MAX_KL = 25.0            # the KL from the Lab 2 model must stay below this at every step
 MAX_ROUGE_L_DROP = 0.20  # ROUGE-L after PPO may be at most this fraction below its value before
+# Label names that mean "not hate"; rlhf_helpers reads them from here (this module stays free of heavy imports).
+NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
 
 
 def check_cells(nb: dict) -> tuple[bool, str]:
@@ -61,7 +63,7 @@ def check_reward(results: dict) -> tuple[bool, str]:
     wrong = total = 0
     for step in results["ppo_steps"]:
         for reward, scores in zip(step["rewards"], step["pipeline_scores"]):
-            nothate = [d["score"] for d in scores if d["label"].lower() in ("nothate", "not_hate", "not-hate")]
+            nothate = [d["score"] for d in scores if d["label"].lower() in NOT_HATE_NAMES]
             total += 1
             wrong += not nothate or abs(reward - nothate[0]) > 1e-4
     if total == 0:

@@ -15,13 +15,14 @@ from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from grader import NOT_HATE_NAMES
+
 ROOT = Path(__file__).resolve().parent
 TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
 PROMPT_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:\n"
 # The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
 LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
                  task_type=TaskType.SEQ_2_SEQ_LM)
-NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
 
 _LECTURE = dict(
     input_min_text_length=200, input_max_text_length=1000,

@@ -73,8 +73,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
         ref_model = create_reference_model(ppo_model)  # ignored by trl 0.11.4 for a PEFT policy, but it costs memory
     else:
-        summarizer = lab.load_summarizer(str(work / "flan-t5-base"), str(work / "lab2-adapter"),
-                                         dtype=getattr(torch, dtype))
+        summarizer = lab.load_summarizer(str(work / "flan-t5-base"), str(work / "lab2-adapter"), dtype=dtype)
         ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(lab.add_fresh_lora(summarizer),
                                                                        is_trainable=True).to(device)
         ref_model = None
