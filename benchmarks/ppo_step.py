@@ -5,6 +5,7 @@ RoBERTa-base-sized reward classifier with random weights; nothing is downloaded.
 that one way's peak memory does not hide the other's; the inputs and seeds are the same.
 
     python benchmarks/ppo_step.py [--new-tokens 32] [--repeats 3]
+    python benchmarks/ppo_step.py --profile 30 --ways project   # where one iteration's time goes (torch profiler)
 
 The last line is `time_ratio=<project/lecture> memory_ratio=<project/lecture>`.
 """
@@ -45,12 +46,13 @@ def build_models(work: Path) -> None:
     (work / "DONE").write_text("ok\n")
 
 
-def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int,
-           dtype: str = "float32") -> dict:
-    """Time `repeats` PPO iterations of one way after a warm-up; returns medians and peak memory."""
+def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int, dtype: str,
+           profile: int = 0) -> dict:
+    """Time `repeats` PPO iterations of one way after a warm-up; returns medians and peak memory (or a profile)."""
     import torch
     from transformers import AutoTokenizer, pipeline
     from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer, create_reference_model
+    from trl.trainer.utils import disable_dropout_in_model
 
     import rlhf_helpers as lab
 
@@ -68,7 +70,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     if way == "lecture":
         from peft import PeftModel
         from transformers import AutoModelForSeq2SeqLM
-        base = AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base", dtype=torch.float32)
+        base = AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base", dtype=getattr(torch, dtype))
         peft_model = PeftModel.from_pretrained(base, work / "lab2-adapter", is_trainable=True)
         ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
         ref_model = create_reference_model(ppo_model)  # ignored by trl 0.11.4 for a PEFT policy, but it costs memory
@@ -79,8 +81,14 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         ref_model = None
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=ref_model, tokenizer=tokenizer)
     reward_pipe = pipeline("text-classification", model=str(work / "roberta-base-hate"), tokenizer=reward_tokenizer,
-                           device=device, dtype=getattr(torch, dtype) if way == "project" else torch.float32)
-    reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size}
+                           device=device, dtype=getattr(torch, dtype) if way == "project" else None)
+    if way == "lecture":
+        reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size}
+    else:
+        reward_kwargs = lab.get_preset("full")["reward_kwargs"]
+        disable_dropout_in_model(ppo_model)
+        ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
+        prompts = lab.collator([{"input_ids": p} for p in prompts])["input_ids"]  # the notebook's batches are sorted
 
     def texts(responses: list) -> list[str]:
         # The random model writes ids of a 32k vocabulary; fold them into the tokenizer's to get text of that length.
@@ -89,22 +97,29 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
 
     def iteration() -> dict[str, float]:
         t0 = time.perf_counter()
-        if way == "lecture":
-            responses = [trainer.generate(p, **generation_kwargs).squeeze()[-new_tokens:] for p in prompts]
-        else:
-            responses = trainer.generate(prompts, batch_size=batch_size, return_prompt=False, **generation_kwargs)
+        with torch.profiler.record_function("generation"):
+            if way == "lecture":
+                responses = [trainer.generate(p, **generation_kwargs).squeeze()[-new_tokens:] for p in prompts]
+            else:
+                responses = trainer.generate(prompts, batch_size=batch_size, return_prompt=False, **generation_kwargs)
         t1 = time.perf_counter()
-        if way == "lecture":
-            outputs = [reward_pipe([t], **reward_kwargs)[0] for t in texts(responses)]
-        else:
-            outputs = reward_pipe(texts(responses), **reward_kwargs)
-        rewards = lab.rewards_from_pipeline(outputs, "nothate")
+        with torch.profiler.record_function("reward"):
+            if way == "lecture":
+                outputs = [reward_pipe([t], **reward_kwargs)[0] for t in texts(responses)]
+            else:
+                outputs = reward_pipe(texts(responses), **reward_kwargs)
+            rewards = lab.rewards_from_pipeline(outputs, "nothate")
         t2 = time.perf_counter()
-        trainer.step(prompts, responses, rewards)
+        with torch.profiler.record_function("step"):
+            trainer.step(prompts, responses, rewards)
         t3 = time.perf_counter()
         return {"generation": t1 - t0, "reward": t2 - t1, "step": t3 - t2}
 
     iteration()  # warm-up
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            iteration()
+        return {"profile": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile)}
     runs = [iteration() for _ in range(repeats)]
     split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     total = statistics.median(sum(r.values()) for r in runs)
@@ -117,32 +132,49 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
 
 
 def main() -> None:
+    import torch
+
+    import rlhf_helpers as lab
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=32, help="response length (min = max new tokens)")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per way (median reported)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
-    parser.add_argument("--dtype", default="float32", help="the project way's dtype (the lecture way: float32)")
+    # Both ways default to the lecture's bfloat16 where the hardware computes it fast, else float32 (as the notebook).
+    dtype = lab.resolve_dtype(lab.PRESETS["full"]["dtype"], "cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default=dtype, help=f"the project way's dtype (default here: {dtype})")
+    parser.add_argument("--lecture-dtype", default=dtype, help=f"the lecture way's dtype (default here: {dtype})")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="instead of timing, profile one iteration of each way with the torch profiler and print "
+                             "its ROWS most expensive operators")
+    parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS), help="with --profile: which ways")
     parser.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.work, args.new_tokens, args.repeats, args.batch_size, args.seed,
-                                args.dtype)))
+                                args.dtype, args.profile)))
         return
     build_models(args.work)
     rows = {}
-    for way in WAYS:
+    for way in args.ways if args.profile else WAYS:
         cmd = [sys.executable, __file__, "--worker", way, "--work", str(args.work), "--new-tokens",
                str(args.new_tokens), "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
-               "--seed", str(args.seed), "--dtype", args.dtype]
+               "--seed", str(args.seed), "--dtype", args.dtype if way == "project" else args.lecture_dtype,
+               "--profile", str(args.profile)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows[way] = json.loads(out.strip().splitlines()[-1])
+        if args.profile:
+            print(f"{way} way, one iteration:\n{rows[way]['profile']}")
+    if args.profile:
+        return
     print(f"{'way':8} {'s/step':>7} {'generation':>10} {'reward':>7} {'step':>6} {'samples/s':>9} {'peak MB':>8}")
     for way, r in rows.items():
         print(f"{way:8} {r['seconds']:7.2f} {r['generation']:10.2f} {r['reward']:7.2f} {r['step']:6.2f} "
               f"{r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
-    print(f"device: {rows['project']['device']}, memory: {rows['project']['memory']}, "
+    print(f"device: {rows['project']['device']}, dtype: {args.lecture_dtype} (lecture), {args.dtype} (project), "
+          f"memory: {rows['project']['memory']}, "
           f"{args.batch_size} prompts of 60-250 tokens, {args.new_tokens} new tokens, median of {args.repeats}")
     time_ratio = rows["project"]["seconds"] / rows["lecture"]["seconds"]
     memory_ratio = rows["project"]["peak_mb"] / rows["lecture"]["peak_mb"]

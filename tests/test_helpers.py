@@ -31,7 +31,8 @@ def test_full_preset_is_the_lectures():
     assert (cfg["learning_rate"], cfg["ppo_epochs"], cfg["mini_batch_size"], cfg["batch_size"]) == (1.41e-5, 1, 4, 16)
     assert (cfg["max_ppo_steps"], cfg["output_min_length"], cfg["output_max_length"]) == (10, 100, 400)
     assert cfg["generation_kwargs"] == {"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True}
-    assert cfg["reward_kwargs"] == {"top_k": None, "function_to_apply": "none", "batch_size": 16}
+    # The lecture's reward settings; only how many texts are scored per call differs (a speed setting, see the preset).
+    assert cfg["reward_kwargs"] == {"top_k": None, "function_to_apply": "none", "batch_size": 4}
     assert cfg["num_eval_samples"] == 10
 
 
@@ -129,8 +130,53 @@ def test_reward_with_an_unknown_label_is_one_clear_sentence(reward_pipe):
         lab.rewards_from_pipeline(outputs, "positive")
 
 
-def test_collator_batches_by_key():
-    assert lab.collator([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]) == {"a": [1, 2], "b": ["x", "y"]}
+def test_collator_batches_by_key_shortest_prompt_first():
+    data = [{"input_ids": [5, 6, 7], "query": "long"}, {"input_ids": [8], "query": "short"},
+            {"input_ids": [1, 2], "query": "mid"}]
+    assert lab.collator(data) == {"input_ids": [[8], [1, 2], [5, 6, 7]], "query": ["short", "mid", "long"]}
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "float32"), (True, False, "bfloat16"),
+                                                         (False, True, "bfloat16")])
+def test_resolve_dtype_keeps_bfloat16_only_where_the_cpu_computes_it_fast(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert lab.resolve_dtype("bfloat16", "cpu") == expected
+    assert lab.resolve_dtype("float32", "cpu") == "float32"
+
+
+def test_summarizer_has_no_dropout_and_the_fused_gelu(tiny, tokenizer, tmp_path):
+    # FLAN-T5's own config has dropout 0.1 (the tiny model's has none): give the tiny model that, as a base model.
+    AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"], dropout_rate=0.1).save_pretrained(tmp_path)
+    text = "Summarize the following conversation. #Person1#: Hello. #Person2#: Hi. Summary:"
+    with_dropout = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).train()  # as PPOTrainer leaves the model
+    assert not torch.equal(_logits(with_dropout, tokenizer, text), _logits(with_dropout, tokenizer, text))
+    model = lab.load_summarizer(str(tmp_path), None).train()
+    assert model.config.dense_act_fn == "gelu_pytorch_tanh"  # the tiny model is gated-gelu like FLAN-T5
+    assert torch.equal(_logits(model, tokenizer, text), _logits(model, tokenizer, text))
+    assert torch.allclose(_logits(model, tokenizer, text), _logits(with_dropout.eval(), tokenizer, text), atol=1e-5)
+
+
+def test_drop_padding_columns_changes_no_result_but_the_input_size(tiny, tokenizer):
+    lab.set_seed(0)
+    policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True).eval()
+    texts = ["#Person1#: Hello. #Person2#: Hi.", "#Person1#: Where is the station, please? #Person2#: Over there."]
+    batch = tokenizer(texts, return_tensors="pt", padding="max_length", max_length=40)  # as if a longer prompt
+    kwargs = dict(batch, decoder_input_ids=torch.tensor([[0, 5, 6], [0, 7, 8]]),
+                  decoder_attention_mask=torch.ones(2, 3, dtype=torch.long))
+    longest = int(batch["attention_mask"].sum(dim=1).max())
+    _, trimmed = lab.drop_padding_columns(ppo_model, (), kwargs)
+    assert trimmed["input_ids"].shape == trimmed["attention_mask"].shape == (2, longest) and longest < 40
+    assert torch.equal(trimmed["decoder_input_ids"], kwargs["decoder_input_ids"])
+    with torch.no_grad():
+        logits, _, values = ppo_model(**kwargs)
+        handle = ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
+        hooked_logits, _, hooked_values = ppo_model(**kwargs)
+        handle.remove()
+    assert torch.allclose(hooked_logits, logits, atol=1e-5) and torch.allclose(hooked_values, values, atol=1e-5)
+    assert lab.drop_padding_columns(ppo_model, (), dict(trimmed)) is None  # nothing left to drop
+    assert lab.drop_padding_columns(ppo_model, (), {"encoder_outputs": None, "attention_mask": None}) is None
 
 
 def test_toxicity_measurement_scores_toxic_label(toxicity_evaluator):
@@ -194,6 +240,7 @@ def test_first_ppo_step_kl_is_near_zero(tiny, tiny_dataset, tokenizer, reward_pi
     lab.set_seed(0)
     policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
     ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True)
+    ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
     config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=1)
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=tiny_dataset["train"].select(range(16)), data_collator=lab.collator)
