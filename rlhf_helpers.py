@@ -52,8 +52,9 @@ PRESETS = {
         missing_adapter="error",
         toxicity_model_name=str(ROOT / "checkpoints" / "tiny" / "roberta-hate"),
         dataset_name=str(ROOT / "checkpoints" / "tiny" / "dialogsum"),
-        # Chosen on this machine over seeds 1, 2 and 42: toxicity fell 41-53%, ROUGE-L moved -19% to +2%, KL at most 5.7.
-        learning_rate=2e-4, ppo_epochs=4, mini_batch_size=8, batch_size=32, max_ppo_steps=60, init_kl_coef=0.1,
+        # Chosen on this machine over seeds 1, 2 and 42 (KL coefficient: the lecture's 0.2): toxicity fell 47-60%, ROUGE-L
+        # moved -5% to +7%, KL at most 6.2.
+        learning_rate=2e-4, ppo_epochs=4, mini_batch_size=8, batch_size=32, max_ppo_steps=60,
         output_min_length=30, output_max_length=50, num_eval_samples=120, eval_max_new_tokens=50,
         dtype="float32",
     ),
