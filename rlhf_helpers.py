@@ -30,7 +30,7 @@ _LECTURE = dict(
     output_min_length=100, output_max_length=400,
     generation_kwargs={"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True},
     # The lecture scores 16 texts at once; 4 at a time, in the length order of the batch (see `collator`), pads less
-    # and took 6.2 s instead of 10.4 s for a batch of 16 on this CPU (benchmarks/README.md).
+    # and took 6.2 s instead of 10.4 s for a batch of 16 on a 2-core CPU (README, "Speed and memory of a PPO step").
     reward_kwargs={"top_k": None, "function_to_apply": "none", "batch_size": 4},
     num_eval_samples=10, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,
     dtype="bfloat16",  # the lecture's; halves the memory of the frozen weights (LoRA and value head stay float32);
