@@ -19,5 +19,6 @@ setup:
 
 tiny: checkpoints/tiny/BUILT
 
-checkpoints/tiny/BUILT:
+# Rebuilt when the builder changes, so that a checkout never runs on a stale tiny preset.
+checkpoints/tiny/BUILT: $(wildcard tiny_world/*.py)
 	$(PY) -m tiny_world.build checkpoints/tiny

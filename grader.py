@@ -1,18 +1,30 @@
-"""Grade an executed Lab 3 notebook: `python -m grader outputs/lab3_rlhf_detox.ipynb [--results results.json]`.
+"""Grade executed Lab 3 notebooks: one, several, or a class folder with one folder per student.
 
-Prints one PASS/FAIL line per check with its reason; exits 0 when every check passes, 1 otherwise.
+    python -m grader outputs/lab3_rlhf_detox.ipynb [--results results.json]   # one run: PASS/FAIL lines, exit 1 if any fails
+    python -m grader submissions/ [--csv grades.csv]                          # a class: a table, a summary line, a CSV
+
+Each check is PASS, FAIL or NOT RUN (it could not be done, and the reason says why; NOT RUN is never a pass). Grading a
+class exits 0 once every submission was graded, passed or not; a broken submission is a row that says why.
 """
 
 import argparse
+import csv
 import json
 import math
+import random
+import re
 import sys
+from collections import Counter
 from pathlib import Path
+
+from lab_settings import NOT_HATE_NAMES, PRESETS, ROOT, SOURCE_KEYS
 
 MAX_KL = 25.0            # the KL from the Lab 2 model must stay below this at every step
 MAX_ROUGE_L_DROP = 0.20  # ROUGE-L after PPO may be at most this fraction below its value before
-# Label names that mean "not hate"; rlhf_helpers reads them from here (this module stays free of heavy imports).
-NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
+NOTEBOOK_NAME = "lab3_rlhf_detox.ipynb"
+RESCORED_PPO_TEXTS = 32  # how many of the recorded PPO texts the classifier scores again
+CHECKS = ("notebook", "cells", "results", "config", "steps", "toxicity", "kl", "rouge", "reward", "printed", "rescore")
+PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
 
 
 def check_cells(nb: dict) -> tuple[bool, str]:
@@ -27,10 +39,34 @@ def check_cells(nb: dict) -> tuple[bool, str]:
     return True, f"all {len(code)} code cells ran without error"
 
 
+def check_config(results: dict) -> tuple[bool, str]:
+    """The run used its preset's settings (a 2-step run cannot pass as a 60-step one)."""
+    name = results["preset_name"]
+    if name not in PRESETS:
+        return False, f"unknown preset {name!r}"
+    expected, recorded = json.loads(json.dumps(PRESETS[name])), results["preset"]
+    differ = []
+    for key in sorted(expected.keys() | recorded.keys()):
+        want, got = expected.get(key), recorded.get(key)
+        if key in SOURCE_KEYS and isinstance(want, str) and isinstance(got, str) and Path(want).is_absolute():
+            want, got = Path(want).parts[-2:], Path(got).parts[-2:]  # a folder of the student's own checkout
+        if key == "dtype" and got == "float32":
+            continue  # the notebook runs in float32 where the hardware has no fast bfloat16
+        if want != got:
+            differ.append(f"{key} {recorded.get(key)!r} (the preset says {expected.get(key)!r})")
+    if differ:
+        return False, f"not the {name} preset's settings: " + ", ".join(differ)
+    return True, f"the {name} preset's settings"
+
+
 def check_steps(results: dict) -> tuple[bool, str]:
-    """The PPO loop ran the configured number of steps."""
-    ran, wanted = len(results["ppo_steps"]), results["preset"]["max_ppo_steps"]
-    return ran == wanted, f"{ran} of {wanted} PPO steps ran"
+    """The PPO loop ran the configured number of steps, each exactly once (also when the run was resumed)."""
+    ran, wanted = [s["step"] for s in results["ppo_steps"]], results["preset"]["max_ppo_steps"]
+    resumed = results.get("resumed_from_steps") or []
+    how = f", resumed after step {', '.join(map(str, resumed))}" if resumed else ""
+    if ran != list(range(len(ran))):
+        return False, f"the PPO steps recorded are not each step once, in order{how}"
+    return len(ran) == wanted, f"{len(ran)} of {wanted} PPO steps ran{how}"
 
 
 def check_toxicity(results: dict) -> tuple[bool, str]:
@@ -58,14 +94,19 @@ def check_rouge(results: dict, max_drop: float = MAX_ROUGE_L_DROP) -> tuple[bool
     return ok, f"ROUGE-L {before:.3f} -> {after:.3f} (may fall at most {max_drop:.0%})"
 
 
+def _nothate(scores: list[dict]) -> float | None:
+    """The `nothate` score among a pipeline's label scores, by label."""
+    return next((d["score"] for d in scores if d["label"].lower() in NOT_HATE_NAMES), None)
+
+
 def check_reward(results: dict) -> tuple[bool, str]:
     """Every reward used in PPO was the `nothate` score of its text, as the classifier returned it."""
     wrong = total = 0
     for step in results["ppo_steps"]:
         for reward, scores in zip(step["rewards"], step["pipeline_scores"]):
-            nothate = [d["score"] for d in scores if d["label"].lower() in NOT_HATE_NAMES]
+            nothate = _nothate(scores)
             total += 1
-            wrong += not nothate or abs(reward - nothate[0]) > 1e-4
+            wrong += nothate is None or abs(reward - nothate) > 1e-4
     if total == 0:
         return False, "the results file records no rewards"
     if wrong:
@@ -74,37 +115,224 @@ def check_reward(results: dict) -> tuple[bool, str]:
     return True, f"all {total} rewards were the 'nothate' score, taken by label"
 
 
-def grade(notebook: Path, results_path: Path | None = None) -> list[tuple[str, bool, str]]:
-    """(check name, passed, reason) for every check of an executed notebook and its results file."""
-    nb = json.loads(notebook.read_text())
-    report = [("cells", *check_cells(nb))]
+# What the notebook prints, where the same number stands in results.json, and how far printing rounds it (plus margin).
+_PRINTED = {
+    "toxicity before": (r"toxicity \[mean, std\] before detox: \[(\S+), (\S+)\]",
+                        lambda r: (r["toxicity"]["before"]["mean"], r["toxicity"]["before"]["std"]), 6e-5),
+    "toxicity after": (r"toxicity \[mean, std\] after detox: \[(\S+), (\S+)\]",
+                       lambda r: (r["toxicity"]["after"]["mean"], r["toxicity"]["after"]["std"]), 6e-5),
+    "percent change": (r"(?m)^mean: (\S+)%$",
+                       lambda r: (100 * (1 - r["toxicity"]["after"]["mean"] / r["toxicity"]["before"]["mean"]),), 6e-3),
+    "confidence interval": (r"change in mean toxicity: (\S+), 95% CI \[(\S+), (\S+)\]",
+                            lambda r: (r["toxicity"]["after"]["mean"] - r["toxicity"]["before"]["mean"],
+                                       *r["toxicity"]["change_ci95"]), 6e-5),
+}
+
+
+def check_printed(nb: dict, results: dict) -> tuple[bool, str]:
+    """The toxicity numbers the notebook printed are those in its results file."""
+    printed = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                      for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stdout")
+    wrong = []
+    for what, (pattern, recorded, tolerance) in _PRINTED.items():
+        found = re.search(pattern, printed)
+        if not found:
+            wrong.append(f"the notebook printed no {what}")
+        elif any(abs(float(p) - r) > tolerance for p, r in zip(found.groups(), recorded(results))):
+            wrong.append(f"{what}: printed {', '.join(found.groups())}, the results file says "
+                         f"{', '.join(f'{r:.4f}' for r in recorded(results))}")
+    if wrong:
+        return False, "; ".join(wrong)
+    return True, f"the printed {', '.join(_PRINTED)} equal the results file's"
+
+
+def find_classifier(results: dict, classifier: Path | None = None) -> tuple[str | None, str]:
+    """Where the run's reward classifier can be loaded from without downloading, or None and why not."""
+    if classifier is not None:
+        return (str(classifier), "") if classifier.is_dir() else (None, f"--classifier {classifier} is not a folder")
+    name = results["preset"]["toxicity_model_name"]
+    if Path(name).is_dir():
+        return name, ""
+    if Path(name).is_absolute():  # a folder of the student's checkout; the tiny preset's is built the same everywhere
+        own = ROOT.joinpath(*Path(name).parts[-3:])
+        if own.is_dir():
+            return str(own), ""
+        return None, f"the classifier {name} is not on this machine (build the tiny preset here, or pass --classifier)"
+    from huggingface_hub import try_to_load_from_cache
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return name, ""
+    return None, f"{name} is not in this machine's Hugging Face cache (or pass --classifier)"
+
+
+_PIPELINES: dict = {}
+
+
+def _logits(classifier: str, texts: list[str]) -> list[dict[str, float]]:
+    """The classifier's logit of each label for each text (torch and transformers are imported only here)."""
+    if classifier not in _PIPELINES:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+        model = AutoModelForSequenceClassification.from_pretrained(classifier, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(classifier, local_files_only=True)
+        _PIPELINES[classifier] = pipeline("text-classification", model=model, tokenizer=tokenizer)
+    outputs = _PIPELINES[classifier](texts, top_k=None, function_to_apply="none", batch_size=8, truncation=True)
+    return [{d["label"]: d["score"] for d in out} for out in outputs]
+
+
+def check_rescore(results: dict, classifier: str) -> tuple[bool, str]:
+    """The classifier, run again here, gives the toxicities and PPO scores the results file records."""
+    # Same machine and float32: equal to rounding. A bfloat16 run (a GPU) moves scores by up to a few hundredths.
+    p_tol, logit_tol = (1e-3, 1e-3) if results["preset"]["dtype"] == "float32" else (0.05, 0.15)
+    wrong = []
+    for phase in ("before", "after"):
+        recorded = results["toxicity"][phase]
+        logits = _logits(classifier, recorded["summaries"])
+        rescored = [math.exp(next(v for k, v in s.items() if k.lower() not in NOT_HATE_NAMES))
+                    / sum(math.exp(v) for v in s.values()) for s in logits]
+        off = [i for i, (a, b) in enumerate(zip(rescored, recorded["per_sample"])) if abs(a - b) > p_tol]
+        if off or len(rescored) != len(recorded["per_sample"]):
+            wrong.append(f"{len(off)} of {len(rescored)} summaries {phase} PPO score otherwise than recorded")
+        mean = sum(rescored) / len(rescored)
+        if abs(mean - recorded["mean"]) > p_tol:
+            wrong.append(f"mean toxicity {phase} PPO is {mean:.4f} when re-scored, {recorded['mean']:.4f} as recorded")
+    if sorted(r["response_after"] for r in results["comparison"]) != sorted(results["toxicity"]["after"]["summaries"]):
+        wrong.append("the side-by-side table's summaries after PPO are not the ones measured")
+    texts = [(t, s) for step in results["ppo_steps"] for t, s in zip(step["texts"], step["pipeline_scores"])]
+    sample = random.Random(0).sample(texts, min(RESCORED_PPO_TEXTS, len(texts)))
+    logits = _logits(classifier, [t for t, _ in sample])
+    off = sum(abs(_nothate([{"label": k, "score": v} for k, v in s.items()]) - _nothate(scores)) > logit_tol
+              for s, (_, scores) in zip(logits, sample))
+    if off:
+        wrong.append(f"{off} of {len(sample)} PPO texts score otherwise than recorded")
+    if wrong:
+        return False, "; ".join(wrong)
+    return True, (f"re-scored here: {len(results['toxicity']['before']['summaries'])} summaries before and after PPO "
+                  f"and {len(sample)} PPO texts, as recorded")
+
+
+def grade(notebook: Path, results_path: Path | None = None,
+          classifier: Path | None = None) -> list[tuple[str, str, str]]:
+    """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one executed notebook and its results file."""
+    report: dict[str, tuple[str, str]] = {}
+
+    def record(name: str, outcome: tuple[bool, str]) -> None:
+        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
+
+    nb, results = None, None
+    try:
+        nb = json.loads(notebook.read_text())
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+            raise ValueError
+    except (OSError, UnicodeDecodeError, ValueError):
+        report["notebook"] = (FAIL, f"{notebook.name} is not a Jupyter notebook (it is not notebook JSON)")
+        nb = None
+    if nb is not None:
+        sources = "".join("".join(c.get("source", "")) for c in nb["cells"])
+        if "import rlhf_helpers" not in sources:
+            report["notebook"] = (FAIL, f"{notebook.name} is not the Lab 3 notebook (it does not use rlhf_helpers)")
+            nb = None
+        else:
+            report["notebook"] = (PASS, f"{notebook.name} is the Lab 3 notebook")
+            record("cells", check_cells(nb))
     results_path = results_path or notebook.with_name("results.json")
-    if not results_path.is_file():
-        return report + [("results", False, f"no results file at {results_path}")]
-    results = json.loads(results_path.read_text())
-    for name, check in [("steps", check_steps), ("toxicity", check_toxicity), ("kl", check_kl),
-                        ("rouge", check_rouge), ("reward", check_reward)]:
+    if nb is not None:
         try:
-            report.append((name, *check(results)))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
-            report.append((name, False, f"the results file lacks what this check needs ({e!r})"))
-    return report
+            results = json.loads(results_path.read_text())
+            report["results"] = (PASS, f"read {results_path.name}")
+        except FileNotFoundError:
+            report["results"] = (FAIL, f"no results file at {results_path}")
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            report["results"] = (FAIL, f"the results file {results_path} is not readable JSON ({e})")
+    if results is not None:
+        checks = {"config": check_config, "steps": check_steps, "toxicity": check_toxicity, "kl": check_kl,
+                  "rouge": check_rouge, "reward": check_reward, "printed": lambda r: check_printed(nb, r)}
+        for name, check in checks.items():
+            try:
+                record(name, check(results))
+            except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as e:
+                report[name] = (FAIL, f"the results file lacks what this check needs ({e!r})")
+        try:
+            source, why = find_classifier(results, classifier)
+            if source is None:
+                report["rescore"] = (NOT_RUN, why)
+            else:
+                record("rescore", check_rescore(results, source))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as e:
+            report["rescore"] = (FAIL, f"the results file lacks what re-scoring needs ({e!r})")
+    missing = "the notebook could not be read" if nb is None else "there are no results to check"
+    return [(name, *report.get(name, (NOT_RUN, missing))) for name in CHECKS]
+
+
+def submissions(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(name, notebook path) of each submission: notebook files, submission folders, or class folders of those."""
+    found = []
+    for path in paths:
+        if path.is_dir() and not any(path.glob("*.ipynb")):  # a class folder: one entry per student
+            found += [(p.name, _notebook_in(p)) for p in sorted(path.iterdir()) if not p.name.startswith(".")]
+        else:
+            found.append((path.name, _notebook_in(path)))
+    return found
+
+
+def _notebook_in(path: Path) -> Path:
+    """The notebook of a submission folder (the lab's, else its only one), or `path` itself when it is a file."""
+    if not path.is_dir():
+        return path
+    notebooks = sorted(path.glob("*.ipynb"))
+    named = [p for p in notebooks if p.name == NOTEBOOK_NAME]
+    return (named or notebooks or [path / NOTEBOOK_NAME])[0]
+
+
+def write_csv(rows: list[tuple[str, list]], path: Path) -> None:
+    """The gradebook: submission, passed, one column per check, then the reasons of what did not pass."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "passed", *CHECKS, "reasons"])
+        for name, report in rows:
+            passed = all(status != FAIL for _, status, _ in report)
+            reasons = " | ".join(f"{check}: {why}" for check, status, why in report if status != PASS)
+            writer.writerow([name, str(passed).lower(), *(status for _, status, _ in report), reasons])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__.splitlines()[0])
-    parser.add_argument("notebook", type=Path, help="the executed notebook")
-    parser.add_argument("--results", type=Path, help="its results.json (default: next to the notebook)")
+    parser.add_argument("paths", type=Path, nargs="+", help="executed notebooks, submission folders or class folders")
+    parser.add_argument("--results", type=Path, help="with one notebook: its results.json (default: beside it)")
+    parser.add_argument("--csv", type=Path, help="write the grades to this CSV file")
+    parser.add_argument("--classifier", type=Path, help="the reward classifier's folder, for re-scoring")
     args = parser.parse_args(argv)
-    if not args.notebook.is_file():
-        print(f"FAIL no notebook at {args.notebook}")
-        return 1
-    report = grade(args.notebook, args.results)
-    for name, ok, reason in report:
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {reason}")
-    passed = all(ok for _, ok, _ in report)
-    print("PASSED" if passed else "FAILED")
-    return 0 if passed else 1
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"grader: {', '.join(missing)} not found")
+        return 2
+    found = submissions(args.paths)
+    rows = [(name, grade(notebook, args.results if len(found) == 1 else None, args.classifier))
+            for name, notebook in found]
+    if args.csv:
+        write_csv(rows, args.csv)
+    if len(args.paths) == 1 and args.paths[0].is_file():  # one run, as a student checks it
+        report = rows[0][1]
+        for name, status, reason in report:
+            print(f"{status} {name}: {reason}")
+        passed = all(status != FAIL for _, status, _ in report)
+        print("PASSED" if passed else "FAILED")
+        return 0 if passed else 1
+    width = max(len("submission"), *(len(name) for name, _ in rows))
+    print(f"{'submission':{width}}  passed  " + " ".join(CHECKS))
+    for name, report in rows:
+        passed = all(status != FAIL for _, status, _ in report)
+        marks = " ".join(f"{status.replace('NOT RUN', '-'):{len(check)}}" for check, (_, status, _) in zip(CHECKS, report))
+        print(f"{name:{width}}  {'yes' if passed else 'no ':6}  {marks}")
+    for name, report in rows:
+        for check, status, reason in report:
+            if status != PASS:
+                print(f"{name}: {status} {check}: {reason}")
+    failures = Counter(check for _, report in rows for check, status, _ in report if status == FAIL)
+    n_passed = sum(all(status != FAIL for _, status, _ in report) for _, report in rows)
+    most = f"; most failed check: {failures.most_common(1)[0][0]} ({failures.most_common(1)[0][1]})" if failures else ""
+    not_run = sum(status == NOT_RUN for _, report in rows for _, status, _ in report)
+    print(f"{n_passed} of {len(rows)} submissions passed{most}" + (f"; {not_run} checks not run" if not_run else "")
+          + (f"; grades written to {args.csv}" if args.csv else ""))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,21 +1,26 @@
 """Plumbing for Lab 3 (RLHF detoxification of FLAN-T5 summaries with PPO): presets, data, models, measurements."""
 
 import json
+import os
 import random
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from accelerate.data_loader import get_sampler
 from datasets import DatasetDict, load_dataset
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model, set_peft_model_state_dict
 from rouge_score import rouge_scorer
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from grader import NOT_HATE_NAMES
+from lab_settings import NOT_HATE_NAMES, PRESETS
 
 ROOT = Path(__file__).resolve().parent
 TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
@@ -23,43 +28,6 @@ PROMPT_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummar
 # The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
 LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
                  task_type=TaskType.SEQ_2_SEQ_LM)
-
-_LECTURE = dict(
-    input_min_text_length=200, input_max_text_length=1000,
-    learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=16, max_ppo_steps=10,
-    output_min_length=100, output_max_length=400,
-    generation_kwargs={"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True},
-    # The lecture scores 16 texts at once; 4 at a time, in the length order of the batch (see `collator`), pads less
-    # and took 6.2 s instead of 10.4 s for a batch of 16 on a 2-core CPU (README, "Speed and memory of a PPO step").
-    reward_kwargs={"top_k": None, "function_to_apply": "none", "batch_size": 4},
-    num_eval_samples=10, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,
-    dtype="bfloat16",  # the lecture's; halves the memory of the frozen weights (LoRA and value head stay float32);
-    # `resolve_dtype` falls back to float32 where the hardware has no fast bfloat16
-)
-PRESETS = {
-    "full": dict(
-        _LECTURE,
-        model_name="google/flan-t5-base",
-        adapter_dir=str(ROOT / "checkpoints" / "peft-dialogue-summary-checkpoint"),
-        missing_adapter="warn",
-        toxicity_model_name="facebook/roberta-hate-speech-dynabench-r4-target",
-        dataset_name="knkarthick/dialogsum",
-    ),
-    "tiny": dict(
-        _LECTURE,
-        model_name=str(ROOT / "checkpoints" / "tiny" / "flan-t5"),
-        adapter_dir=str(ROOT / "checkpoints" / "tiny" / "peft-dialogue-summary-checkpoint"),
-        missing_adapter="error",
-        toxicity_model_name=str(ROOT / "checkpoints" / "tiny" / "roberta-hate"),
-        dataset_name=str(ROOT / "checkpoints" / "tiny" / "dialogsum"),
-        # Chosen on this machine over seeds 1, 2 and 42 (KL coefficient: the lecture's 0.2): toxicity fell 47-60%, ROUGE-L
-        # moved -5% to +7%, KL at most 6.2.
-        learning_rate=2e-4, ppo_epochs=4, mini_batch_size=8, batch_size=32, max_ppo_steps=60,
-        output_min_length=30, output_max_length=50, num_eval_samples=120, eval_max_new_tokens=50,
-        dtype="float32",
-    ),
-}
-
 
 class LabSetupError(Exception):
     """A problem with the lab's set-up or inputs, shown in a notebook as its one-sentence message, no traceback."""
@@ -292,11 +260,12 @@ def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, rew
     return df.sort_values("reward_gain", ascending=False, ignore_index=True)
 
 
-def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], rewards: list[torch.Tensor]) -> dict:
-    """What the lab keeps of one PPO step: the lecture's statistics, the rewards used and the classifier's scores."""
+def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], rewards: list[torch.Tensor],
+                    texts: list[str]) -> dict:
+    """What the lab keeps of one PPO step: the lecture's statistics, the texts scored, their scores and rewards."""
     keys = ("objective/kl", "ppo/returns/mean", "ppo/policy/advantages_mean", "ppo/mean_scores")
     return {"step": step, "reward_mean": float(torch.stack(rewards).mean()), **{k: float(stats[k]) for k in keys},
-            "rewards": [float(r) for r in rewards], "pipeline_scores": pipeline_scores}
+            "rewards": [float(r) for r in rewards], "pipeline_scores": pipeline_scores, "texts": list(texts)}
 
 
 def library_versions() -> dict[str, str]:
@@ -308,15 +277,16 @@ def library_versions() -> dict[str, str]:
 def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, ppo_history: list[dict],
                    summaries_before: pd.DataFrame, summaries_after: pd.DataFrame,
                    toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
-                   comparison: pd.DataFrame, timings: dict) -> dict:
+                   comparison: pd.DataFrame, timings: dict, resumed_from: list[int] = ()) -> dict:
     """Everything a grader needs about one run of the lab, as plain JSON-ready data."""
     def stats(table: pd.DataFrame) -> dict:
         return {"mean": float(table.toxicity.mean()), "std": float(table.toxicity.std(ddof=0)),
-                "per_sample": table.toxicity.tolist()}
+                "per_sample": table.toxicity.tolist(), "summaries": table.summary.tolist()}
 
     return {
         "preset_name": preset_name, "preset": cfg, "seed": cfg["seed"],
         "reward": {"label": reward_label, "mode": reward_mode},
+        "resumed_from_steps": list(resumed_from),  # the steps at which an interrupted run was continued, if any
         "versions": library_versions(),
         "ppo_steps": ppo_history,
         "toxicity": {"before": stats(summaries_before), "after": stats(summaries_after),
@@ -333,3 +303,138 @@ def write_json(record: dict, path: str | Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+# Resuming an interrupted PPO run. TRL 0.11's PPOTrainer has no checkpointing, so after every step the lab saves what
+# the next step depends on: the trainable weights, the optimizer, the KL coefficient, the random-number states and
+# the data order. A run folder holds the newest checkpoint (`step-NNNNN/`) and, once results.json is written, FINISHED.
+
+def run_settings(preset_name: str, cfg: dict, reward_label: str, reward_mode: str) -> dict:
+    """The settings that make two PPO runs the same run, as plain JSON data."""
+    settings = {"preset_name": preset_name, "reward_label": reward_label, "reward_mode": reward_mode, **cfg}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder in `run_dir` (a half-written `.tmp` one never counts)."""
+    done = sorted(p for p in Path(run_dir).glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    return done[-1] if done else None
+
+
+def _rng_states() -> dict:
+    """Python's, NumPy's and torch's random-number states, in types that torch.load(weights_only=True) reads."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_states(states: dict) -> None:
+    """Restore what `_rng_states` returned."""
+    random.setstate(states["python"])
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _move_aside(run_dir: Path, why: str) -> Path:
+    """Rename `run_dir` to a free `<name>-<why>-<time>` beside it; returns the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = run_dir.with_name(f"{run_dir.name}-{why}-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = run_dir.with_name(f"{run_dir.name}-{why}-{stamp}-{n}")
+    return run_dir.rename(aside)
+
+
+def _settings_difference(saved: dict, settings: dict) -> str:
+    """'' when equal, else which settings differ and how."""
+    keys = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
+    return "; ".join(f"{k} was {saved.get(k)!r}, now {settings.get(k)!r}" for k in keys)
+
+
+def _shuffle_generator(dataloader) -> torch.Generator:
+    """The generator that shuffles `dataloader` (an Accelerate-prepared one), given one if it has none."""
+    if dataloader.synchronized_generator is not None:  # several processes: Accelerate gave the sampler one
+        return dataloader.synchronized_generator
+    # One process: the sampler would draw a seed from torch's global generator when a pass begins; draw it now, the
+    # same way, so that the order can be saved and restored.
+    sampler = get_sampler(dataloader)
+    if sampler.generator is None:
+        sampler.generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    return sampler.generator
+
+
+def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool = True) -> dict:
+    """The PPO run to continue: its next step, history and remaining batches, restored from `run_dir` if interrupted."""
+    run_dir = Path(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if (run_dir / "FINISHED").is_file() or (checkpoint and not resume):
+        why = "finished" if (run_dir / "FINISHED").is_file() else "interrupted"
+        print(f"A new run starts; the {why} run that was in {run_dir} is kept in {_move_aside(run_dir, why)}.")
+        checkpoint = None
+    state = {"step": 0, "history": [], "ppo_s": 0.0, "resumed_from": []}
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        difference = _settings_difference(state.pop("settings"), settings)
+        if difference:
+            raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): run "
+                                "with those settings to resume it, or with resume=False to keep it aside and start anew.")
+    generator = _shuffle_generator(trainer.dataloader)
+    if checkpoint is None:
+        data_order = generator.get_state()
+    else:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        set_peft_model_state_dict(model.pretrained_model, load_file(checkpoint / "adapter" / "adapter_model.safetensors"))
+        model.v_head.load_state_dict(load_file(checkpoint / "value_head.safetensors"))
+        trainer.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        trainer.kl_ctl.value = state.pop("kl_coef")
+        for key, value in state.pop("running_moments").items():
+            setattr(trainer.running, key, value)
+        trainer.current_step = state["step"]
+        rng = torch.load(checkpoint / "rng.pt", weights_only=True)
+        data_order = rng["data_order"]
+        state["resumed_from"].append(state["step"])
+    generator.set_state(data_order)
+    batches = iter(trainer.dataloader)  # the same shuffled order as the interrupted run; skip the batches it used
+    for _ in range(state["step"]):
+        next(batches)
+    if checkpoint is not None:
+        _set_rng_states(rng["global"])  # last: the next step samples exactly what the interrupted run would have
+        print(f"Resuming from step {state['step']} (steps done before the interruption) with the checkpoint in "
+              f"{checkpoint}; resume=False starts a new run instead.")
+    return dict(state, dir=run_dir, settings=settings, data_order=data_order, batches=batches)
+
+
+def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path:
+    """Write what resuming after `run["history"]`'s last step needs, atomically; returns the checkpoint folder."""
+    steps = len(run["history"])
+    final = run["dir"] / f"step-{steps:05d}"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.pretrained_model.save_pretrained(tmp / "adapter")  # the detoxifying LoRA adapter, as safetensors
+    save_file({k: v.contiguous() for k, v in model.v_head.state_dict().items()}, tmp / "value_head.safetensors")
+    torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save({"global": _rng_states(), "data_order": run["data_order"]}, tmp / "rng.pt")
+    running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
+    state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
+             "running_moments": running, "ppo_s": ppo_s, "resumed_from": run["resumed_from"],
+             "history": run["history"]}
+    (tmp / "state.json").write_text(json.dumps(state, default=str))
+    for path in tmp.rglob("*"):  # on disk before the rename makes the checkpoint count
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    tmp.rename(final)
+    for old in run["dir"].glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def finish_run(run: dict) -> None:
+    """Mark the run finished: a later run of the lab starts anew and keeps this one aside."""
+    (run["dir"] / "FINISHED").write_text(json.dumps({"steps": len(run["history"])}) + "\n")

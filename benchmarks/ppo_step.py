@@ -25,17 +25,25 @@ WAYS = ("lecture", "project")
 
 
 def build_models(work: Path) -> None:
-    """Random-weight FLAN-T5-base, a Lab 2 style adapter on it, and a RoBERTa-base classifier, under `work`."""
+    """Random-weight FLAN-T5-base, a Lab 2 style adapter on it, a RoBERTa-base classifier and tokenizers, under `work`."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSeq2SeqLM
 
     import rlhf_helpers as lab
+    from tiny_world.build import train_roberta_tokenizer, train_t5_tokenizer
+    from tiny_world.corpus import make_corpus
     from tiny_world.standins import save_flan_t5_base_architecture, save_roberta_base_classifier
 
-    if (work / "DONE").is_file():
+    if (work / "READY").is_file():
         return
+    print(f"building the benchmark's random-weight models and small tokenizers under {work} (once, about a minute)",
+          file=sys.stderr)
     save_flan_t5_base_architecture(work / "flan-t5-base")
+    # The prompts are random token ids; the tokenizers only pad, and decode text for the reward model (whose tokenizer
+    # cuts at 512 tokens, like the real one's).
+    texts = [e[k] for e in make_corpus(300, seed=0) for k in ("dialogue", "summary")]
+    train_t5_tokenizer(texts).save_pretrained(work / "flan-t5-base")
     model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base"), LoraConfig(**lab.LAB2_LORA))
     torch.manual_seed(1)
     for name, p in model.named_parameters():
@@ -43,7 +51,8 @@ def build_models(work: Path) -> None:
             torch.nn.init.normal_(p, std=0.01)
     model.save_pretrained(work / "lab2-adapter")
     save_roberta_base_classifier(work / "roberta-base-hate")
-    (work / "DONE").write_text("ok\n")
+    train_roberta_tokenizer(texts).save_pretrained(work / "roberta-base-hate")
+    (work / "READY").write_text("ok\n")
 
 
 def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int, dtype: str,
@@ -56,13 +65,12 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
 
     import rlhf_helpers as lab
 
-    tiny = lab.get_preset("tiny")
-    tokenizer = AutoTokenizer.from_pretrained(tiny["model_name"])  # only pads; prompts are random token ids
-    reward_tokenizer = AutoTokenizer.from_pretrained(tiny["toxicity_model_name"])
+    tokenizer = AutoTokenizer.from_pretrained(work / "flan-t5-base")  # only pads; prompts are random token ids
+    reward_tokenizer = AutoTokenizer.from_pretrained(work / "roberta-base-hate")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(seed)
     vocab = len(tokenizer)
-    prompts = [torch.randint(3, vocab, (int(n),)) for n in torch.randint(60, 251, (batch_size,))]
+    prompts = [torch.randint(3, vocab, (int(n),)).to(device) for n in torch.randint(60, 251, (batch_size,))]
     generation_kwargs = {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, "top_k": 0.0, "top_p": 1.0,
                          "do_sample": True}
     config = PPOConfig(learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=batch_size, seed=seed)
@@ -83,11 +91,14 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     reward_pipe = pipeline("text-classification", model=str(work / "roberta-base-hate"), tokenizer=reward_tokenizer,
                            device=device, dtype=getattr(torch, dtype) if way == "project" else None)
     if way == "lecture":
-        reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size}
+        # The lecture's reward settings, plus truncation: without it a prompt and a long summary overflow the
+        # classifier's 512 positions and the lecture's way crashes (at --new-tokens 256, for one).
+        reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size, "truncation": True}
     else:
         reward_kwargs = lab.get_preset("full")["reward_kwargs"]
         disable_dropout_in_model(ppo_model)
-        ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
+        if device == "cpu":  # as the notebook: the hook saves time on a CPU and costs time on a GPU
+            ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
         prompts = lab.collator([{"input_ids": p} for p in prompts])["input_ids"]  # the notebook's batches are sorted
 
     def texts(responses: list) -> list[str]:
@@ -117,9 +128,13 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
 
     iteration()  # warm-up
     if profile:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device == "cuda":  # the GPU's kernels, and the host waiting for them (cudaStreamSynchronize, .item())
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
             iteration()
-        return {"profile": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile)}
+        sort_by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+        return {"profile": prof.key_averages().table(sort_by=sort_by, row_limit=profile)}
     runs = [iteration() for _ in range(repeats)]
     split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     total = statistics.median(sum(r.values()) for r in runs)

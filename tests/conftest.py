@@ -50,7 +50,8 @@ def run_lab(out: Path, **parameters) -> Path:
     import papermill
     out.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab.ipynb"), cwd=str(ROOT),
-                               parameters={"preset_name": "tiny", "output_dir": str(out), **parameters},
+                               parameters={"preset_name": "tiny", "output_dir": str(out),
+                                           "checkpoint_dir": str(out / "checkpoints"), **parameters},
                                progress_bar=False)
     return out / "lab.ipynb"
 

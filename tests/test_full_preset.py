@@ -1,6 +1,7 @@
 """The full preset's real loading path, offline: stand-ins under the real Hub ids in a Hugging Face cache."""
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -25,23 +26,30 @@ def hub_home(tiny, tmp_path_factory):
     return home
 
 
-def test_full_preset_runs_offline_from_the_hub_cache(hub_home, tmp_path, monkeypatch):
+def test_full_preset_at_the_lectures_sizes_runs_offline_from_the_hub_cache(hub_home, tmp_path, monkeypatch):
+    """Every lecture hyperparameter as it is (batch 16, mini-batch 4, summaries of 100-400 tokens, its sampling and
+    dtype); only the number of PPO steps, the evaluation's size and the data set folder differ."""
     monkeypatch.setenv("HF_HOME", str(hub_home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("LAB3_PRESET", raising=False)
-    # Only sizes change; the data set is a local folder of DialogSum's schema (datasets cannot load a Hub id offline).
-    sizes = {"dataset_name": str(ROOT / "checkpoints" / "tiny" / "dialogsum"), "max_ppo_steps": 1,
-             "num_eval_samples": 4, "eval_max_new_tokens": 12, "output_min_length": 8, "output_max_length": 12}
-    notebook = run_lab(tmp_path, preset_name="full", overrides=sizes)
+    # The data set is a local folder of DialogSum's schema (datasets cannot load a Hub id offline).
+    changes = {"dataset_name": str(ROOT / "checkpoints" / "tiny" / "dialogsum"), "max_ppo_steps": 2,
+               "num_eval_samples": 16}
+    start = time.time()
+    notebook = run_lab(tmp_path, preset_name="full", overrides=changes)
+    print(f"full preset at the lecture's sizes, 2 PPO steps: {time.time() - start:.0f} s")
     nb = json.loads(notebook.read_text())
     text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
                    for c in nb["cells"] for o in c.get("outputs", []))
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["preset_name"] == "full" and results["preset"]["model_name"] == "google/flan-t5-base"
-    assert len(results["ppo_steps"]) == 1 and abs(results["ppo_steps"][0]["objective/kl"]) < 1
-    assert len(results["comparison"]) == 4
+    expected = dict(FULL, **changes, dtype=lab.resolve_dtype(FULL["dtype"], "cpu"))
+    assert results["preset_name"] == "full" and results["preset"] == json.loads(json.dumps(expected))
+    steps = results["ppo_steps"]
+    assert len(steps) == 2 and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
+    assert abs(steps[0]["objective/kl"]) < 1 and all(math.isfinite(s["objective/kl"]) for s in steps)
+    assert len(results["comparison"]) == 16 and len(results["toxicity"]["after"]["per_sample"]) == 16
 
 
 def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):

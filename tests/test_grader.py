@@ -1,37 +1,117 @@
-"""The grader passes a correct run of the lab and fails the two classic reward mistakes."""
+"""The grader passes a correct run of the lab, fails the classic reward mistakes and edited results, grades a class."""
 
+import csv
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 import grader
-from conftest import run_lab
+from conftest import ROOT, run_lab
 
 SHORT = {"max_ppo_steps": 10, "num_eval_samples": 40}
+WRONG = {"optimizes-hate": {"reward_label": "hate"}, "reward-by-position": {"reward_mode": "by_index"}}
+
+
+@pytest.fixture(scope="module")
+def wrong_runs(tiny, tmp_path_factory) -> dict:
+    """Executed short runs with each classic reward mistake, by name."""
+    return {name: run_lab(tmp_path_factory.mktemp(name), overrides=SHORT, **parameters)
+            for name, parameters in WRONG.items()}
 
 
 def test_grader_passes_the_correct_run(executed, capsys):
     assert grader.main([str(executed / "lab.ipynb")]) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS ") == 6 and out.strip().endswith("PASSED")
+    assert out.count("PASS ") == len(grader.CHECKS) and out.strip().endswith("PASSED")
+    assert "PASS rescore: re-scored here: 120 summaries before and after PPO and 32 PPO texts, as recorded" in out
 
 
-@pytest.mark.parametrize("parameters", [{"reward_label": "hate"}, {"reward_mode": "by_index"}],
-                         ids=["optimizes-hate", "reward-by-position"])
-def test_grader_fails_a_wrong_reward(tiny, tmp_path, parameters, capsys):
-    notebook = run_lab(tmp_path, overrides=SHORT, **parameters)
-    assert grader.main([str(notebook)]) == 1
+@pytest.mark.parametrize("name", WRONG)
+def test_grader_fails_a_wrong_reward(wrong_runs, name, capsys):
+    assert grader.main([str(wrong_runs[name])]) == 1
     out = capsys.readouterr().out
     assert "FAIL reward:" in out and "were not the 'nothate' score" in out
     assert "PASS cells:" in out and "PASS steps: 10 of 10" in out
+    assert "FAIL config: not the tiny preset's settings: max_ppo_steps 10 (the preset says 60), num_eval_samples 40" \
+        in out
+
+
+def _edited_copy(executed, folder):
+    """The correct run with the after-PPO toxicity mean lowered and its most toxic summary replaced by a clean one."""
+    folder.mkdir()
+    shutil.copy(executed / "lab.ipynb", folder / "lab3_rlhf_detox.ipynb")
+    results = json.loads((executed / "results.json").read_text())
+    after = results["toxicity"]["after"]
+    worst = max(range(len(after["per_sample"])), key=after["per_sample"].__getitem__)
+    row = next(r for r in results["comparison"] if r["response_after"] == after["summaries"][worst])
+    clean = "#Person1# and #Person2# talk about the weather."
+    after["summaries"][worst], row["response_after"], after["per_sample"][worst] = clean, clean, 0.01
+    after["mean"] -= 0.05
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_path, capsys):
+    klass = tmp_path / "submissions"
+    shutil.copytree(executed, klass / "alice", ignore=shutil.ignore_patterns("checkpoints"))
+    for student, name in (("bob", "reward-by-position"), ("carol", "optimizes-hate")):
+        shutil.copytree(wrong_runs[name].parent, klass / student, ignore=shutil.ignore_patterns("checkpoints"))
+    _edited_copy(executed, klass / "dave")
+    (klass / "erin").mkdir()
+    (klass / "erin" / "lab3_rlhf_detox.ipynb").write_text('{"cells": [')  # broken off mid-upload
+    (klass / "frank").mkdir()
+    (klass / "frank" / "lab2.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": "import peft"}]}))
+    (klass / "grace").mkdir()
+    shutil.copy(executed / "lab.ipynb", klass / "grace" / "lab3_rlhf_detox.ipynb")  # no results.json
+    (klass / "heidi.txt").write_text("I could not run it, sorry")
+
+    assert grader.main([str(klass), "--csv", str(tmp_path / "grades.csv")]) == 0
+    out = capsys.readouterr().out
+    rows = {r["submission"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi.txt"]
+    assert [name for name, r in rows.items() if r["passed"] == "true"] == ["alice"]
+    assert all(rows["alice"][check] == "PASS" for check in grader.CHECKS) and rows["alice"]["reasons"] == ""
+    for student in ("bob", "carol"):
+        assert rows[student]["reward"] == "FAIL" and "were not the 'nothate' score" in rows[student]["reasons"]
+    dave = rows["dave"]
+    assert (dave["reward"], dave["printed"], dave["rescore"]) == ("PASS", "FAIL", "FAIL")
+    assert "toxicity after: printed" in dave["reasons"]
+    assert "1 of 120 summaries after PPO score otherwise than recorded" in dave["reasons"]
+    assert "mean toxicity after PPO is" in dave["reasons"]
+    assert rows["erin"]["notebook"] == "FAIL" and "is not a Jupyter notebook" in rows["erin"]["reasons"]
+    assert rows["frank"]["notebook"] == "FAIL" and "is not the Lab 3 notebook" in rows["frank"]["reasons"]
+    assert rows["grace"]["results"] == "FAIL" and "no results file at" in rows["grace"]["reasons"]
+    assert rows["heidi.txt"]["notebook"] == "FAIL"
+    assert rows["erin"]["cells"] == "NOT RUN"  # nothing else is judged on an unreadable notebook
+    assert "1 of 8 submissions passed; most failed check: notebook (3)" in out
+
+
+def test_several_notebook_paths_are_a_class(executed, wrong_runs, capsys):
+    assert grader.main([str(executed / "lab.ipynb"), str(wrong_runs["optimizes-hate"])]) == 0
+    assert "1 of 2 submissions passed" in capsys.readouterr().out
+
+
+def test_rescoring_without_the_classifier_is_not_run_not_passed(executed):
+    results = json.loads((executed / "results.json").read_text())
+    results["preset"]["toxicity_model_name"] = "someone/a-classifier-nobody-cached"
+    assert grader.find_classifier(results) == (
+        None, "someone/a-classifier-nobody-cached is not in this machine's Hugging Face cache (or pass --classifier)")
+
+
+def test_grader_imports_no_torch():
+    code = "import sys, grader; print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
 
 
 def _results(**changes) -> dict:
     results = {
         "preset": {"max_ppo_steps": 2},
-        "ppo_steps": [{"objective/kl": 0.0, "rewards": [1.5],
+        "ppo_steps": [{"step": 0, "objective/kl": 0.0, "rewards": [1.5],
                        "pipeline_scores": [[{"label": "nothate", "score": 1.5}, {"label": "hate", "score": -1.0}]]},
-                      {"objective/kl": 0.5, "rewards": [-0.5],
+                      {"step": 1, "objective/kl": 0.5, "rewards": [-0.5],
                        "pipeline_scores": [[{"label": "hate", "score": 0.7}, {"label": "nothate", "score": -0.5}]]}],
         "toxicity": {"before": {"mean": 0.3}, "after": {"mean": 0.1}, "change_ci95": [-0.3, -0.1]},
         "rouge": {"before": {"rougeL": 0.5}, "after": {"rougeL": 0.45}},
@@ -48,6 +128,7 @@ def test_checks_on_a_good_results_file():
 
 @pytest.mark.parametrize("check,changes", [
     (grader.check_steps, {"preset": {"max_ppo_steps": 3}}),
+    (grader.check_steps, {"ppo_steps": [{"step": 0}, {"step": 0}]}),  # a resumed run that repeated a step
     (grader.check_toxicity, {"toxicity": {"before": {"mean": 0.3}, "after": {"mean": 0.2}, "change_ci95": [-0.2, 0.01]}}),
     (grader.check_kl, {"ppo_steps": [{"objective/kl": float("nan")}]}),
     (grader.check_kl, {"ppo_steps": [{"objective/kl": 30.0}]}),
@@ -61,7 +142,7 @@ def test_checks_fail_on_bad_results(check, changes):
 
 
 def test_missing_results_file_fails(tmp_path, capsys):
-    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "outputs": []}]}
+    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "outputs": [], "source": "import rlhf_helpers as lab"}]}
     (tmp_path / "lab.ipynb").write_text(json.dumps(nb))
     assert grader.main([str(tmp_path / "lab.ipynb")]) == 1
     assert "FAIL results: no results file" in capsys.readouterr().out

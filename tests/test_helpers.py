@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from datasets import Dataset
@@ -32,7 +33,7 @@ def test_full_preset_is_the_lectures():
     assert (cfg["max_ppo_steps"], cfg["output_min_length"], cfg["output_max_length"]) == (10, 100, 400)
     assert cfg["generation_kwargs"] == {"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True}
     # The lecture's reward settings; only how many texts are scored per call differs (a speed setting, see the preset).
-    assert cfg["reward_kwargs"] == {"top_k": None, "function_to_apply": "none", "batch_size": 4}
+    assert cfg["reward_kwargs"] == {"top_k": None, "function_to_apply": "none", "batch_size": 4, "truncation": True}
     assert cfg["num_eval_samples"] == 10
 
 
@@ -252,3 +253,36 @@ def test_first_ppo_step_kl_is_near_zero(tiny, tiny_dataset, tokenizer, reward_pi
     stats = trainer.step(batch["input_ids"], responses, rewards)
     assert abs(stats["objective/kl"]) < 1.0
     assert np.isfinite(stats["ppo/returns/mean"])
+
+
+def _longer_than_the_classifier_window(reward_pipe) -> str:
+    text = " ".join([HATEFUL] * 80)
+    assert len(reward_pipe.tokenizer(text)["input_ids"]) > 512
+    return text
+
+
+def test_classifier_tokenizer_cuts_at_the_window_like_the_real_one(reward_pipe):
+    assert reward_pipe.tokenizer.model_max_length == 512
+    assert reward_pipe.model.config.max_position_embeddings == 514  # RoBERTa: 512 positions after an offset of 2
+
+
+def test_ppo_rewards_of_a_text_longer_than_the_window(tiny, reward_pipe):
+    long = _longer_than_the_classifier_window(reward_pipe)
+    rewards = lab.rewards_from_pipeline(reward_pipe([long, "I want to kiss you."], **tiny["reward_kwargs"]), "nothate")
+    assert len(rewards) == 2 and all(torch.isfinite(r) for r in rewards)
+    assert rewards[0] < rewards[1]  # still scored as what it is: the window is full of hate
+
+
+def test_toxicity_measurement_of_a_text_longer_than_the_window(toxicity_evaluator, reward_pipe):
+    long = _longer_than_the_classifier_window(reward_pipe)
+    scores = toxicity_evaluator.compute(predictions=[long, "I want to kiss you."], toxic_label="hate")["toxicity"]
+    assert scores[0] > 0.5 > scores[1]
+
+
+def test_comparison_table_of_texts_longer_than_the_window(tiny, reward_pipe):
+    long = _longer_than_the_classifier_window(reward_pipe)
+    before = pd.DataFrame({"query": [long, "Summarize: hello"], "summary": [long, "A greeting."],
+                           "reference": ["A fight.", "A greeting."]})
+    after = before.assign(summary=["A quarrel.", "A greeting."])
+    table = lab.comparison_table(before, after, reward_pipe, tiny["reward_kwargs"])
+    assert len(table) == 2 and table.reward_gain.notna().all()

@@ -51,7 +51,8 @@ def train_roberta_tokenizer(texts: list[str]) -> RobertaTokenizer:
     bpe.train_from_iterator(texts, vocab_size=1500, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                             show_progress=False)
     model = json.loads(bpe.to_str())["model"]
-    return RobertaTokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]])
+    # model_max_length as the real reward model's tokenizer: 512 tokens fill the 514 positions (2 are RoBERTa's offset).
+    return RobertaTokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], model_max_length=512)
 
 
 def _batches(rng: random.Random, items: list, size: int, key=None):

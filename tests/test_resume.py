@@ -1,0 +1,171 @@
+"""An interrupted PPO run continues from its last completed step and ends as an uninterrupted run would."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import torch
+from transformers import pipeline
+from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
+
+import grader
+import rlhf_helpers as lab
+from conftest import ROOT
+
+
+def _trainer(tiny, tiny_dataset, tokenizer) -> PPOTrainer:
+    """A fresh tiny PPO trainer, built from the same seed every time."""
+    lab.set_seed(0)
+    policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True)
+    config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0)
+    return PPOTrainer(config=config, model=model, ref_model=None, tokenizer=tokenizer,
+                      dataset=tiny_dataset["train"].select(range(32)), data_collator=lab.collator)
+
+
+def _step(run: dict, trainer, tokenizer, reward_pipe, tiny) -> dict:
+    """One PPO step as the notebook takes it (sampled summaries, rewards by label), recorded and checkpointed."""
+    batch = next(run["batches"])
+    responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=12,
+                                 **tiny["generation_kwargs"])
+    texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
+    scores = reward_pipe(texts, **tiny["reward_kwargs"])
+    rewards = lab.rewards_from_pipeline(scores, "nothate")
+    stats = trainer.step(batch["input_ids"], responses, rewards)
+    run["history"].append(lab.ppo_step_record(len(run["history"]), stats, scores, rewards, texts))
+    lab.save_checkpoint(run, trainer, ppo_s=0.0)
+    return run["history"][-1]
+
+
+def _digest(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def settings(tiny):
+    return lab.run_settings("tiny", tiny, "nothate", "by_label")
+
+
+@pytest.fixture
+def one_step_run(tiny, tiny_dataset, tokenizer, reward_pipe, settings, tmp_path):
+    """A run folder whose run was interrupted after one step."""
+    run_dir = tmp_path / "ppo-tiny"
+    trainer = _trainer(tiny, tiny_dataset, tokenizer)
+    run = lab.start_or_resume(run_dir, settings, trainer)
+    _step(run, trainer, tokenizer, reward_pipe, tiny)
+    return run_dir, run, trainer
+
+
+def test_restored_trainer_takes_the_same_next_step(tiny, tiny_dataset, tokenizer, reward_pipe, settings, one_step_run,
+                                                   capsys):
+    run_dir, run, trainer = one_step_run
+    assert lab.latest_checkpoint(run_dir).name == "step-00001"
+    interrupted = shutil.copytree(run_dir, run_dir.with_name("interrupted"))  # as a crash during step 2 leaves it
+    (interrupted / "step-00002.tmp").mkdir()  # what a crash in the middle of writing leaves behind: never read
+    uninterrupted = _step(run, trainer, tokenizer, reward_pipe, tiny)
+    assert [p.name for p in run_dir.iterdir()] == ["step-00002"]  # only the newest checkpoint is kept
+
+    run_dir = interrupted
+    fresh = _trainer(tiny, tiny_dataset, tokenizer)
+    resumed_run = lab.start_or_resume(run_dir, settings, fresh)
+    assert f"Resuming from step 1 (steps done before the interruption) with the checkpoint in {run_dir}" in \
+        capsys.readouterr().out
+    assert resumed_run["step"] == 1 and len(resumed_run["history"]) == 1 and resumed_run["resumed_from"] == [1]
+    resumed = _step(resumed_run, fresh, tokenizer, reward_pipe, tiny)
+    assert resumed["rewards"] == pytest.approx(uninterrupted["rewards"], abs=1e-5)
+    assert resumed["objective/kl"] == pytest.approx(uninterrupted["objective/kl"], abs=1e-5)
+    assert resumed["ppo/returns/mean"] == pytest.approx(uninterrupted["ppo/returns/mean"], abs=1e-5)
+    assert fresh.kl_ctl.value == pytest.approx(trainer.kl_ctl.value, rel=1e-9)
+    for a, b in zip(fresh.model.parameters(), trainer.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_dataset, tokenizer, settings,
+                                                                    one_step_run):
+    run_dir = one_step_run[0]
+    before = _digest(run_dir)
+    other = dict(settings, learning_rate=1e-3, reward_label="hate")
+    with pytest.raises(lab.LabSetupError) as error:
+        lab.start_or_resume(run_dir, other, _trainer(tiny, tiny_dataset, tokenizer))
+    assert error.value._render_traceback_() == [
+        f"LabSetupError: The checkpoint in {run_dir / 'step-00001'} was written with other settings (learning_rate was "
+        f"0.0002, now 0.001; reward_label was 'nothate', now 'hate'): run with those settings to resume it, or with "
+        "resume=False to keep it aside and start anew."]
+    assert _digest(run_dir) == before
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["finished", "resume-off"])
+def test_a_new_run_keeps_the_old_one_aside(tiny, tiny_dataset, tokenizer, settings, one_step_run, finished, capsys):
+    run_dir, run, _ = one_step_run
+    if finished:
+        lab.finish_run(run)
+    before = _digest(run_dir)
+    new = lab.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer), resume=finished)
+    assert new["step"] == 0 and new["history"] == [] and not run_dir.exists()
+    kept = [p for p in run_dir.parent.iterdir() if p.name.startswith("ppo-tiny-")]
+    assert len(kept) == 1 and kept[0].name.startswith("ppo-tiny-" + ("finished" if finished else "interrupted"))
+    assert _digest(kept[0]) == before
+    assert f"A new run starts; the {'finished' if finished else 'interrupted'} run that was in {run_dir} is kept in " \
+           f"{kept[0]}." in capsys.readouterr().out
+
+
+def test_a_checkpoint_is_never_unpickled(tiny, tiny_dataset, tokenizer, settings, one_step_run, tmp_path):
+    run_dir = one_step_run[0]
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"state": Payload()}, run_dir / "step-00001" / "optimizer.pt")
+    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
+        lab.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer))
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and everything it started (papermill and its Jupyter kernel), as a crash would."""
+    tree = psutil.Process(proc.pid)
+    for p in [*tree.children(recursive=True), tree]:
+        p.kill()
+    proc.wait()
+
+
+def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(executed, tmp_path):
+    out, run_dir = tmp_path / "out", tmp_path / "checkpoints" / "ppo-tiny"
+    out.mkdir()
+    command = [sys.executable, "-m", "papermill", "--no-progress-bar", str(ROOT / "lab3_rlhf_detox.ipynb"),
+               str(out / "lab.ipynb"), "-p", "preset_name", "tiny", "-p", "output_dir", str(out),
+               "-p", "checkpoint_dir", str(tmp_path / "checkpoints")]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while (lab.latest_checkpoint(run_dir) is None or lab.latest_checkpoint(run_dir).name < "step-00003") \
+            and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    _kill_tree(proc)
+    killed_at = int(lab.latest_checkpoint(run_dir).name.removeprefix("step-"))
+    reference = json.loads((executed / "results.json").read_text())
+    steps = reference["preset"]["max_ppo_steps"]
+    assert 3 <= killed_at < steps and not (out / "results.json").exists()
+
+    subprocess.run(command, cwd=ROOT, check=True, timeout=900, capture_output=True)  # the same command again
+    nb = json.loads((out / "lab.ipynb").read_text())
+    printed = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                      for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stdout")
+    assert f"Resuming from step {killed_at} (steps done before the interruption)" in printed
+    step_lines = [line for line in printed.splitlines() if line.startswith("step ") and "objective/kl" in line]
+    assert len(step_lines) == steps - killed_at and step_lines[0].startswith(f"step {killed_at + 1:>3}/{steps}")
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["resumed_from_steps"] == [killed_at]
+    assert [s["step"] for s in results["ppo_steps"]] == list(range(steps))
+    for resumed, uninterrupted in zip(results["ppo_steps"], reference["ppo_steps"]):
+        assert resumed["rewards"] == pytest.approx(uninterrupted["rewards"], abs=1e-5)
+        assert resumed["objective/kl"] == pytest.approx(uninterrupted["objective/kl"], abs=1e-5)
+    assert results["toxicity"]["after"]["per_sample"] == pytest.approx(
+        reference["toxicity"]["after"]["per_sample"], abs=1e-5)
+    assert grader.main([str(out / "lab.ipynb")]) == 0
