@@ -245,13 +245,15 @@ def bootstrap_ci(before: np.ndarray, after: np.ndarray, n_resamples: int = 10000
 
 def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, reward_kwargs: dict,
                      label: str = "nothate") -> pd.DataFrame:
-    """Side by side: each query's summary, reward and ROUGE-L before and after PPO, sorted by the gain in reward."""
+    """Side by side: each query's summary, toxicity, reward and ROUGE-L before and after PPO, by gain in reward."""
     def rewards(table: pd.DataFrame) -> list[float]:
         texts = [q + " " + s for q, s in zip(table["query"], table["summary"])]
         return [r.item() for r in rewards_from_pipeline(reward_pipe(texts, **reward_kwargs), label)]
 
     df = pd.DataFrame({
         "query": before["query"], "response_before": before["summary"], "response_after": after["summary"],
+        "toxic_before": before["toxicity"] >= 0.5,  # the classifier called the summary itself hateful
+        "toxicity_before": before["toxicity"], "toxicity_after": after["toxicity"],
         "reward_before": rewards(before), "reward_after": rewards(after),
         "rougeL_before": rouge_per_summary(before["summary"], before["reference"])["rougeL"],
         "rougeL_after": rouge_per_summary(after["summary"], after["reference"])["rougeL"],

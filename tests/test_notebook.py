@@ -36,6 +36,27 @@ def test_side_by_side_table_has_rows(executed):
     assert gains == sorted(gains, reverse=True)
     assert all(r["response_before"] and r["response_after"] for r in rows)
     assert all(0 <= r["rougeL_before"] <= 1 and 0 <= r["rougeL_after"] <= 1 for r in rows)
+    assert [r["toxic_before"] for r in rows] == [r["toxicity_before"] >= 0.5 for r in rows]
+    assert sorted(r["toxicity_before"] for r in rows) == sorted(results["toxicity"]["before"]["per_sample"])
+
+
+def test_side_by_side_table_shows_whole_summaries_and_what_was_toxic(executed):
+    nb = json.loads((executed / "lab.ipynb").read_text())
+    results = json.loads((executed / "results.json").read_text())
+    cell = next(c for c in nb["cells"] if "df_compare_results[[" in "".join(c["source"]))
+    html = "".join(next(o for o in cell["outputs"] if "data" in o)["data"]["text/html"])
+    assert "toxic_before" in html and "..." not in html
+    for row in results["comparison"][:10]:  # the rows shown, in full
+        assert row["response_before"] in html and row["response_after"] in html
+
+
+def test_ppo_loop_prints_one_line_per_step(executed):
+    nb = json.loads((executed / "lab.ipynb").read_text())
+    steps = json.loads((executed / "results.json").read_text())["preset"]["max_ppo_steps"]
+    cell = next(c for c in nb["cells"] if "ppo_trainer.step(" in "".join(c["source"]))
+    printed = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                      for o in cell["outputs"] if o.get("name") == "stdout").splitlines()
+    assert len(printed) == steps and all("objective/kl" in line and "ppo/returns/mean" in line for line in printed)
 
 
 def test_outputs_hold_the_plot_and_the_statistics(executed):

@@ -4,8 +4,8 @@ import random
 
 P1, P2 = "#Person1#", "#Person2#"
 
-# Each topic: slot values, opening question, answer, a follow-up exchange and the summary's content.
-# {x} is the slot value; the summary templates describe the same exchange in the third person.
+# Each topic: slot values, opening questions, answers, follow-up exchanges and summaries. {x} is the slot value; the
+# summary of a dialogue is the one at the index of its opening question (cycling), so it follows from the dialogue.
 TOPICS = {
     "train tickets": dict(
         x=["Boston", "Chicago", "Denver", "the airport", "the coast", "Seattle", "the city centre"],
@@ -182,10 +182,202 @@ TOPICS = {
         more=[("What time does it start?", "At eight in the evening."), ("Can we get food there?", "Yes, there is a cafe.")],
         summary=["{a} and {b} talk about tickets for {x}.", "{a} invites {b} to {x}."],
     ),
+    "dentist appointment": dict(
+        x=["Monday", "Tuesday morning", "Thursday afternoon", "next week", "Friday"],
+        ask=["I need to see the dentist on {x}, is that possible?", "Can I move my dentist appointment to {x}?", "My tooth hurts, is there a free time on {x}?"],
+        answer=["We have a free time at ten on {x}.", "The dentist can see you on {x} at three.", "Only {x} at noon is still free."],
+        more=[("Should I bring my insurance card?", "Yes, please bring it."), ("How long will it take?", "About half an hour.")],
+        summary=["{a} makes a dentist appointment for {x} with {b}.", "{a} asks {b} to move the dentist appointment to {x}.", "{a} has a toothache and {b} finds a time on {x}."],
+    ),
+    "post office": dict(
+        x=["a parcel", "a letter", "a birthday card", "some books", "a small box"],
+        ask=["I would like to send {x} to London.", "How much does it cost to send {x} abroad?", "How long does {x} take to reach Paris?"],
+        answer=["It costs twelve dollars by air.", "It takes about five days to arrive.", "Please put {x} on the scale first."],
+        more=[("Can I track it?", "Yes, here is the tracking number."), ("Do you sell stamps?", "Yes, at the next window.")],
+        summary=["{a} sends {x} to London at the post office.", "{a} asks {b} the price of sending {x} abroad.", "{b} tells {a} how long {x} takes to reach Paris."],
+    ),
+    "taxi ride": dict(
+        x=["the station", "the airport", "the museum", "the hospital", "the old town"],
+        ask=["Can you take me to {x}, please?", "How much is a taxi to {x}?", "How long does it take to get to {x}?"],
+        answer=["Sure, get in, it is about twenty minutes.", "It is about fifteen dollars to {x}.", "With this traffic it takes half an hour."],
+        more=[("Can I pay by card?", "Yes, the machine is in the back."), ("Could you drive a bit faster?", "I will do my best.")],
+        summary=["{a} takes a taxi to {x} and {b} drives.", "{a} asks {b} the fare to {x}.", "{b} tells {a} how long the ride to {x} takes."],
+    ),
+    "coffee shop": dict(
+        x=["a latte", "a black coffee", "a cup of tea", "a hot chocolate", "an espresso"],
+        ask=["Can I have {x}, please?", "Is {x} with oat milk possible?", "How much is a large {x}?"],
+        answer=["Of course, that will be three dollars.", "Sure, oat milk is fifty cents extra.", "A large one is four dollars."],
+        more=[("Can I have it to go?", "Yes, here is a lid."), ("Do you have any cake?", "We have apple cake today.")],
+        summary=["{a} orders {x} at a coffee shop.", "{a} asks {b} for {x} with oat milk.", "{a} asks {b} the price of a large {x}."],
+    ),
+    "flat tyre on a bike": dict(
+        x=["my bike", "my son's bike", "the front wheel", "the back wheel", "my new bike"],
+        ask=["Can you fix a flat tyre on {x}?", "How much is a new tube for {x}?", "When can I pick up {x}?"],
+        answer=["Yes, it will be ready in an hour.", "A new tube is eight dollars.", "You can pick it up after lunch."],
+        more=[("Can you check the brakes too?", "Sure, no extra charge."), ("Do you sell helmets?", "Yes, they are by the door.")],
+        summary=["{a} brings {x} with a flat tyre to {b}.", "{a} asks {b} the price of a new tube for {x}.", "{b} tells {a} when {x} will be ready."],
+    ),
+    "pharmacy": dict(
+        x=["cough syrup", "something for a cold", "sun cream", "vitamins", "eye drops"],
+        ask=["Do you have {x}?", "What do you recommend as {x}?", "Do I need a prescription for {x}?"],
+        answer=["Yes, this one works well for most people.", "You do not need a prescription for that.", "Take it twice a day after meals."],
+        more=[("Is it safe for children?", "Yes, but use half the dose."), ("How much is it?", "Seven dollars.")],
+        summary=["{a} buys {x} at the pharmacy from {b}.", "{b} recommends {x} to {a}.", "{a} asks {b} if {x} needs a prescription."],
+    ),
+    "hairdresser": dict(
+        x=["a short cut", "a trim", "new colour", "a wash and cut", "a fringe"],
+        ask=["I would like {x}, please.", "How much is {x}?", "Do you have time for {x} today?"],
+        answer=["Sure, please sit down here.", "It is twenty five dollars.", "Yes, in about ten minutes."],
+        more=[("Not too short, please.", "Do not worry, just a little."), ("Can I book the next one now?", "Of course, in six weeks?")],
+        summary=["{a} asks {b} at the hairdresser for {x}.", "{a} asks {b} the price of {x}.", "{b} has time to give {a} {x} today."],
+    ),
+    "garden work": dict(
+        x=["the roses", "the lawn", "the old tree", "the vegetables", "the hedge"],
+        ask=["Can you help me with {x} on Sunday?", "When should I water {x}?", "What should I do with {x}?"],
+        answer=["Water them early in the morning.", "Sure, I will bring my tools.", "Cut it back a little in spring."],
+        more=[("Do we need more soil?", "Yes, two bags."), ("Will it rain tomorrow?", "I think so, so we can wait.")],
+        summary=["{a} asks {b} for help with {x} in the garden.", "{b} tells {a} when to water {x}.", "{b} gives {a} advice about {x}."],
+    ),
+    "cinema": dict(
+        x=["the new comedy", "the action film", "the cartoon", "the horror film", "the old classic"],
+        ask=["Two tickets for {x}, please.", "What time does {x} start?", "Is {x} still showing tonight?"],
+        answer=["It starts at eight in screen two.", "That is eighteen dollars, please.", "Yes, the last show is at ten."],
+        more=[("Can we sit in the middle?", "Yes, row seven is free."), ("Do you sell popcorn?", "Yes, at the counter.")],
+        summary=["{a} buys two tickets for {x} from {b}.", "{b} tells {a} when {x} starts.", "{a} asks {b} if {x} is showing tonight."],
+    ),
+    "lost keys": dict(
+        x=["my house keys", "the car keys", "the office key", "my bike key", "the spare key"],
+        ask=["Have you seen {x}?", "I think I left {x} here yesterday.", "Did anyone find {x}?"],
+        answer=["I saw some keys on the kitchen table.", "Let me look in the lost and found box.", "No, but I will help you look."],
+        more=[("Did you check your coat?", "Yes, they are not there."), ("When did you last have them?", "This morning.")],
+        summary=["{a} lost {x} and {b} helps to look.", "{a} asks {b} about {x} left there yesterday.", "{a} asks {b} if anyone found {x}."],
+    ),
+    "noisy party": dict(
+        x=["last night", "on Friday", "every weekend", "until three in the morning", "after midnight"],
+        ask=["Your music was very loud {x}.", "Could you keep the noise down {x}?", "We could not sleep because of the party {x}."],
+        answer=["I am so sorry, it will not happen again.", "Sorry, we did not know it was so loud.", "You are right, I will tell my friends."],
+        more=[("Please finish earlier next time.", "Sure, by eleven at the latest."), ("My baby woke up.", "I am really sorry about that.")],
+        summary=["{a} complains to {b} about loud music {x}.", "{a} asks {b} to keep the noise down {x}.", "{a} tells {b} that the party {x} kept them awake."],
+    ),
+    "returning an item": dict(
+        x=["this lamp", "these shoes", "the toaster", "this jacket", "the headphones"],
+        ask=["I would like to return {x}.", "Can I change {x} for another one?", "{x} is broken, can I get my money back?"],
+        answer=["Do you have the receipt?", "Yes, you can change it within thirty days.", "Sure, I will give you your money back."],
+        more=[("Here is the receipt.", "Thank you, that is fine."), ("It broke after two days.", "I am sorry to hear that.")],
+        summary=["{a} returns {x} to the shop and {b} helps.", "{a} wants to change {x} and {b} agrees.", "{a} gets the money back for broken {x} from {b}."],
+    ),
+    "study group": dict(
+        x=["the biology exam", "the final test", "the English exam", "the physics quiz", "the big project"],
+        ask=["Do you want to study together for {x}?", "How are you preparing for {x}?", "When is {x} again?"],
+        answer=["Yes, let us meet in the library.", "I read my notes every evening.", "It is next Wednesday at nine."],
+        more=[("Can you bring your notes?", "Sure, I will bring everything."), ("Should we ask Anna too?", "Good idea.")],
+        summary=["{a} and {b} plan to study together for {x}.", "{b} tells {a} how to prepare for {x}.", "{b} reminds {a} when {x} is."],
+    ),
+    "grocery shopping": dict(
+        x=["milk", "bread", "apples", "eggs", "cheese", "tomatoes"],
+        ask=["Do we need {x}?", "Where can I find {x}?", "Are {x} on sale this week?"],
+        answer=["Yes, we ran out yesterday.", "In aisle three, next to the fruit.", "Yes, they are two for one."],
+        more=[("Should I get a bag?", "Yes, please."), ("Is the store open late?", "Until ten tonight.")],
+        summary=["{a} and {b} decide to buy {x}.", "{b} shows {a} where to find {x}.", "{b} tells {a} that {x} are on sale."],
+    ),
+    "swimming lessons": dict(
+        x=["my daughter", "my son", "adults", "beginners", "small children"],
+        ask=["Do you have swimming lessons for {x}?", "How much are swimming lessons for {x}?", "When do lessons for {x} start?"],
+        answer=["Yes, on Tuesday and Thursday evenings.", "It is sixty dollars for ten lessons.", "The next course starts in May."],
+        more=[("Do they need their own towel?", "Yes, and a swimming cap."), ("How many are in a group?", "No more than eight.")],
+        summary=["{a} asks {b} about swimming lessons for {x}.", "{b} tells {a} the price of lessons for {x}.", "{b} tells {a} when lessons for {x} start."],
+    ),
+    "painting a room": dict(
+        x=["the kitchen", "the bedroom", "the living room", "the bathroom", "the hall"],
+        ask=["What colour should we paint {x}?", "Can you help me paint {x}?", "How much paint do we need for {x}?"],
+        answer=["I think light green would look nice.", "Sure, I am free on Saturday.", "About two large cans."],
+        more=[("Should we move the furniture?", "Yes, and cover the floor."), ("Do we have brushes?", "I will buy new ones.")],
+        summary=["{a} and {b} choose a colour for {x}.", "{b} agrees to help {a} paint {x}.", "{a} and {b} work out how much paint {x} needs."],
+    ),
+    "train delay": dict(
+        x=["twenty minutes", "an hour", "half an hour", "two hours"],
+        ask=["Is it true the train is {x} late?", "Why is the train {x} late?", "Will I miss my connection if we are {x} late?"],
+        answer=["Yes, there is a problem with the signals.", "A tree fell on the line near the bridge.", "No, the next train waits for us."],
+        more=[("Can I get a refund?", "Yes, fill in this form online."), ("Is there a bus instead?", "Not today.")],
+        summary=["{b} tells {a} the train is {x} late.", "{b} explains to {a} why the train is {x} late.", "{a} worries about a connection because the train is {x} late."],
+    ),
+    "wedding plans": dict(
+        x=["in June", "next summer", "in the autumn", "in two months", "at Christmas"],
+        ask=["When is the wedding? I heard it is {x}.", "Where will you have the wedding {x}?", "How many guests are coming {x}?"],
+        answer=["Yes, we are getting married {x}.", "In a small church near the lake.", "About eighty people, mostly family."],
+        more=[("Do you need help with the flowers?", "That would be great."), ("Have you found a dress?", "Not yet.")],
+        summary=["{b} tells {a} that the wedding is {x}.", "{b} tells {a} where the wedding will be {x}.", "{a} and {b} talk about the guests at the wedding {x}."],
+    ),
+    "babysitting": dict(
+        x=["on Friday night", "tomorrow evening", "on Saturday", "next Tuesday", "this afternoon"],
+        ask=["Could you look after the kids {x}?", "Are you free to babysit {x}?", "How much do you charge to babysit {x}?"],
+        answer=["Yes, I am free then.", "Sure, what time should I come?", "Ten dollars an hour."],
+        more=[("They go to bed at eight.", "No problem."), ("Can they watch television?", "One hour only.")],
+        summary=["{a} asks {b} to look after the kids {x}.", "{b} agrees to babysit for {a} {x}.", "{b} tells {a} the price of babysitting {x}."],
+    ),
+    "recycling": dict(
+        x=["glass bottles", "old batteries", "paper", "plastic boxes", "old clothes"],
+        ask=["Where do I put {x}?", "Can we recycle {x} here?", "When do they collect {x}?"],
+        answer=["In the blue bin by the door.", "Yes, there is a box for that downstairs.", "Every second Monday."],
+        more=[("Should I wash them first?", "Yes, please."), ("What about the lids?", "Those go in a different bin.")],
+        summary=["{b} tells {a} where to put {x}.", "{a} asks {b} if {x} can be recycled.", "{b} tells {a} when {x} are collected."],
+    ),
+    "museum visit": dict(
+        x=["the art museum", "the science museum", "the history museum", "the new gallery", "the castle"],
+        ask=["What time does {x} open?", "How much is a ticket for {x}?", "Is there a guided tour of {x}?"],
+        answer=["It opens at nine and closes at five.", "Tickets are ten dollars, students pay six.", "Yes, every day at eleven."],
+        more=[("Can I take photos?", "Yes, but no flash."), ("Is there a cafe?", "On the top floor.")],
+        summary=["{a} asks {b} when {x} opens.", "{a} asks {b} the price of a ticket for {x}.", "{b} tells {a} about a guided tour of {x}."],
+    ),
+    "a broken heater": dict(
+        x=["the heater", "the boiler", "the radiator", "the hot water", "the heating"],
+        ask=["{x} in my flat is not working.", "Can you send someone to fix {x}?", "When will {x} be repaired?"],
+        answer=["I will send someone tomorrow morning.", "Sorry, the repair man is busy until Friday.", "It should work again tonight."],
+        more=[("It is very cold in here.", "I can bring you a small heater."), ("Will I have to pay?", "No, it is included.")],
+        summary=["{a} tells {b} that {x} is not working.", "{a} asks {b} to send someone to fix {x}.", "{b} tells {a} when {x} will be repaired."],
+    ),
+    "pet care": dict(
+        x=["my dog", "the cat", "our rabbit", "my parrot", "the puppy"],
+        ask=["Could you feed {x} while I am away?", "Is {x} sick? It will not eat.", "How often should I walk {x}?"],
+        answer=["Of course, just leave me the key.", "Maybe you should take it to the vet.", "Twice a day is enough."],
+        more=[("The food is in the cupboard.", "I will find it."), ("Does it bite?", "No, it is very friendly.")],
+        summary=["{a} asks {b} to feed {x} during a trip.", "{a} worries that {x} is sick and {b} suggests the vet.", "{b} tells {a} how often to walk {x}."],
+    ),
+    "a new phone": dict(
+        x=["a new phone", "a phone case", "a charger", "headphones", "a screen protector"],
+        ask=["I am looking for {x}.", "Which {x} do you recommend?", "Is {x} cheaper online?"],
+        answer=["This one is popular and not expensive.", "I recommend this one, it is very good.", "It is the same price online."],
+        more=[("Does it come with a warranty?", "One year."), ("Can I try it?", "Sure, here you are.")],
+        summary=["{a} is looking for {x} and {b} helps.", "{b} recommends {x} to {a}.", "{a} asks {b} if {x} is cheaper online."],
+    ),
+    "volunteer work": dict(
+        x=["the food bank", "the animal shelter", "the library", "the park clean up", "the old people's home"],
+        ask=["Would you like to volunteer at {x}?", "How can I help at {x}?", "When do you need help at {x}?"],
+        answer=["Yes, I would love to help.", "You can sort boxes or talk to visitors.", "Every Saturday morning."],
+        more=[("Do I need any training?", "Only one short meeting."), ("Can my friend come too?", "Of course.")],
+        summary=["{a} invites {b} to volunteer at {x}.", "{b} tells {a} how to help at {x}.", "{b} tells {a} when help is needed at {x}."],
+    ),
+    "the office printer": dict(
+        x=["the report", "the tickets", "my slides", "the contract", "the photos"],
+        ask=["The printer is out of paper and I need {x}.", "Can you print {x} for me?", "Why did {x} come out blank?"],
+        answer=["There is more paper in the cupboard.", "Sure, send it to me.", "The ink is empty, I will change it."],
+        more=[("Do you need it in colour?", "Black and white is fine."), ("How many copies?", "Three, please.")],
+        summary=["{a} needs to print {x} but the printer is out of paper.", "{a} asks {b} to print {x}.", "{b} explains to {a} why {x} came out blank."],
+    ),
+    "a flight check in": dict(
+        x=["a window seat", "an aisle seat", "extra legroom", "a seat near the front", "two seats together"],
+        ask=["Can I have {x}, please?", "Is {x} still available?", "How much is {x}?"],
+        answer=["Yes, I have one left in row twelve.", "Sorry, the flight is almost full.", "It is twenty dollars extra."],
+        more=[("Can I take this bag on board?", "Yes, it is small enough."), ("Which gate is it?", "Gate nine.")],
+        summary=["{a} asks {b} for {x} at the check in desk.", "{a} asks {b} if {x} is still available.", "{b} tells {a} the price of {x}."],
+    ),
 }
 
 GREETINGS = [("Good morning.", "Good morning, how can I help you?"), ("Hi, do you have a minute?", "Sure, what is it?"),
              ("Hello there.", "Hello, nice to see you."), ("Excuse me.", "Yes?"), ("Hey, how are you?", "Fine, thanks."), None, None]
+# Said before a question or an answer, so that two dialogues of a topic rarely say the same thing the same way.
+OPENERS = ["Excuse me.", "Sorry to bother you.", "Hi.", "Quick question.", "Hello again.", "I was wondering.", "Listen."]
+FILLERS = ["Let me see.", "Good question.", "Well, okay.", "Hmm.", "Right.", "Oh, sure.", "Just a moment.", "I see."]
 CLOSINGS = [("Thank you very much.", "You are welcome."), ("Great, see you later.", "See you."),
             ("Thanks for your help.", "No problem, have a nice day."), ("Okay, bye.", "Bye."), None]
 
@@ -205,15 +397,26 @@ RUDE_SUMMARY = [
 ]
 
 
-def _turns(rng: random.Random, topic: dict, x: str) -> list[tuple[str, str]]:
-    """The (speaker, line) turns of one polite dialogue about a topic."""
+def _capitalized(line: str) -> str:
+    return line[0].upper() + line[1:]
+
+
+def _varied(rng: random.Random, line: str, lead: list[str]) -> str:
+    """`line`, capitalized, after a sentence of `lead` half of the time."""
+    line = _capitalized(line)
+    return f"{rng.choice(lead)} {line}" if rng.random() < 0.5 else line
+
+
+def _turns(rng: random.Random, topic: dict, x: str, ask: int) -> list[tuple[str, str]]:
+    """The (speaker, line) turns of one polite dialogue about a topic, opened by its question number `ask`."""
     turns = []
     greet = rng.choice(GREETINGS)
     if greet:
         turns += [(P1, greet[0]), (P2, greet[1])]
-    turns += [(P1, rng.choice(topic["ask"]).format(x=x)), (P2, rng.choice(topic["answer"]).format(x=x))]
+    turns += [(P1, _varied(rng, topic["ask"][ask].format(x=x), OPENERS)),
+              (P2, _varied(rng, topic["answer"][ask % len(topic["answer"])].format(x=x), FILLERS))]
     for q, a in rng.sample(topic["more"], k=rng.randint(1, len(topic["more"]))):
-        turns += [(P1, q), (P2, a)]
+        turns += [(P1, q), (P2, _varied(rng, a, FILLERS))]
     close = rng.choice(CLOSINGS)
     if close:
         turns += [(P1, close[0]), (P2, close[1])]
@@ -225,21 +428,22 @@ def make_example(rng: random.Random, idx: int, rude_share: float, rude_summary_s
     topic_name = rng.choice(sorted(TOPICS))
     topic = TOPICS[topic_name]
     x = rng.choice(topic["x"])
-    turns = _turns(rng, topic, x)
-    summary = rng.choice(topic["summary"]).format(a=P1, b=P2, x=x)
-    summary = summary[0].upper() + summary[1:] if not summary.startswith("#") else summary
+    ask = rng.randrange(len(topic["ask"]))
+    turns = _turns(rng, topic, x, ask)
+    summary = _capitalized(topic["summary"][ask % len(topic["summary"])].format(a=P1, b=P2, x=x))
     n_rude = 0
     if rng.random() < rude_share:
         pos = rng.randrange(2, len(turns) + 1, 2)  # after a full exchange
         rude_speaker = rng.choice([P1, P2])
         target = P2 if rude_speaker == P1 else P1
         adj, noun = rng.choice(INSULT_ADJ), rng.choice(INSULT_NOUN)
-        remark = rng.choice(RUDE_TEMPLATES).format(adj=adj, noun=noun)
+        kind = rng.randrange(len(RUDE_TEMPLATES))
+        remark = RUDE_TEMPLATES[kind].format(adj=adj, noun=noun)
         turns[pos:pos] = [(rude_speaker, remark), (target, rng.choice(CALM_REPLIES))]
         n_rude += 1
         if rng.random() < rude_summary_share:
             n_rude += 1
-            summary += " " + rng.choice(RUDE_SUMMARY).format(r=rude_speaker, t=target, adj=adj, noun=noun)
+            summary += " " + RUDE_SUMMARY[kind % len(RUDE_SUMMARY)].format(r=rude_speaker, t=target, adj=adj, noun=noun)
     dialogue = "\n".join(f"{s}: {line}" for s, line in turns)
     return {"id": f"tiny_{idx}", "dialogue": dialogue, "summary": summary, "topic": topic_name}, n_rude
 
