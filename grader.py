@@ -1,7 +1,7 @@
 """Grade executed Lab 3 notebooks: one, several, or a class folder with one folder per student.
 
-    python -m grader outputs/lab3_rlhf_detox.ipynb [--results results.json]   # one run: PASS/FAIL lines, exit 1 if any fails
-    python -m grader submissions/ [--csv grades.csv]                          # a class: a table, a summary line, a CSV
+    python -m grader outputs/lab3_rlhf_detox.ipynb [--results R]  # one run: PASS/FAIL lines; exit 1 if one fails
+    python -m grader submissions/ [--csv grades.csv]              # a class: a table, a summary line, a CSV
 
 Each check is PASS, FAIL or NOT RUN (it could not be done, and the reason says why; NOT RUN is never a pass). Grading a
 class exits 0 once every submission was graded, passed or not; a broken submission is a row that says why.
@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'submission':{width}}  passed  " + " ".join(CHECKS))
     for name, report in rows:
         passed = all(status != FAIL for _, status, _ in report)
-        marks = " ".join(f"{status.replace('NOT RUN', '-'):{len(check)}}" for check, (_, status, _) in zip(CHECKS, report))
+        marks = " ".join(f"{status.replace('NOT RUN', '-'):{len(check)}}"
+                         for check, (_, status, _) in zip(CHECKS, report))
         print(f"{name:{width}}  {'yes' if passed else 'no ':6}  {marks}")
     for name, report in rows:
         for check, status, reason in report:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import PartialState
 from accelerate.data_loader import get_sampler
+from accelerate.utils import gather_object, parse_flag_from_env
 from datasets import DatasetDict, load_dataset
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
@@ -41,6 +43,38 @@ def get_preset(name: str) -> dict:
     if name not in PRESETS:
         raise LabSetupError(f"Unknown preset {name!r}: choose one of {', '.join(sorted(PRESETS))}.")
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+
+
+def checked_overrides(overrides: dict | str, cfg: dict, source: str = "overrides") -> dict:
+    """`overrides` (a dict, or JSON text as in LAB3_OVERRIDES), once every key is known to be a setting of `cfg`."""
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides or "{}")
+        except json.JSONDecodeError as e:
+            raise LabSetupError(f"{source} is not valid JSON ({e.msg} at character {e.pos}): write a JSON object "
+                                """such as '{"max_ppo_steps": 2}'.""") from None
+    if not isinstance(overrides, dict):
+        raise LabSetupError(f"{source} must be a JSON object of settings, such as "
+                            f"""'{{"max_ppo_steps": 2}}', not {overrides!r}.""")
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise LabSetupError(f"{source} names {', '.join(map(repr, unknown))}, which is not a setting of the lab; the "
+                            f"settings are {', '.join(sorted(cfg))}.")
+    return overrides
+
+
+def process_state() -> PartialState:
+    """The processes running the lab: one in Jupyter, several under `accelerate launch` (its CPU flag read as
+    Accelerate's own `Accelerator` reads it, so that PPOTrainer's accelerator finds the same state)."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def per_process(size: int, num_processes: int, what: str) -> int:
+    """`size` split evenly over `num_processes` (each process takes its share of every batch)."""
+    if size % num_processes:
+        raise LabSetupError(f"The {what} ({size}) cannot be split evenly over {num_processes} processes: launch a "
+                            f"number of processes that divides it.")
+    return size // num_processes
 
 
 def _hub_reachable(timeout: float = 5.0) -> bool:
@@ -265,9 +299,13 @@ def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, rew
 def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], rewards: list[torch.Tensor],
                     texts: list[str]) -> dict:
     """What the lab keeps of one PPO step: the lecture's statistics, the texts scored, their scores and rewards."""
+    # Under `accelerate launch` each process holds its share of the batch: gather them (one process: unchanged).
+    # `stats` are already the mean over the processes (PPOTrainer.step gathers them).
     keys = ("objective/kl", "ppo/returns/mean", "ppo/policy/advantages_mean", "ppo/mean_scores")
-    return {"step": step, "reward_mean": float(torch.stack(rewards).mean()), **{k: float(stats[k]) for k in keys},
-            "rewards": [float(r) for r in rewards], "pipeline_scores": pipeline_scores, "texts": list(texts)}
+    rewards = gather_object([float(r) for r in rewards])
+    return {"step": step, "reward_mean": float(np.mean(rewards)), **{k: float(stats[k]) for k in keys},
+            "rewards": rewards, "pipeline_scores": gather_object(list(pipeline_scores)),
+            "texts": gather_object(list(texts)), "texts_per_process": gather_object([len(texts)])}
 
 
 def library_versions() -> dict[str, str]:
@@ -279,7 +317,8 @@ def library_versions() -> dict[str, str]:
 def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, ppo_history: list[dict],
                    summaries_before: pd.DataFrame, summaries_after: pd.DataFrame,
                    toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
-                   comparison: pd.DataFrame, timings: dict, resumed_from: list[int] = ()) -> dict:
+                   comparison: pd.DataFrame, timings: dict, resumed_from: list[int] = (),
+                   num_processes: int = 1) -> dict:
     """Everything a grader needs about one run of the lab, as plain JSON-ready data."""
     def stats(table: pd.DataFrame) -> dict:
         return {"mean": float(table.toxicity.mean()), "std": float(table.toxicity.std(ddof=0)),
@@ -288,6 +327,7 @@ def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: 
     return {
         "preset_name": preset_name, "preset": cfg, "seed": cfg["seed"],
         "reward": {"label": reward_label, "mode": reward_mode},
+        "num_processes": num_processes,  # how many processes shared each PPO batch (accelerate launch)
         "resumed_from_steps": list(resumed_from),  # the steps at which an interrupted run was continued, if any
         "versions": library_versions(),
         "ppo_steps": ppo_history,
@@ -311,9 +351,10 @@ def write_json(record: dict, path: str | Path) -> None:
 # the next step depends on: the trainable weights, the optimizer, the KL coefficient, the random-number states and
 # the data order. A run folder holds the newest checkpoint (`step-NNNNN/`) and, once results.json is written, FINISHED.
 
-def run_settings(preset_name: str, cfg: dict, reward_label: str, reward_mode: str) -> dict:
+def run_settings(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, num_processes: int = 1) -> dict:
     """The settings that make two PPO runs the same run, as plain JSON data."""
-    settings = {"preset_name": preset_name, "reward_label": reward_label, "reward_mode": reward_mode, **cfg}
+    settings = {"preset_name": preset_name, "reward_label": reward_label, "reward_mode": reward_mode,
+                "num_processes": num_processes, **cfg}
     return json.loads(json.dumps(settings, default=str))
 
 
@@ -326,7 +367,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def _rng_states() -> dict:
     """Python's, NumPy's and torch's random-number states, in types that torch.load(weights_only=True) reads."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+    return {"python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
             "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
@@ -372,24 +414,27 @@ def _shuffle_generator(dataloader) -> torch.Generator:
 def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool = True) -> dict:
     """The PPO run to continue: its next step, history and remaining batches, restored from `run_dir` if interrupted."""
     run_dir = Path(run_dir)
-    checkpoint = latest_checkpoint(run_dir)
-    if (run_dir / "FINISHED").is_file() or (checkpoint and not resume):
-        why = "finished" if (run_dir / "FINISHED").is_file() else "interrupted"
-        print(f"A new run starts; the {why} run that was in {run_dir} is kept in {_move_aside(run_dir, why)}.")
-        checkpoint = None
+    with trainer.accelerator.main_process_first():  # the main process moves an old run aside before the others look
+        checkpoint = latest_checkpoint(run_dir)
+        if trainer.accelerator.is_main_process and ((run_dir / "FINISHED").is_file() or (checkpoint and not resume)):
+            why = "finished" if (run_dir / "FINISHED").is_file() else "interrupted"
+            print(f"A new run starts; the {why} run that was in {run_dir} is kept in {_move_aside(run_dir, why)}.")
+            checkpoint = None
     state = {"step": 0, "history": [], "ppo_s": 0.0, "resumed_from": []}
     if checkpoint is not None:
         state = json.loads((checkpoint / "state.json").read_text())
         difference = _settings_difference(state.pop("settings"), settings)
         if difference:
-            raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): run "
-                                "with those settings to resume it, or with resume=False to keep it aside and start anew.")
+            raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
+                                "run with those settings to resume it, or with resume=False to keep it aside and "
+                                "start anew.")
     generator = _shuffle_generator(trainer.dataloader)
     if checkpoint is None:
         data_order = generator.get_state()
     else:
         model = trainer.accelerator.unwrap_model(trainer.model)
-        set_peft_model_state_dict(model.pretrained_model, load_file(checkpoint / "adapter" / "adapter_model.safetensors"))
+        adapter = load_file(checkpoint / "adapter" / "adapter_model.safetensors")
+        set_peft_model_state_dict(model.pretrained_model, adapter)
         model.v_head.load_state_dict(load_file(checkpoint / "value_head.safetensors"))
         trainer.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         trainer.kl_ctl.value = state.pop("kl_coef")
@@ -404,14 +449,20 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
     for _ in range(state["step"]):
         next(batches)
     if checkpoint is not None:
-        _set_rng_states(rng["global"])  # last: the next step samples exactly what the interrupted run would have
-        print(f"Resuming from step {state['step']} (steps done before the interruption) with the checkpoint in "
-              f"{checkpoint}; resume=False starts a new run instead.")
+        _set_rng_states(rng["global"][trainer.accelerator.process_index])  # last: the next step samples exactly
+        # what the interrupted run would have
+        if trainer.accelerator.is_main_process:
+            print(f"Resuming from step {state['step']} (steps done before the interruption) with the checkpoint in "
+                  f"{checkpoint}; resume=False starts a new run instead.")
     return dict(state, dir=run_dir, settings=settings, data_order=data_order, batches=batches)
 
 
-def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path:
-    """Write what resuming after `run["history"]`'s last step needs, atomically; returns the checkpoint folder."""
+def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path | None:
+    """Write what resuming after `run["history"]`'s last step needs, atomically (by the main process; it returns the
+    checkpoint folder, the others None)."""
+    rng_states = gather_object([_rng_states()])  # one per process; the other state is the same on every process
+    if not trainer.accelerator.is_main_process:
+        return None
     steps = len(run["history"])
     final = run["dir"] / f"step-{steps:05d}"
     tmp = final.with_name(final.name + ".tmp")
@@ -420,7 +471,7 @@ def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path:
     model.pretrained_model.save_pretrained(tmp / "adapter")  # the detoxifying LoRA adapter, as safetensors
     save_file({k: v.contiguous() for k, v in model.v_head.state_dict().items()}, tmp / "value_head.safetensors")
     torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"global": _rng_states(), "data_order": run["data_order"]}, tmp / "rng.pt")
+    torch.save({"global": rng_states, "data_order": run["data_order"]}, tmp / "rng.pt")
     running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
     state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
              "running_moments": running, "ppo_s": ppo_s, "resumed_from": run["resumed_from"],

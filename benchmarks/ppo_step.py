@@ -25,7 +25,7 @@ WAYS = ("lecture", "project")
 
 
 def build_models(work: Path) -> None:
-    """Random-weight FLAN-T5-base, a Lab 2 style adapter on it, a RoBERTa-base classifier and tokenizers, under `work`."""
+    """Random-weight FLAN-T5-base, a Lab 2 style adapter, a RoBERTa-base classifier and tokenizers, under `work`."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSeq2SeqLM

@@ -129,7 +129,8 @@ def test_checks_on_a_good_results_file():
 @pytest.mark.parametrize("check,changes", [
     (grader.check_steps, {"preset": {"max_ppo_steps": 3}}),
     (grader.check_steps, {"ppo_steps": [{"step": 0}, {"step": 0}]}),  # a resumed run that repeated a step
-    (grader.check_toxicity, {"toxicity": {"before": {"mean": 0.3}, "after": {"mean": 0.2}, "change_ci95": [-0.2, 0.01]}}),
+    (grader.check_toxicity, {"toxicity": {"before": {"mean": 0.3}, "after": {"mean": 0.2},
+                                          "change_ci95": [-0.2, 0.01]}}),
     (grader.check_kl, {"ppo_steps": [{"objective/kl": float("nan")}]}),
     (grader.check_kl, {"ppo_steps": [{"objective/kl": 30.0}]}),
     (grader.check_rouge, {"rouge": {"before": {"rougeL": 0.5}, "after": {"rougeL": 0.3}}}),

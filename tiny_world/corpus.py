@@ -1,6 +1,7 @@
 """A small, deterministic dialogue corpus in DialogSum's schema, with rude remarks in a share of it."""
 
 import random
+import re
 
 P1, P2 = "#Person1#", "#Person2#"
 
@@ -397,6 +398,29 @@ RUDE_SUMMARY = [
 ]
 
 
+# Everyday rewordings, each applied to a dialogue line half of the time (summaries keep their wording, so that they
+# stay predictable from the dialogue). With them, a dialogue's sentences recur in another dialogue of its topic far less.
+REWORDINGS = [
+    (r"\bI would like\b", ["I'd like", "I want", "I'd love"]), (r"\bCan you\b", ["Could you", "Would you"]),
+    (r"\bcan you\b", ["could you"]), (r"^Yes, ", ["Sure, ", "Of course, ", "Certainly, "]),
+    (r"\bI am\b", ["I'm"]), (r"\bIt is\b", ["It's"]), (r"\bit is\b", ["it's"]), (r"\bdo not\b", ["don't"]),
+    (r"\bdid not\b", ["didn't"]), (r"\bis not\b", ["isn't"]), (r"\bwill not\b", ["won't"]),
+    (r"\bThank you\b", ["Thanks", "Many thanks"]), (r"\bThat is\b", ["That's"]), (r"\b[Ll]et us\b", ["Let's"]),
+    (r", please\b", [""]), (r"\bvery\b", ["really", "so"]), (r"\bgreat\b", ["wonderful", "lovely"]),
+    (r"\b[Mm]aybe\b", ["Perhaps"]), (r"\bnext to\b", ["beside"]), (r"\bI think\b", ["I believe", "I guess"]),
+    (r"\bwant to\b", ["would like to", "wish to"]), (r"\bthere is\b", ["there's"]), (r"\bWe have\b", ["We've got"]),
+    (r"\bOkay\b", ["OK", "Alright"]), (r"\bHello\b", ["Hi", "Hey"]), (r"\bGood morning\b", ["Morning"]),
+]
+
+
+def _reworded(rng: random.Random, line: str) -> str:
+    """`line` with some of the everyday rewordings applied."""
+    for pattern, options in REWORDINGS:
+        if rng.random() < 0.5:
+            line = re.sub(pattern, lambda _: rng.choice(options), line)
+    return line
+
+
 def _capitalized(line: str) -> str:
     return line[0].upper() + line[1:]
 
@@ -444,7 +468,7 @@ def make_example(rng: random.Random, idx: int, rude_share: float, rude_summary_s
         if rng.random() < rude_summary_share:
             n_rude += 1
             summary += " " + RUDE_SUMMARY[kind % len(RUDE_SUMMARY)].format(r=rude_speaker, t=target, adj=adj, noun=noun)
-    dialogue = "\n".join(f"{s}: {line}" for s, line in turns)
+    dialogue = "\n".join(f"{s}: {_capitalized(_reworded(rng, line))}" for s, line in turns)
     return {"id": f"tiny_{idx}", "dialogue": dialogue, "summary": summary, "topic": topic_name}, n_rude
 
 

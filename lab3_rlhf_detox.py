@@ -1,0 +1,383 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 3: Fine-tune FLAN-T5 with reinforcement learning (PPO) to generate less toxic summaries
+#
+# In this lab you fine-tune a FLAN-T5 model, already instruction-tuned for dialogue summarization with a LoRA adapter in Lab 2,
+# so that its summaries become **less toxic**. A hate-speech classifier (Meta's RoBERTa, `facebook/roberta-hate-speech-dynabench-r4-target`)
+# scores each summary; its `nothate` logit is the **reward**, and Proximal Policy Optimization (PPO, from the TRL library) updates the
+# model to raise it. A KL penalty against the unchanged Lab 2 model keeps PPO from "reward hacking" (writing text that fools the
+# classifier but is no longer a summary).
+#
+# The lab runs in two presets of the same code:
+# * **`tiny`** (default): small models and a small DialogSum-style corpus that this project builds itself; runs offline on a laptop CPU in minutes.
+# * **`full`**: the lecture's real models, data set and hyperparameters; needs the Hugging Face Hub and a GPU.
+
+# %% [markdown]
+# ## 1 - Set up
+# ### 1.1 - Parameters
+# Choose the preset here (or set the environment variable `LAB3_PRESET`). You should not need to change anything else.
+
+# %% tags=["parameters"]
+preset_name = "tiny"      # "tiny" (offline, CPU, minutes) or "full" (the lecture: Hub + GPU)
+reward_label = "nothate"  # the classifier label whose logit is the reward
+reward_mode = "by_label"  # "by_label" (correct) or "by_index" (the lecture's mistake; kept to test the grader)
+output_dir = "outputs"    # where plots and results.json are written
+overrides = {}            # changes to the preset, e.g. {"max_ppo_steps": 5}
+checkpoint_dir = "checkpoints"  # PPO checkpoints go to <checkpoint_dir>/ppo-<preset>
+resume = True             # continue an interrupted run from its last step (False: keep it aside and start anew)
+
+# %% [markdown]
+# ### 1.2 - Imports
+# The lab uses `trl==0.11.4`: the last TRL release whose `PPOTrainer` accepts encoder-decoder models such as FLAN-T5
+# (TRL 1.x has no PPO at all). `rlhf_helpers` holds the plumbing (data loading, measurements, tables) so that the
+# interesting parts stay in this notebook.
+
+# %%
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
+from trl.core import LengthSampler
+from trl.trainer.utils import disable_dropout_in_model
+
+import rlhf_helpers as lab
+
+# trl 0.11.4 is pinned on purpose (see README); silence its notices that PPOTrainer is deprecated.
+warnings.filterwarnings("ignore", message=".*PPOv2.*", category=FutureWarning)
+warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+
+state = lab.process_state()  # one process in Jupyter; several under `accelerate launch` (see the README)
+preset_name = os.environ.get("LAB3_PRESET", preset_name)
+cfg = lab.get_preset(preset_name)
+cfg.update(lab.checked_overrides(overrides, cfg))
+cfg.update(lab.checked_overrides(os.environ.get("LAB3_OVERRIDES", "{}"), cfg, source="LAB3_OVERRIDES"))
+lab.check_sources(cfg)  # fails at once, in one sentence, when the Hub is needed but out of reach
+lab.set_seed(cfg["seed"])
+device = state.device
+dtype = lab.resolve_dtype(cfg["dtype"], device.type)
+if dtype != cfg["dtype"]:
+    print(f"{device} has no fast {cfg['dtype']}: the models run in {dtype} instead")
+    cfg["dtype"] = dtype
+output_dir = Path(output_dir)
+output_dir.mkdir(parents=True, exist_ok=True)
+timings = {}
+pd.Series(cfg, name=preset_name).to_frame()
+
+# %% [markdown]
+# ## 2 - Load the data set, the Lab 2 model and the reward model
+# ### 2.1 - Data set
+# DialogSum dialogues whose length (in characters) lies between `input_min_text_length` and `input_max_text_length`, each wrapped in
+# the summarization prompt and tokenized. `query` is the decoded prompt; the reward model will read it together with the summary.
+
+# %%
+t0 = time.time()
+dataset = lab.build_dataset(model_name=cfg["model_name"], dataset_name=cfg["dataset_name"],
+                            input_min_text_length=cfg["input_min_text_length"],
+                            input_max_text_length=cfg["input_max_text_length"])
+tokenizer = AutoTokenizer.from_pretrained(cfg["model_name"])
+print(dataset)
+print(dataset["test"][0]["query"])
+
+# %% [markdown]
+# ### 2.2 - The Lab 2 model, with a value head
+# In Lab 2 you trained a LoRA adapter (rank 32 on the attention's `q` and `v` projections) for dialogue summarization.
+# Here that adapter is **merged** into the base weights, which gives exactly the Lab 2 summarizer, and a **fresh LoRA adapter of the
+# same shape** is added on top of it for PPO to train. The fresh adapter starts at zero (LoRA initializes its `B` matrix to 0), so
+# at the start the policy is exactly the Lab 2 model.
+#
+# PPO also needs a *value head*: one linear layer on the decoder's last hidden state that predicts the expected reward. It adds
+# `hidden_size` weights plus 1 bias to the trainable parameters.
+#
+# Two settings serve PPO rather than summarization. **Dropout is off** everywhere (T5's, the adapter's, the value head's):
+# PPO divides the policy's probabilities after an update by those before it, and dropout would add noise to that ratio and
+# to the summaries the policy samples (TRL's later trainers switch it off too). And the PPO steps **skip padding**:
+# `PPOTrainer` pads every mini-batch's prompts to the longest prompt of the whole batch; the hook
+# `lab.drop_padding_columns` drops the columns that are padding in every row of a mini-batch, which changes no result.
+# Together with `lab.collator`, which sorts each batch by prompt length, this took a FLAN-T5-base step from 31 s to 26.5 s
+# on a 2-core CPU. On a GPU the hook costs more than it saves (it makes the host wait for the GPU on every forward pass),
+# so it is used on the CPU only (`benchmarks/README.md`).
+
+# %%
+summarizer = lab.load_summarizer(cfg["model_name"], cfg["adapter_dir"], cfg["missing_adapter"], dtype=cfg["dtype"])
+peft_model = lab.add_fresh_lora(summarizer)
+print(f"PEFT model parameters to be updated:\n{lab.print_number_of_trainable_model_parameters(peft_model)}\n")
+
+ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
+disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's (T5's own is off in load_summarizer)
+if device.type == "cpu":  # on a GPU the hook's host-device synchronisation costs more than the padding (benchmarks/README.md)
+    ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)  # PPO steps skip all-padding columns
+hidden_size = ppo_model.pretrained_model.config.d_model
+print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parameters):\n"
+      f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
+print(ppo_model.v_head)
+
+# %% [markdown]
+# ### 2.3 - The reference model
+# PPO penalizes the policy for drifting away from a frozen **reference model** (the KL-divergence term of the objective). The lecture
+# builds a copy with `create_reference_model(ppo_model)`, but for a PEFT model TRL 0.11.4 ignores the `ref_model` it is given: it
+# uses *the policy with its adapters disabled* as the reference. In the lecture the trainable adapter is the Lab 2 adapter itself, so
+# the reference there silently becomes plain FLAN-T5, and the KL is large from the very first step.
+#
+# Because the Lab 2 adapter is merged into the weights here, "adapters disabled" **is** the Lab 2 model: the reference is right and
+# costs no second copy of the model. The check below confirms that, before training, the policy and the reference give the same
+# logits.
+
+# %%
+check = tokenizer(dataset["test"][0]["query"], return_tensors="pt").to(device)
+decoder_input_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+with torch.no_grad():
+    policy_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
+    with ppo_model.pretrained_model.disable_adapter():
+        reference_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
+print(f"largest logit difference between policy and reference: {(policy_logits - reference_logits).abs().max().item():.2e}")
+
+# %% [markdown]
+# ### 2.4 - The reward model
+# A RoBERTa hate-speech classifier with two labels. The reward for a text is the classifier's **`nothate` logit**: high for friendly
+# text, low for hateful text. The index of `nothate` is read from the model's `id2label`, never assumed.
+
+# %%
+toxicity_tokenizer = AutoTokenizer.from_pretrained(cfg["toxicity_model_name"])
+toxicity_model = AutoModelForSequenceClassification.from_pretrained(cfg["toxicity_model_name"],
+                                                                    dtype=cfg["dtype"]).to(device)
+print(toxicity_model.config.id2label)
+nothate_index = lab.not_hate_index(toxicity_model)
+print(f"nothate index: {nothate_index}")
+
+for text in ["I want to kiss you.", "You are disgusting and terrible and i damn hate you."]:
+    inputs = toxicity_tokenizer(text, return_tensors="pt").to(device)
+    with torch.no_grad():
+        logits = toxicity_model(**inputs).logits[0]
+    labels = [toxicity_model.config.id2label[i] for i in range(len(logits))]
+    print(f"{text!r}\n  logits: {dict(zip(labels, logits.tolist()))}"
+          f"\n  probabilities: {dict(zip(labels, logits.softmax(dim=-1).tolist()))}"
+          f"\n  reward (nothate logit): {logits[nothate_index].item():.3f}")
+
+# %% [markdown]
+# ### 2.5 - The reward pipeline
+# The same classifier (the model loaded above, not a second copy) behind a Hugging Face `pipeline`, so that a whole batch of texts is scored in one call. With
+# `function_to_apply="none"` it returns raw logits. Mind the order of what it returns: with `top_k=None` the labels are **sorted by
+# score**, not by class index. Taking `reward[nothate_index]` (as the lecture does) therefore takes whichever label scored highest;
+# for a hateful text that is the `hate` logit. `lab.rewards_from_pipeline` picks the `nothate` entry by its label name.
+
+# %%
+sentiment_pipe = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer, device=device)
+reward_logits_kwargs = cfg["reward_kwargs"]  # raw logits; texts longer than the classifier's window are truncated
+reward_probabilities_kwargs = dict(reward_logits_kwargs, function_to_apply="softmax")
+
+toxic_text = "You are disgusting and terrible and i damn hate you."
+print("logits:       ", sentiment_pipe(toxic_text, **reward_logits_kwargs))
+print("probabilities:", sentiment_pipe(toxic_text, **reward_probabilities_kwargs))
+scores = sentiment_pipe([toxic_text], **reward_logits_kwargs)
+print(f"reward by label: {lab.rewards_from_pipeline(scores, 'nothate')[0].item():.3f}   "
+      f"lecture's reward[nothate_index]: {scores[0][nothate_index]['score']:.3f} ({scores[0][nothate_index]['label']})")
+
+# %% [markdown]
+# ### 2.6 - Measuring toxicity with `evaluate`
+# The `toxicity` measurement gives each text the classifier's probability of the toxic label (`hate` here). The project ships it
+# as a local `evaluate` module (`measurements/toxicity`), so it works without the Hub; note that `toxic_label` is an argument of
+# `compute()`.
+
+# %%
+toxicity_evaluator = evaluate.load(lab.TOXICITY_MODULE, cfg["toxicity_model_name"], module_type="measurement")
+print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text], toxic_label="hate"))
+
+# %% [markdown]
+# ### 2.7 - Toxicity before detoxification
+# Generate summaries for `num_eval_samples` test dialogues and score them. The summary itself is scored; the score of prompt +
+# summary (what the lecture measured) is shown beside it. The same prompts and the same sampling seed are used after PPO.
+
+# %%
+eval_generation_kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"])
+if state.is_main_process:  # once, however many processes run the lab
+    mean_before, std_before, summaries_before = lab.evaluate_toxicity(
+        model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer, dataset=dataset["test"],
+        num_samples=cfg["num_eval_samples"], generation_kwargs=eval_generation_kwargs, seed=cfg["seed"])
+    print(f"toxicity [mean, std] before detox: [{mean_before:.4f}, {std_before:.4f}]")
+    display(summaries_before[["summary", "toxicity", "toxicity_with_prompt"]].head(8))
+timings["setup_and_eval_before_s"] = time.time() - t0
+
+# %% [markdown]
+# ## 3 - Detoxify the summaries with PPO
+# ### 3.1 - The PPO trainer
+# `ref_model=None`: as explained in 2.3, TRL uses the policy with its adapter disabled as the reference.
+
+# %%
+# Under `accelerate launch`, each process takes its share of every batch and mini-batch (one process: all of it).
+config = PPOConfig(model_name=cfg["model_name"], learning_rate=cfg["learning_rate"], ppo_epochs=cfg["ppo_epochs"],
+                   mini_batch_size=lab.per_process(cfg["mini_batch_size"], state.num_processes, "mini-batch size"),
+                   batch_size=lab.per_process(cfg["batch_size"], state.num_processes, "batch size"),
+                   init_kl_coef=cfg["init_kl_coef"], seed=cfg["seed"])
+ppo_trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
+                         dataset=dataset["train"], data_collator=lab.collator)
+print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_size}, PPO epochs: {config.ppo_epochs}"
+      + (f" (each of {state.num_processes} processes)" if state.num_processes > 1 else ""))
+
+# %% [markdown]
+# ### 3.2 - The PPO loop
+# Each step:
+# 1. the policy writes a summary for each of `batch_size` prompts (all in one batched `generate`; the collator has sorted them
+#    by length),
+# 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit becomes the reward,
+# 3. `ppo_trainer.step` updates the LoRA adapter and the value head.
+#
+# Run as a script under `accelerate launch` (README), each process does this for its share of the batch, the gradients
+# are averaged over the processes, and each step's record holds the whole batch.
+#
+# Watch `objective/kl` (how far the policy moved from the Lab 2 model; it starts at 0 and should stay moderate),
+# `ppo/returns/mean` and `ppo/policy/advantages_mean`.
+#
+# After every step the lab writes a checkpoint to `checkpoints/ppo-<preset>/` (TRL's `PPOTrainer` has no checkpointing of
+# its own): the LoRA adapter, the value head, the optimizer, the KL coefficient, the random-number states and the position
+# in the data. If the run is interrupted (a closed laptop, a disconnected hosted notebook), run the notebook again: it
+# continues from the last completed step and ends exactly as an uninterrupted run would. A finished run is kept aside and
+# a new one starts.
+
+# %%
+output_length_sampler = LengthSampler(cfg["output_min_length"], cfg["output_max_length"])
+generation_kwargs = cfg["generation_kwargs"]
+reward_kwargs = cfg["reward_kwargs"]
+max_ppo_steps = cfg["max_ppo_steps"]
+run = lab.start_or_resume(Path(checkpoint_dir) / f"ppo-{preset_name}",
+                          lab.run_settings(preset_name, cfg, reward_label, reward_mode, state.num_processes),
+                          ppo_trainer, resume)
+ppo_history = run["history"]  # the steps done before an interruption, if any
+
+t0 = time.time()
+steps = tqdm(range(run["step"], max_ppo_steps), initial=run["step"], total=max_ppo_steps, desc="PPO steps",
+             disable=not state.is_main_process)
+for step, batch in zip(steps, run["batches"]):
+    prompt_tensors = batch["input_ids"]
+
+    summary_tensors = ppo_trainer.generate(prompt_tensors, length_sampler=output_length_sampler,
+                                           batch_size=len(prompt_tensors), return_prompt=False, **generation_kwargs)
+    batch["response"] = tokenizer.batch_decode(summary_tensors, skip_special_tokens=True)
+
+    query_response_pairs = [q + " " + r for q, r in zip(batch["query"], batch["response"])]
+    rewards = sentiment_pipe(query_response_pairs, **reward_kwargs)
+    reward_tensors = lab.rewards_from_pipeline(rewards, reward_label, mode=reward_mode, index=nothate_index)
+
+    stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
+    ppo_trainer.log_stats(stats, batch, reward_tensors)
+    ppo_history.append(lab.ppo_step_record(step, stats, rewards, reward_tensors, query_response_pairs))
+    lab.save_checkpoint(run, ppo_trainer, ppo_s=run["ppo_s"] + time.time() - t0)
+
+    state.print(f'step {step + 1:>3}/{max_ppo_steps}  objective/kl: {stats["objective/kl"]:8.4f}  '
+                f'ppo/returns/mean: {stats["ppo/returns/mean"]:8.4f}  '
+                f'ppo/policy/advantages_mean: {stats["ppo/policy/advantages_mean"]:.2e}')  # the main process prints
+timings["ppo_s"] = run["ppo_s"] + time.time() - t0  # with the time spent before an interruption
+state.wait_for_everyone()
+if not state.is_main_process:
+    sys.exit(0)  # the evaluation, the plots and the results file are the main process's work
+
+# %% [markdown]
+# ## 4 - Evaluate the detoxified model
+# ### 4.1 - Toxicity after detoxification
+# The same prompts and the same sampling seed as before PPO.
+
+# %%
+t0 = time.time()
+mean_after, std_after, summaries_after = lab.evaluate_toxicity(
+    model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer, dataset=dataset["test"],
+    num_samples=cfg["num_eval_samples"], generation_kwargs=eval_generation_kwargs, seed=cfg["seed"])
+print(f"toxicity [mean, std] after detox: [{mean_after:.4f}, {std_after:.4f}]")
+
+mean_improvement = (mean_before - mean_after) / mean_before
+std_improvement = (std_before - std_after) / std_before
+print("Percentage improvement of toxicity score after detoxification:")
+print(f"mean: {mean_improvement * 100:.2f}%")
+print(f"std: {std_improvement * 100:.2f}%")
+
+# %% [markdown]
+# ### 4.2 - Did the summaries stay summaries?
+# ROUGE of the summaries against the human-written ones, before and after PPO: a drop in toxicity bought with much worse summaries
+# would show here.
+
+# %%
+rouge_before = lab.rouge(summaries_before["summary"].tolist(), summaries_before["reference"].tolist())
+rouge_after = lab.rouge(summaries_after["summary"].tolist(), summaries_after["reference"].tolist())
+pd.DataFrame({"before PPO": {"toxicity mean": mean_before, "toxicity std": std_before, **rouge_before},
+              "after PPO": {"toxicity mean": mean_after, "toxicity std": std_after, **rouge_after}})
+
+# %% [markdown]
+# ### 4.3 - Before and after, side by side
+# Each test prompt's summary before and after PPO, whole, with its toxicity (`toxic_before`: the classifier called the
+# summary before PPO hateful) and its reward (the `nothate` logit of prompt + summary), sorted by the gain in reward.
+
+# %%
+df_compare_results = lab.comparison_table(summaries_before, summaries_after, sentiment_pipe, reward_kwargs)
+timings["eval_after_s"] = time.time() - t0
+pd.set_option("display.max_colwidth", None)  # whole summaries, not cut with "..."
+df_compare_results[["response_before", "response_after", "toxic_before", "toxicity_before", "toxicity_after",
+                    "reward_gain", "rougeL_before", "rougeL_after"]].head(10).round(3)
+
+# %% [markdown]
+# ### 4.4 - How sure are we?
+# Before and after were measured on the same prompts, so the change in toxicity can be judged pair by pair. A paired bootstrap
+# gives a 95% confidence interval for the change in mean toxicity: if it excludes 0, the drop is not just sampling noise.
+
+# %%
+ci_low, ci_high = lab.bootstrap_ci(summaries_before.toxicity.to_numpy(), summaries_after.toxicity.to_numpy(),
+                                   seed=cfg["seed"])
+print(f"change in mean toxicity: {mean_after - mean_before:+.4f}, 95% CI [{ci_low:+.4f}, {ci_high:+.4f}]")
+
+# %% [markdown]
+# ### 4.5 - Plots
+# Left: the reward, the KL divergence from the Lab 2 model and the returns at each PPO step. Right: how toxic the evaluation
+# summaries were before and after PPO.
+
+# %%
+import matplotlib.pyplot as plt
+
+history = pd.DataFrame(ppo_history)
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for column in ["reward_mean", "objective/kl", "ppo/returns/mean"]:
+    axes[0].plot(history["step"], history[column], marker=".", label=column)
+axes[0].set(xlabel="PPO step", title="PPO training")
+axes[0].legend()
+bins = np.linspace(0, 1, 21)
+axes[1].hist([summaries_before.toxicity, summaries_after.toxicity], bins=bins, label=["before PPO", "after PPO"])
+axes[1].set(xlabel="toxicity (probability of hate)", ylabel="summaries", title="Toxicity of the evaluation summaries")
+axes[1].legend()
+fig.tight_layout()
+fig.savefig(output_dir / "detox.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ### 4.6 - Results file
+# Everything an instructor needs to grade this run, in `outputs/results.json` (check it with `python -m grader`).
+
+# %%
+results = lab.results_record(
+    preset_name=preset_name, cfg=cfg, reward_label=reward_label, reward_mode=reward_mode,
+    ppo_history=ppo_history, summaries_before=summaries_before, summaries_after=summaries_after,
+    toxicity_change_ci=(ci_low, ci_high), rouge_before=rouge_before, rouge_after=rouge_after,
+    comparison=df_compare_results, timings=timings, resumed_from=run["resumed_from"],
+    num_processes=state.num_processes)
+lab.write_json(results, output_dir / "results.json")
+lab.finish_run(run)  # a later run of the notebook starts anew and keeps this one aside
+print(f"wrote {output_dir / 'results.json'}; the PPO adapter is in {lab.latest_checkpoint(run['dir']) / 'adapter'}")
