@@ -40,7 +40,7 @@ def check_cells(nb: dict) -> tuple[bool, str]:
 
 
 def check_config(results: dict) -> tuple[bool, str]:
-    """The run used its preset's settings (a 2-step run cannot pass as a 60-step one)."""
+    """The run used its preset's settings (a 2-step run cannot pass as a 100-step one)."""
     name = results["preset_name"]
     if name not in PRESETS:
         return False, f"unknown preset {name!r}"

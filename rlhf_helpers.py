@@ -1,5 +1,6 @@
 """Plumbing for Lab 3 (RLHF detoxification of FLAN-T5 summaries with PPO): presets, data, models, measurements."""
 
+import itertools
 import json
 import os
 import random
@@ -445,7 +446,9 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
         data_order = rng["data_order"]
         state["resumed_from"].append(state["step"])
     generator.set_state(data_order)
-    batches = iter(trainer.dataloader)  # the same shuffled order as the interrupted run; skip the batches it used
+    # Pass after pass over the data (each reshuffled by the same generator), in the interrupted run's order; skip the
+    # batches it used.
+    batches = itertools.chain.from_iterable(itertools.repeat(trainer.dataloader))
     for _ in range(state["step"]):
         next(batches)
     if checkpoint is not None:

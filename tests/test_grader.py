@@ -11,7 +11,7 @@ import pytest
 import grader
 from conftest import ROOT, run_lab
 
-SHORT = {"max_ppo_steps": 10, "num_eval_samples": 40}
+SHORT = {"max_ppo_steps": 3, "num_eval_samples": 24}  # a wrong reward shows from the first step
 WRONG = {"optimizes-hate": {"reward_label": "hate"}, "reward-by-position": {"reward_mode": "by_index"}}
 
 
@@ -34,8 +34,8 @@ def test_grader_fails_a_wrong_reward(wrong_runs, name, capsys):
     assert grader.main([str(wrong_runs[name])]) == 1
     out = capsys.readouterr().out
     assert "FAIL reward:" in out and "were not the 'nothate' score" in out
-    assert "PASS cells:" in out and "PASS steps: 10 of 10" in out
-    assert "FAIL config: not the tiny preset's settings: max_ppo_steps 10 (the preset says 60), num_eval_samples 40" \
+    assert "PASS cells:" in out and "PASS steps: 3 of 3" in out
+    assert "FAIL config: not the tiny preset's settings: max_ppo_steps 3 (the preset says 100), num_eval_samples 24" \
         in out
 
 

@@ -15,7 +15,7 @@ from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
 
 import grader
 import rlhf_helpers as lab
-from conftest import ROOT
+from conftest import ROOT, run_lab
 
 
 def _trainer(tiny, tiny_dataset, tokenizer) -> PPOTrainer:
@@ -135,12 +135,16 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(executed, tmp_path):
+SHORT = {"max_ppo_steps": 12, "num_eval_samples": 24}  # the tiny preset's settings, fewer steps and samples
+
+
+def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(tiny, tmp_path):
+    uninterrupted = run_lab(tmp_path / "uninterrupted", overrides=SHORT).parent
     out, run_dir = tmp_path / "out", tmp_path / "checkpoints" / "ppo-tiny"
     out.mkdir()
     command = [sys.executable, "-m", "papermill", "--no-progress-bar", str(ROOT / "lab3_rlhf_detox.ipynb"),
                str(out / "lab.ipynb"), "-p", "preset_name", "tiny", "-p", "output_dir", str(out),
-               "-p", "checkpoint_dir", str(tmp_path / "checkpoints")]
+               "-p", "checkpoint_dir", str(tmp_path / "checkpoints"), "-y", f"overrides: {json.dumps(SHORT)}"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while (lab.latest_checkpoint(run_dir) is None or lab.latest_checkpoint(run_dir).name < "step-00003") \
@@ -148,7 +152,7 @@ def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(executed, tmp
         time.sleep(0.1)
     _kill_tree(proc)
     killed_at = int(lab.latest_checkpoint(run_dir).name.removeprefix("step-"))
-    reference = json.loads((executed / "results.json").read_text())
+    reference = json.loads((uninterrupted / "results.json").read_text())
     steps = reference["preset"]["max_ppo_steps"]
     assert 3 <= killed_at < steps and not (out / "results.json").exists()
 
@@ -168,4 +172,15 @@ def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(executed, tmp
         assert resumed["objective/kl"] == pytest.approx(uninterrupted["objective/kl"], abs=1e-5)
     assert results["toxicity"]["after"]["per_sample"] == pytest.approx(
         reference["toxicity"]["after"]["per_sample"], abs=1e-5)
-    assert grader.main([str(out / "lab.ipynb")]) == 0
+    report = {check: (status, reason) for check, status, reason in grader.grade(out / "lab.ipynb")}
+    assert report["steps"] == ("PASS", f"{steps} of {steps} PPO steps ran, resumed after step {killed_at}")
+    assert all(report[check][0] == "PASS" for check in ("cells", "reward", "printed", "rescore"))
+
+
+def test_batches_go_on_past_one_pass_over_the_data(tiny, tiny_dataset, tokenizer, settings, tmp_path):
+    trainer = _trainer(tiny, tiny_dataset, tokenizer)  # 32 samples: 4 batches of 8 a pass
+    run = lab.start_or_resume(tmp_path / "ppo-tiny", settings, trainer)
+    batches = [next(run["batches"])["query"] for _ in range(8)]
+    first, second = sum(batches[:4], []), sum(batches[4:], [])
+    assert sorted(first) == sorted(second) == sorted(tiny_dataset["train"].select(range(32))["query"])
+    assert first != second  # each pass is shuffled anew
