@@ -237,11 +237,14 @@ def grade(notebook: Path, results_path: Path | None = None,
     if nb is not None:
         try:
             results = json.loads(results_path.read_text())
+            if not isinstance(results, dict):
+                raise ValueError("not a JSON object")
             report["results"] = (PASS, f"read {results_path.name}")
         except FileNotFoundError:
             report["results"] = (FAIL, f"no results file at {results_path}")
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            report["results"] = (FAIL, f"the results file {results_path} is not readable JSON ({e})")
+            report["results"] = (FAIL, f"the results file {results_path} is not a readable JSON object ({e})")
+            results = None
     if results is not None:
         checks = {"config": check_config, "steps": check_steps, "toxicity": check_toxicity, "kl": check_kl,
                   "rouge": check_rouge, "reward": check_reward, "printed": lambda r: check_printed(nb, r)}

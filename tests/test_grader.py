@@ -66,11 +66,14 @@ def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_p
     (klass / "grace").mkdir()
     shutil.copy(executed / "lab.ipynb", klass / "grace" / "lab3_rlhf_detox.ipynb")  # no results.json
     (klass / "heidi.txt").write_text("I could not run it, sorry")
+    (klass / "ivan").mkdir()
+    shutil.copy(executed / "lab.ipynb", klass / "ivan" / "lab3_rlhf_detox.ipynb")
+    (klass / "ivan" / "results.json").write_text("[1, 2]")  # JSON, but not results
 
     assert grader.main([str(klass), "--csv", str(tmp_path / "grades.csv")]) == 0
     out = capsys.readouterr().out
     rows = {r["submission"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
-    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi.txt"]
+    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi.txt", "ivan"]
     assert [name for name, r in rows.items() if r["passed"] == "true"] == ["alice"]
     assert all(rows["alice"][check] == "PASS" for check in grader.CHECKS) and rows["alice"]["reasons"] == ""
     for student in ("bob", "carol"):
@@ -84,8 +87,10 @@ def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_p
     assert rows["frank"]["notebook"] == "FAIL" and "is not the Lab 3 notebook" in rows["frank"]["reasons"]
     assert rows["grace"]["results"] == "FAIL" and "no results file at" in rows["grace"]["reasons"]
     assert rows["heidi.txt"]["notebook"] == "FAIL"
+    assert rows["ivan"]["results"] == "FAIL" and "is not a readable JSON object" in rows["ivan"]["reasons"]
+    assert rows["ivan"]["reward"] == "NOT RUN"
     assert rows["erin"]["cells"] == "NOT RUN"  # nothing else is judged on an unreadable notebook
-    assert "1 of 8 submissions passed; most failed check: notebook (3)" in out
+    assert "1 of 9 submissions passed; most failed check: notebook (3)" in out
 
 
 def test_several_notebook_paths_are_a_class(executed, wrong_runs, capsys):

@@ -282,7 +282,8 @@ def test_toxicity_measurement_of_a_text_longer_than_the_window(toxicity_evaluato
 def test_comparison_table_of_texts_longer_than_the_window(tiny, reward_pipe):
     long = _longer_than_the_classifier_window(reward_pipe)
     before = pd.DataFrame({"query": [long, "Summarize: hello"], "summary": [long, "A greeting."],
-                           "reference": ["A fight.", "A greeting."]})
-    after = before.assign(summary=["A quarrel.", "A greeting."])
+                           "reference": ["A fight.", "A greeting."], "toxicity": [0.9, 0.1]})
+    after = before.assign(summary=["A quarrel.", "A greeting."], toxicity=[0.2, 0.1])
     table = lab.comparison_table(before, after, reward_pipe, tiny["reward_kwargs"])
     assert len(table) == 2 and table.reward_gain.notna().all()
+    assert table.set_index("response_after").toxic_before.to_dict() == {"A quarrel.": True, "A greeting.": False}
