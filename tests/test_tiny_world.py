@@ -17,12 +17,12 @@ def corpus(tiny) -> dict:
 
 
 def test_sampled_summaries_are_readable_and_summarize(corpus):
-    """The issue's goal, measured again here on the 400 test dialogues with the lecture's sampling (top_k 0, top_p 1)."""
+    """The goal, measured again on the 400 test dialogues with the lecture's sampling (top_k 0, top_p 1)."""
     quality = measure_summarizer(TINY, corpus, split="test")
     print(quality)
     assert quality["non_word_share"] < 0.01
     assert quality["rougeL"] >= 0.55
-    # The goal is under 2%; the build reaches 1.5-2.5% depending on the split (about 2% +- 0.7% by sampling noise alone),
+    # The goal is under 2%; the build reaches 1.5-2.5% depending on the split (sampling noise alone is about +-0.7%),
     # so the test guards against a regression rather than flip on a machine whose arithmetic differs in the last bits.
     assert quality["stutter_share"] < 0.04
     built = json.loads((TINY / "BUILT").read_text())  # what the build printed for the validation split

@@ -6,15 +6,15 @@ Run `python -m tiny_world.build [OUT_DIR]`; everything is reproducible from fixe
 import json
 import math
 import random
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 from datasets import load_dataset
 from peft import LoraConfig, TaskType, get_peft_model
-from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+from tokenizers import ByteLevelBPETokenizer
 from tqdm.auto import tqdm
 from transformers import (RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer, T5Config,
                           T5ForConditionalGeneration, T5Tokenizer)
@@ -87,18 +87,17 @@ def _batches(rng: random.Random, items: list, size: int, key=None):
     yield from batches
 
 
-def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str, batch_size: int = 32,
-                  repeats: float = 0.0) -> None:
+def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str, repeats: float = 0.0) -> None:
     """Supervised summarization on (prompt, summary) pairs; `repeats`: share of previous words shown repeated."""
     rng = random.Random(SEED)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
-    steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
+    steps = epochs * ((len(examples) + 31) // 32)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
     bar = tqdm(total=steps, desc=desc)
     for _ in range(epochs):
-        for batch in _batches(rng, examples, batch_size, key=lambda e: e["dialogue"]):
+        for batch in _batches(rng, examples, 32, key=lambda e: e["dialogue"]):
             enc = tok([PROMPT_TEMPLATE.format(dialogue=e["dialogue"]) for e in batch], return_tensors="pt",
                       padding=True)
             labels = tok([e["summary"] for e in batch], return_tensors="pt", padding=True).input_ids
