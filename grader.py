@@ -39,6 +39,12 @@ def check_cells(nb: dict) -> tuple[bool, str]:
     return True, f"all {len(code)} code cells ran without error"
 
 
+def _in_this_checkout(path: str) -> Path:
+    """A folder of the lab's checkout as a run on another machine named it, as the same folder of this checkout."""
+    parts = Path(path).parts
+    return ROOT.joinpath(*parts[parts.index("checkpoints"):]) if "checkpoints" in parts else Path(path)
+
+
 def check_config(results: dict) -> tuple[bool, str]:
     """The run used its preset's settings (a 2-step run cannot pass as a 100-step one)."""
     name = results["preset_name"]
@@ -48,8 +54,8 @@ def check_config(results: dict) -> tuple[bool, str]:
     differ = []
     for key in sorted(expected.keys() | recorded.keys()):
         want, got = expected.get(key), recorded.get(key)
-        if key in SOURCE_KEYS and isinstance(want, str) and isinstance(got, str) and Path(want).is_absolute():
-            want, got = Path(want).parts[-2:], Path(got).parts[-2:]  # a folder of the student's own checkout
+        if key in SOURCE_KEYS and isinstance(got, str) and Path(got).is_absolute():
+            got = str(_in_this_checkout(got))  # a folder of the student's own checkout
         if key == "dtype" and got == "float32":
             continue  # the notebook runs in float32 where the hardware has no fast bfloat16
         if want != got:
@@ -154,7 +160,7 @@ def find_classifier(results: dict, classifier: Path | None = None) -> tuple[str 
     if Path(name).is_dir():
         return name, ""
     if Path(name).is_absolute():  # a folder of the student's checkout; the tiny preset's is built the same everywhere
-        own = ROOT.joinpath(*Path(name).parts[-3:])
+        own = _in_this_checkout(name)
         if own.is_dir():
             return str(own), ""
         return None, f"the classifier {name} is not on this machine (build the tiny preset here, or pass --classifier)"
