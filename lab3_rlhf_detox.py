@@ -112,14 +112,15 @@ print(dataset["test"][0]["query"])
 # PPO also needs a *value head*: one linear layer on the decoder's last hidden state that predicts the expected reward. It adds
 # `hidden_size` weights plus 1 bias to the trainable parameters.
 #
-# Two settings serve PPO rather than summarization. **Dropout is off** everywhere (T5's, the adapter's, the value head's):
+# Some settings serve PPO rather than summarization. **Dropout is off** everywhere (T5's, the adapter's, the value head's):
 # PPO divides the policy's probabilities after an update by those before it, and dropout would add noise to that ratio and
-# to the summaries the policy samples (TRL's later trainers switch it off too). And the PPO steps **skip padding**:
-# `PPOTrainer` pads every mini-batch's prompts to the longest prompt of the whole batch; the hook
-# `lab.drop_padding_columns` drops the columns that are padding in every row of a mini-batch, which changes no result.
-# Together with `lab.collator`, which sorts each batch by prompt length, this took a FLAN-T5-base step from 31 s to 26.5 s
-# on a 2-core CPU. On a GPU the hook costs more than it saves (it makes the host wait for the GPU on every forward pass),
-# so it is used on the CPU only (`benchmarks/README.md`).
+# to the summaries the policy samples (TRL's later trainers switch it off too). The others depend on the device and
+# change no result (`lab.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every mini-batch's
+# prompts to the longest prompt of the whole batch, and the hook `lab.drop_padding_columns` drops the columns that are
+# padding in every row of a mini-batch; with `lab.collator`, which sorts each batch by prompt length, this took a
+# FLAN-T5-base step from 31 s to 26.5 s on a 2-core CPU. On a GPU, where that hook costs more than it saves, memory is
+# the scarcer resource: **gradient checkpointing** recomputes each T5 block's activations in the backward pass instead of
+# keeping them (`benchmarks/README.md`).
 
 # %%
 summarizer = lab.load_summarizer(cfg["model_name"], cfg["adapter_dir"], cfg["missing_adapter"], dtype=cfg["dtype"])
@@ -128,8 +129,7 @@ print(f"PEFT model parameters to be updated:\n{lab.print_number_of_trainable_mod
 
 ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
 disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's (T5's own is off in load_summarizer)
-if device.type == "cpu":  # on a GPU the hook's host-device synchronisation costs more than the padding (benchmarks/README.md)
-    ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)  # PPO steps skip all-padding columns
+print(lab.prepare_for_ppo(ppo_model, device))
 hidden_size = ppo_model.pretrained_model.config.d_model
 print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parameters):\n"
       f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
@@ -207,12 +207,26 @@ toxicity_evaluator = evaluate.load(lab.TOXICITY_MODULE, cfg["toxicity_model_name
 print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text], toxic_label="hate"))
 
 # %% [markdown]
-# ### 2.7 - Toxicity before detoxification
+# ### 2.7 - Fast generation on a GPU
+# Most of a PPO step's time on a GPU goes to writing the summaries, one token at a time. transformers can keep the
+# decoder's key/value cache in tensors of a fixed size (a *static* cache) and then compile the decoding step with
+# `torch.compile`, replayed as a CUDA graph. That pays only if the shapes never change, so the cache is sized once for
+# the longest summary of the run and the prompts are padded to one length. The first generation waits for the
+# compilation; the later ones run several times faster (`benchmarks/README.md`). On a CPU the default path runs.
+
+# %%
+max_prompt_tokens = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
+fast_generation_kwargs = lab.fast_generation_kwargs(
+    device, max_new_tokens=max(cfg["output_max_length"], cfg["eval_max_new_tokens"]), max_prompt_tokens=max_prompt_tokens)
+
+# %% [markdown]
+# ### 2.8 - Toxicity before detoxification
 # Generate summaries for `num_eval_samples` test dialogues and score them. The summary itself is scored; the score of prompt +
 # summary (what the lecture measured) is shown beside it. The same prompts and the same sampling seed are used after PPO.
 
 # %%
-eval_generation_kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"])
+eval_generation_kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"],
+                              **fast_generation_kwargs)
 if state.is_main_process:  # once, however many processes run the lab
     mean_before, std_before, summaries_before = lab.evaluate_toxicity(
         model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer, dataset=dataset["test"],
@@ -241,7 +255,7 @@ print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_siz
 # ### 3.2 - The PPO loop
 # Each step:
 # 1. the policy writes a summary for each of `batch_size` prompts (all in one batched `generate`; the collator has sorted them
-#    by length),
+#    by length; on a GPU, compiled as in 2.7),
 # 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit becomes the reward,
 # 3. `ppo_trainer.step` updates the LoRA adapter and the value head.
 #
@@ -259,7 +273,7 @@ print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_siz
 
 # %%
 output_length_sampler = LengthSampler(cfg["output_min_length"], cfg["output_max_length"])
-generation_kwargs = cfg["generation_kwargs"]
+generation_kwargs = dict(cfg["generation_kwargs"], **fast_generation_kwargs)  # {} on a CPU
 reward_kwargs = cfg["reward_kwargs"]
 max_ppo_steps = cfg["max_ppo_steps"]
 run = lab.start_or_resume(Path(checkpoint_dir) / f"ppo-{preset_name}",

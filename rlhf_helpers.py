@@ -223,15 +223,60 @@ def drop_padding_columns(module: torch.nn.Module, args: tuple, kwargs: dict) -> 
     return args, dict(kwargs, input_ids=kwargs["input_ids"][:, keep], attention_mask=mask[:, keep])
 
 
+def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> str:
+    """Apply the device's PPO settings that change no result (CPU: skip padding; GPU: gradient checkpointing); say which."""
+    if torch.device(device).type == "cpu":
+        # On a CPU the padding a PPO mini-batch carries costs real arithmetic; on a GPU this hook costs more than it saves
+        # (its `.all()` and boolean indexing make the host wait for the GPU on every forward pass; benchmarks/README.md).
+        ppo_model.register_forward_pre_hook(drop_padding_columns, with_kwargs=True)
+        return "PPO steps skip all-padding prompt columns"
+    # On a GPU arithmetic is cheap and memory is not: recomputing each T5 block in the backward pass instead of keeping
+    # its activations cuts a lecture-sized mini-batch's saved tensors from about 1.4 GB to 0.4 GB (benchmarks/README.md).
+    ppo_model.pretrained_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return "PPO steps recompute T5's activations in the backward pass (gradient checkpointing)"
+
+
+def _why_no_fast_generation(device: torch.device) -> str:
+    """'' where the compiled static-cache generation applies on `device`, else why not, in a few words."""
+    if device.type != "cuda":
+        return f"compiled generation pays off on a CUDA GPU, and this is {device.type}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (7, 0):
+        return f"this GPU (compute capability {major}.{minor}) is older than torch.compile's kernels support (7.0)"
+    from torch.utils._triton import has_triton
+    if not has_triton():
+        return "torch.compile has no Triton on this machine"
+    return ""
+
+
+def fast_generation_kwargs(device: torch.device | str, max_new_tokens: int, max_prompt_tokens: int) -> dict:
+    """Extra `PPOTrainer.generate` settings that compile generation on a GPU ({} elsewhere); prints which path runs."""
+    # transformers compiles the decoding step (torch.compile, replayed as a CUDA graph) when the KV cache is static. One
+    # compiled graph serves the whole run only if shapes never change: the cache is sized once for the longest summary
+    # (LengthSampler draws a new length every step) and every prompt is padded to one length (`pad_to_multiple_of` is
+    # PPOTrainer.generate's own; a multiple of at least the longest prompt pads every batch to exactly that length).
+    why_not = _why_no_fast_generation(torch.device(device))
+    if why_not:
+        print(f"generation: transformers' default (dynamic) KV cache, no compilation: {why_not}")
+        return {}
+    prompt_length = -(-max_prompt_tokens // 64) * 64
+    print(f"generation: static KV cache of {max_new_tokens} tokens, prompts padded to {prompt_length} tokens, decoding "
+          "step compiled by transformers (the first generation compiles it: expect a wait of tens of seconds)")
+    return {"cache_implementation": "static", "max_cache_len": max_new_tokens, "pad_to_multiple_of": prompt_length}
+
+
 @torch.no_grad()
 def generate_summaries(model, tokenizer, input_ids: list[torch.Tensor], generation_kwargs: dict,
                        batch_size: int = 16, seed: int = 0) -> list[str]:
     """Decoded summaries of the prompts `input_ids`, generated in padded batches from a fixed seed."""
     torch.manual_seed(seed)
     device = next(model.parameters()).device
+    generation_kwargs = dict(generation_kwargs)
+    pad_to_multiple_of = generation_kwargs.pop("pad_to_multiple_of", None)  # as PPOTrainer.generate takes it
     texts = []
     for i in tqdm(range(0, len(input_ids), batch_size), desc="summaries", unit="batch"):
-        batch = tokenizer.pad({"input_ids": input_ids[i:i + batch_size]}, return_tensors="pt").to(device)
+        batch = tokenizer.pad({"input_ids": input_ids[i:i + batch_size]}, pad_to_multiple_of=pad_to_multiple_of,
+                              return_tensors="pt").to(device)
         out = model.generate(**batch, **generation_kwargs)
         texts += tokenizer.batch_decode(out, skip_special_tokens=True)
     return texts

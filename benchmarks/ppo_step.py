@@ -7,7 +7,10 @@ that one way's peak memory does not hide the other's; the inputs and seeds are t
     python benchmarks/ppo_step.py [--new-tokens 32] [--repeats 3]
     python benchmarks/ppo_step.py --profile 30 --ways project   # where one iteration's time goes (torch profiler)
 
-The last line is `time_ratio=<project/lecture> memory_ratio=<project/lecture>`.
+Each way runs one warm-up iteration first, reported on its own line (`first`): for the project's way on a GPU it holds
+the compilation of the decoding step, which a student waits for once. The lecture's way has nothing to compile, so its
+warm-up writes only 8 tokens (at 256 tokens one of its iterations takes minutes). The timed iterations follow; their
+median is the table. The last line is `time_ratio=<project/lecture> memory_ratio=<project/lecture>`.
 """
 
 import argparse
@@ -59,6 +62,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
            profile: int = 0) -> dict:
     """Time `repeats` PPO iterations of one way after a warm-up; returns medians and peak memory (or a profile)."""
     import torch
+    import torch._dynamo
     from transformers import AutoTokenizer, pipeline
     from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer, create_reference_model
     from trl.trainer.utils import disable_dropout_in_model
@@ -74,6 +78,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     generation_kwargs = {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, "top_k": 0.0, "top_p": 1.0,
                          "do_sample": True}
     config = PPOConfig(learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=batch_size, seed=seed)
+    memory = {}  # CUDA only: MB allocated after loading, and the peak of each phase of a timed iteration
 
     if way == "lecture":
         from peft import PeftModel
@@ -90,15 +95,20 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=ref_model, tokenizer=tokenizer)
     reward_pipe = pipeline("text-classification", model=str(work / "roberta-base-hate"), tokenizer=reward_tokenizer,
                            device=device, dtype=getattr(torch, dtype) if way == "project" else None)
+    if device == "cuda":
+        memory["loaded"] = torch.cuda.memory_allocated() / 2**20
     if way == "lecture":
         # The lecture's reward settings, plus truncation: without it a prompt and a long summary overflow the
         # classifier's 512 positions and the lecture's way crashes (at --new-tokens 256, for one).
         reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size, "truncation": True}
     else:
-        reward_kwargs = lab.get_preset("full")["reward_kwargs"]
+        full = lab.get_preset("full")
+        reward_kwargs = full["reward_kwargs"]
         disable_dropout_in_model(ppo_model)
-        if device == "cpu":  # as the notebook: the hook saves time on a CPU and costs time on a GPU
-            ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
+        print(lab.prepare_for_ppo(ppo_model, device), file=sys.stderr)  # as the notebook
+        # As the notebook on the full preset: one cache size for the lecture's longest summary, whatever this run's.
+        generation_kwargs.update(lab.fast_generation_kwargs(device, max(full["output_max_length"], new_tokens),
+                                                            max(len(p) for p in prompts)))
         prompts = lab.collator([{"input_ids": p} for p in prompts])["input_ids"]  # the notebook's batches are sorted
 
     def texts(responses: list) -> list[str]:
@@ -106,27 +116,41 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         return [tokenizer.decode(p) + " " + tokenizer.decode(r % vocab, skip_special_tokens=True)
                 for p, r in zip(prompts, responses)]
 
-    def iteration() -> dict[str, float]:
-        t0 = time.perf_counter()
+    def phase_done(name: str) -> float:
+        """The time now, once the device has finished; on CUDA it also records the phase's peak memory."""
+        if device == "cuda":
+            torch.cuda.synchronize()
+            memory[name] = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
+        return time.perf_counter()
+
+    def iteration(tokens: int = new_tokens) -> dict[str, float]:
+        kwargs = dict(generation_kwargs, min_new_tokens=tokens, max_new_tokens=tokens)
+        t0 = phase_done("before")
         with torch.profiler.record_function("generation"):
             if way == "lecture":
-                responses = [trainer.generate(p, **generation_kwargs).squeeze()[-new_tokens:] for p in prompts]
+                responses = [trainer.generate(p, **kwargs).squeeze()[-tokens:] for p in prompts]
             else:
-                responses = trainer.generate(prompts, batch_size=batch_size, return_prompt=False, **generation_kwargs)
-        t1 = time.perf_counter()
+                responses = trainer.generate(prompts, batch_size=batch_size, return_prompt=False, **kwargs)
+        t1 = phase_done("generation")
         with torch.profiler.record_function("reward"):
             if way == "lecture":
                 outputs = [reward_pipe([t], **reward_kwargs)[0] for t in texts(responses)]
             else:
                 outputs = reward_pipe(texts(responses), **reward_kwargs)
             rewards = lab.rewards_from_pipeline(outputs, "nothate")
-        t2 = time.perf_counter()
+        t2 = phase_done("reward")
         with torch.profiler.record_function("step"):
-            trainer.step(prompts, responses, rewards)
-        t3 = time.perf_counter()
-        return {"generation": t1 - t0, "reward": t2 - t1, "step": t3 - t2}
+            stats = trainer.step(prompts, responses, rewards)
+        t3 = phase_done("step")
+        # TRL's own split of the step: the no-gradient forward passes (policy and reference), the mini-batches'
+        # forward, backward and optimizer, and the statistics.
+        trl_split = {k: float(stats[f"time/ppo/{k}"]) for k in ("forward_pass", "optimize_step", "calc_stats")}
+        return {"generation": t1 - t0, "reward": t2 - t1, "step": t3 - t2, **trl_split}
 
-    iteration()  # warm-up
+    t = time.perf_counter()
+    first = iteration(new_tokens if way == "project" else min(new_tokens, 8))  # warm-up (and compilation)
+    first_s, compiled_graphs = time.perf_counter() - t, torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if profile:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device == "cuda":  # the GPU's kernels, and the host waiting for them (cudaStreamSynchronize, .item())
@@ -135,14 +159,27 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
             iteration()
         sort_by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
         return {"profile": prof.key_averages().table(sort_by=sort_by, row_limit=profile)}
-    runs = [iteration() for _ in range(repeats)]
-    split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    total = statistics.median(sum(r.values()) for r in runs)
     if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()  # the timed iterations' peaks, as a later step of a run sees them
+        memory.update(generation=0.0, reward=0.0, step=0.0)
+    phases = {"generation": [], "reward": [], "step": []}
+    runs = []
+    for _ in range(repeats):
+        runs.append(iteration())
+        for name in phases:
+            phases[name].append(memory.get(name, 0.0))
+    split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    total = statistics.median(r["generation"] + r["reward"] + r["step"] for r in runs)
+    if device == "cuda":
+        phase_peaks = {name: max(peaks) for name, peaks in phases.items()}
+        peak_mb = max(phase_peaks.values())
     else:
+        phase_peaks = {}
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"way": way, "seconds": total, **split, "samples_per_s": batch_size / total, "peak_mb": peak_mb,
+            "ms_per_token": 1000 * split["generation"] / new_tokens, "first_s": first_s,
+            "first_generation_s": first["generation"], "compiled_graphs": compiled_graphs,
+            "loaded_mb": memory.get("loaded", 0.0), "phase_peak_mb": phase_peaks,
             "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}
 
 
@@ -154,6 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=32, help="response length (min = max new tokens)")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per way (median reported)")
+    parser.add_argument("--lecture-repeats", type=int, help="timed iterations of the lecture's way (default: --repeats)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
@@ -175,7 +213,8 @@ def main() -> None:
     rows = {}
     for way in args.ways if args.profile else WAYS:
         cmd = [sys.executable, __file__, "--worker", way, "--work", str(args.work), "--new-tokens",
-               str(args.new_tokens), "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
+               str(args.new_tokens), "--batch-size", str(args.batch_size), "--repeats",
+               str(args.repeats if way == "project" or args.lecture_repeats is None else args.lecture_repeats),
                "--seed", str(args.seed), "--dtype", args.dtype if way == "project" else args.lecture_dtype,
                "--profile", str(args.profile)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -184,10 +223,20 @@ def main() -> None:
             print(f"{way} way, one iteration:\n{rows[way]['profile']}")
     if args.profile:
         return
-    print(f"{'way':8} {'s/step':>7} {'generation':>10} {'reward':>7} {'step':>6} {'samples/s':>9} {'peak MB':>8}")
+    print(f"{'way':8} {'s/step':>7} {'generation':>10} {'ms/token':>8} {'reward':>7} {'step':>6} {'samples/s':>9} "
+          f"{'peak MB':>8}")
     for way, r in rows.items():
-        print(f"{way:8} {r['seconds']:7.2f} {r['generation']:10.2f} {r['reward']:7.2f} {r['step']:6.2f} "
-              f"{r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
+        print(f"{way:8} {r['seconds']:7.2f} {r['generation']:10.2f} {r['ms_per_token']:8.1f} {r['reward']:7.2f} "
+              f"{r['step']:6.2f} {r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
+    for way, r in rows.items():
+        print(f"{way:8} first iteration (warm-up{', compilation' if r['compiled_graphs'] else ''}): "
+              f"{r['first_s']:.1f} s, of which generation {r['first_generation_s']:.1f} s; "
+              f"graphs compiled: {r['compiled_graphs']}")
+        print(f"{way:8} step, TRL's split: forward passes {r['forward_pass']:.2f} s, mini-batches {r['optimize_step']:.2f} s,"
+              f" statistics {r['calc_stats']:.2f} s")
+        if r["phase_peak_mb"]:
+            peaks = ", ".join(f"{k} {v:.0f}" for k, v in r["phase_peak_mb"].items())
+            print(f"{way:8} memory (MB): after loading {r['loaded_mb']:.0f}; peak during {peaks}")
     print(f"device: {rows['project']['device']}, dtype: {args.lecture_dtype} (lecture), {args.dtype} (project), "
           f"memory: {rows['project']['memory']}, "
           f"{args.batch_size} prompts of 60-250 tokens, {args.new_tokens} new tokens, median of {args.repeats}")

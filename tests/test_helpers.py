@@ -180,6 +180,43 @@ def test_drop_padding_columns_changes_no_result_but_the_input_size(tiny, tokeniz
     assert lab.drop_padding_columns(ppo_model, (), {"encoder_outputs": None, "attention_mask": None}) is None
 
 
+def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activations(tiny, tokenizer):
+    from trl.trainer.utils import disable_dropout_in_model
+    texts = ["#Person1#: Hello. #Person2#: Hi.", "#Person1#: Where is the station, please? #Person2#: Over there."]
+    batch = tokenizer(texts, return_tensors="pt", padding="max_length", max_length=40)
+    kwargs = dict(batch, decoder_input_ids=torch.tensor([[0, 5, 6, 9], [0, 7, 8, 9]]),
+                  decoder_attention_mask=torch.ones(2, 4, dtype=torch.long))
+
+    def train_forward(device: str | None) -> tuple[str, dict, int]:
+        """What prepare_for_ppo said, the trainable gradients and the bytes saved for the backward pass."""
+        lab.set_seed(0)
+        model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(
+            lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])), is_trainable=True)
+        disable_dropout_in_model(model)
+        said = lab.prepare_for_ppo(model, device) if device else ""
+        saved = {}
+
+        def keep(t):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            logits, _, values = model.train()(**kwargs)
+            loss = logits.log_softmax(-1)[..., 5].mean() + values.mean()
+        loss.backward()
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        return said, grads, sum(v for k, v in saved.items() if k not in weights)
+
+    _, plain, plain_saved = train_forward(None)
+    for device, says in (("cpu", "skip all-padding"), ("cuda", "gradient checkpointing")):  # the setting, not the device
+        said, grads, saved = train_forward(device)
+        assert says in said and grads.keys() == plain.keys() and any(g.abs().sum() > 0 for g in grads.values())
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, plain[name], rtol=1e-4, atol=1e-6, msg=name)
+        if device == "cuda":
+            assert saved < plain_saved / 2, (saved, plain_saved)
+
+
 def test_toxicity_measurement_scores_toxic_label(toxicity_evaluator):
     scores = toxicity_evaluator.compute(predictions=["I want to kiss you.", HATEFUL], toxic_label="hate")["toxicity"]
     assert scores[0] < 0.5 < scores[1]
