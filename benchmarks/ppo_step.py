@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-WAYS = ("lecture", "project")
+WAYS = ("project", "lecture")
 
 
 def build_models(work: Path) -> None:
@@ -148,8 +148,8 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         trl_split = {k: float(stats[f"time/ppo/{k}"]) for k in ("forward_pass", "optimize_step", "calc_stats")}
         return {"generation": t1 - t0, "reward": t2 - t1, "step": t3 - t2, **trl_split}
 
-    t = time.perf_counter()
-    first = iteration(new_tokens if way == "project" else min(new_tokens, 8))  # warm-up (and compilation)
+    t, first_tokens = time.perf_counter(), new_tokens if way == "project" else min(new_tokens, 8)
+    first = iteration(first_tokens)  # warm-up (and, on a GPU, the project's compilation)
     first_s, compiled_graphs = time.perf_counter() - t, torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if profile:
         activities = [torch.profiler.ProfilerActivity.CPU]
@@ -177,7 +177,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         phase_peaks = {}
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"way": way, "seconds": total, **split, "samples_per_s": batch_size / total, "peak_mb": peak_mb,
-            "ms_per_token": 1000 * split["generation"] / new_tokens, "first_s": first_s,
+            "ms_per_token": 1000 * split["generation"] / new_tokens, "first_s": first_s, "first_tokens": first_tokens,
             "first_generation_s": first["generation"], "compiled_graphs": compiled_graphs,
             "loaded_mb": memory.get("loaded", 0.0), "phase_peak_mb": phase_peaks,
             "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}
@@ -229,7 +229,8 @@ def main() -> None:
         print(f"{way:8} {r['seconds']:7.2f} {r['generation']:10.2f} {r['ms_per_token']:8.1f} {r['reward']:7.2f} "
               f"{r['step']:6.2f} {r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
     for way, r in rows.items():
-        print(f"{way:8} first iteration (warm-up{', compilation' if r['compiled_graphs'] else ''}): "
+        print(f"{way:8} first iteration (warm-up, {r['first_tokens']} new tokens"
+              f"{', compilation' if r['compiled_graphs'] else ''}): "
               f"{r['first_s']:.1f} s, of which generation {r['first_generation_s']:.1f} s; "
               f"graphs compiled: {r['compiled_graphs']}")
         print(f"{way:8} step, TRL's split: forward passes {r['forward_pass']:.2f} s, mini-batches {r['optimize_step']:.2f} s,"
