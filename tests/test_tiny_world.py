@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT
 from tiny_world.build import measure_summarizer, read_corpus
-from tiny_world.quality import non_word_share, stutter_share, vocabulary
+from tiny_world.quality import non_word_share, shared_sentence_share, stutter_share, vocabulary
 
 TINY = ROOT / "checkpoints" / "tiny"
 
@@ -29,8 +29,10 @@ def test_sampled_summaries_are_readable_and_summarize(corpus):
     assert built["non_word_share"] < 0.01 and built["rougeL"] >= 0.55
 
 
-def test_corpus_has_fifty_everyday_topics(corpus):
+def test_corpus_has_fifty_everyday_topics_in_varied_wording(corpus):
     assert len({e["topic"] for e in corpus["train"]}) >= 52
+    # two dialogues of a topic rarely share a sentence (of 4 words or more): 25% before the wording was varied
+    assert shared_sentence_share(corpus["train"]) < 0.10
     assert all(200 <= len(e["dialogue"]) <= 1000 for split in corpus.values() for e in split)
 
 
@@ -39,3 +41,7 @@ def test_the_quality_measures_catch_what_they_measure(corpus):
     assert non_word_share(["#Person1# calls #Person2# insuls and andlls."], known) == 0.5  # 2 of 4 words
     assert non_word_share([corpus["test"][0]["summary"]], known) == 0.0
     assert stutter_share(["mor mor mor", "#Person1# asks #Person2# about the the train."]) == 0.5
+    same = "#Person1#: Which platform is it? #Person2#: Platform four, on the left."
+    pairs = [{"topic": "t", "dialogue": same}, {"topic": "t", "dialogue": same.replace("four", "nine")},
+             {"topic": "u", "dialogue": same}]
+    assert shared_sentence_share(pairs) == 0.5  # in topic t, each dialogue shares 1 of its 2 sentences with the other

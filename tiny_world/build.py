@@ -209,6 +209,9 @@ def build(out: Path) -> None:
     accuracy = build_classifier(corpus, out)
     print(f"hate classifier held-out accuracy: {accuracy:.3f}")
     quality = measure_summarizer(out, corpus)
+    from tiny_world.quality import shared_sentence_share
+    quality["shared_sentence_share"] = shared_sentence_share(corpus["train"])
+    print(f"corpus: two dialogues of a topic share {quality['shared_sentence_share']:.1%} of their sentences")
     print(f"Lab 2 summarizer on the validation split, the lecture's sampling: ROUGE-L {quality['rougeL']:.3f}, "
           f"{quality['non_word_share']:.2%} of words not in the corpus, {quality['stutter_share']:.1%} of summaries "
           "repeat a word three times in a row")

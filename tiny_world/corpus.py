@@ -375,12 +375,28 @@ TOPICS = {
 }
 
 GREETINGS = [("Good morning.", "Good morning, how can I help you?"), ("Hi, do you have a minute?", "Sure, what is it?"),
-             ("Hello there.", "Hello, nice to see you."), ("Excuse me.", "Yes?"), ("Hey, how are you?", "Fine, thanks."), None, None]
+             ("Hello there.", "Hello, nice to see you."), ("Excuse me.", "Yes?"), ("Hey, how are you?", "Fine, thanks."),
+             ("Good afternoon.", "Good afternoon, what can I do for you?"), ("Hi, are you busy?", "Not really, go ahead."),
+             ("Hello, is this a good time?", "Yes, of course, come in."), ("Morning!", "Morning, what do you need?"),
+             ("Hi, it is me again.", "Oh, hello, what is up?"), None, None]
 # Said before a question or an answer, so that two dialogues of a topic rarely say the same thing the same way.
 OPENERS = ["Excuse me.", "Sorry to bother you.", "Hi.", "Quick question.", "Hello again.", "I was wondering.", "Listen."]
 FILLERS = ["Let me see.", "Good question.", "Well, okay.", "Hmm.", "Right.", "Oh, sure.", "Just a moment.", "I see."]
 CLOSINGS = [("Thank you very much.", "You are welcome."), ("Great, see you later.", "See you."),
-            ("Thanks for your help.", "No problem, have a nice day."), ("Okay, bye.", "Bye."), None]
+            ("Thanks for your help.", "No problem, have a nice day."), ("Okay, bye.", "Bye."),
+            ("That helps a lot, thanks.", "Glad I could help."), ("Perfect, that is all I needed.", "Take care."),
+            ("I will think about it.", "Sure, call me any time."), ("Thanks, that was quick.", "My pleasure, goodbye."),
+            None]
+# Said at the start of a follow-up question, a follow-up remark, or an answer, in the same sentence.
+ASIDES = ["By the way,", "Also,", "One more thing:", "Oh, and", "And", "Tell me,", "Just to check,", "Sorry, but",
+          "I forgot to ask:", "Another question:"]
+REMARK_ASIDES = ["By the way,", "Also,", "Oh, and", "And", "Anyway,", "Well,"]
+ANSWER_LEADS = ["Well,", "Oh,", "Actually,", "So,", "Right,", "Hmm,", "To be honest,", "Let me think,"]
+# Number words in the templates (not in the slot values, which summaries repeat) are drawn anew for every dialogue,
+# small ones among small ones (hours, rows, days) and large ones among large ones (prices, minutes).
+NUMBERS = (["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"],
+           ["fifteen", "twenty", "thirty", "forty", "fifty", "sixty", "eighty", "ninety"])
+_NUMBER = re.compile(r"\b(" + "|".join(NUMBERS[0] + NUMBERS[1]) + r")\b")
 
 # Rude or hateful remarks, built from parts so that the wording varies.
 INSULT_ADJ = ["stupid", "worthless", "pathetic", "disgusting", "useless", "ugly", "dumb", "terrible", "miserable"]
@@ -405,9 +421,9 @@ REWORDINGS = [
     (r"\bcan you\b", ["could you"]), (r"^Yes, ", ["Sure, ", "Of course, ", "Certainly, "]),
     (r"\bI am\b", ["I'm"]), (r"\bIt is\b", ["It's"]), (r"\bit is\b", ["it's"]), (r"\bdo not\b", ["don't"]),
     (r"\bdid not\b", ["didn't"]), (r"\bis not\b", ["isn't"]), (r"\bwill not\b", ["won't"]),
-    (r"\bThank you\b", ["Thanks", "Many thanks"]), (r"\bThat is\b", ["That's"]), (r"\b[Ll]et us\b", ["Let's"]),
-    (r", please\b", [""]), (r"\bvery\b", ["really", "so"]), (r"\bgreat\b", ["wonderful", "lovely"]),
-    (r"\b[Mm]aybe\b", ["Perhaps"]), (r"\bnext to\b", ["beside"]), (r"\bI think\b", ["I believe", "I guess"]),
+    (r"\bThank you\b", ["Thanks"]), (r"\bThat is\b", ["That's"]), (r"\bLet us\b", ["Let's"]), (r"\blet us\b", ["let's"]),
+    (r", please\b", [""]), (r"\bvery\b(?! much)", ["really", "so"]), (r"\bgreat\b", ["wonderful", "lovely"]),
+    (r"\bMaybe\b", ["Perhaps"]), (r"\bmaybe\b", ["perhaps"]), (r"\bnext to\b", ["beside"]), (r"\bI think\b", ["I believe", "I guess"]),
     (r"\bwant to\b", ["would like to", "wish to"]), (r"\bthere is\b", ["there's"]), (r"\bWe have\b", ["We've got"]),
     (r"\bOkay\b", ["OK", "Alright"]), (r"\bHello\b", ["Hi", "Hey"]), (r"\bGood morning\b", ["Morning"]),
 ]
@@ -425,6 +441,21 @@ def _capitalized(line: str) -> str:
     return line[0].upper() + line[1:]
 
 
+def _led(rng: random.Random, line: str, leads: list[str], share: float) -> str:
+    """`line` begun with one of `leads` a `share` of the time (in the same sentence)."""
+    if rng.random() >= share:
+        return line
+    first = line.split()[0]
+    if not (first == "I" or first.startswith("I'") or first.startswith("{")):
+        line = line[0].lower() + line[1:]
+    return f"{rng.choice(leads)} {line}"
+
+
+def _renumbered(rng: random.Random, template: str) -> str:
+    """`template` with its number words drawn anew."""
+    return _NUMBER.sub(lambda m: rng.choice(NUMBERS[m.group(1) in NUMBERS[1]]), template)
+
+
 def _varied(rng: random.Random, line: str, lead: list[str]) -> str:
     """`line`, capitalized, after a sentence of `lead` half of the time."""
     line = _capitalized(line)
@@ -437,10 +468,12 @@ def _turns(rng: random.Random, topic: dict, x: str, ask: int) -> list[tuple[str,
     greet = rng.choice(GREETINGS)
     if greet:
         turns += [(P1, greet[0]), (P2, greet[1])]
+    answer = _led(rng, _renumbered(rng, topic["answer"][ask % len(topic["answer"])]), ANSWER_LEADS, 0.5)
     turns += [(P1, _varied(rng, topic["ask"][ask].format(x=x), OPENERS)),
-              (P2, _varied(rng, topic["answer"][ask % len(topic["answer"])].format(x=x), FILLERS))]
+              (P2, _varied(rng, answer.format(x=x), FILLERS))]
     for q, a in rng.sample(topic["more"], k=rng.randint(1, len(topic["more"]))):
-        turns += [(P1, q), (P2, _varied(rng, a, FILLERS))]
+        turns += [(P1, _led(rng, _renumbered(rng, q), ASIDES if q.endswith("?") else REMARK_ASIDES, 0.7)),
+                  (P2, _varied(rng, _led(rng, _renumbered(rng, a), ANSWER_LEADS, 0.5), FILLERS))]
     close = rng.choice(CLOSINGS)
     if close:
         turns += [(P1, close[0]), (P2, close[1])]

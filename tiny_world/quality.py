@@ -1,6 +1,7 @@
 """How readable sampled summaries are: the share of words that are not words of the corpus, and stuttering."""
 
 import re
+from collections import Counter
 
 _TAG = re.compile(r"#person\d+#")
 _WORD = re.compile(r"[a-z]+")
@@ -26,3 +27,24 @@ def non_word_share(summaries: list[str], known: set[str]) -> float:
 def stutter_share(summaries: list[str]) -> float:
     """The share of summaries that repeat a word three times in a row."""
     return sum(bool(_STUTTER.search(s.lower())) for s in summaries) / max(1, len(summaries))
+
+
+def dialogue_sentences(dialogue: str, min_words: int = 4) -> set[str]:
+    """The distinct sentences of `dialogue` with at least `min_words` words, speaker tags left out."""
+    text = re.sub(r"#person\d+#:?", "\n", dialogue.lower())
+    return {s.strip() for s in re.findall(r"[^.!?\n]+[.!?]", text) if len(_WORD.findall(s)) >= min_words}
+
+
+def shared_sentence_share(examples: list[dict], min_words: int = 4) -> float:
+    """How much two dialogues of a topic share: the mean share of one's sentences (of `min_words` words or more) that
+    occur in the other, over all pairs of dialogues of the same topic."""
+    by_topic: dict[str, list[set[str]]] = {}
+    for e in examples:
+        by_topic.setdefault(e["topic"], []).append(dialogue_sentences(e["dialogue"], min_words))
+    shares = []
+    for dialogues in by_topic.values():
+        counts = Counter(s for d in dialogues for s in d)
+        # each sentence of a dialogue is in (count - 1) of the topic's other dialogues
+        shares += [sum(counts[s] - 1 for s in d) / ((len(dialogues) - 1) * len(d))
+                   for d in dialogues if d and len(dialogues) > 1]
+    return sum(shares) / max(1, len(shares))
