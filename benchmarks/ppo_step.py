@@ -78,7 +78,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     generation_kwargs = {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, "top_k": 0.0, "top_p": 1.0,
                          "do_sample": True}
     config = PPOConfig(learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=batch_size, seed=seed)
-    memory = {}  # CUDA only: MB allocated after loading, and the peak of each phase of a timed iteration
+    peaks = {"generation": [], "reward": [], "step": []}  # CUDA only: each iteration's peak MB in each phase
 
     if way == "lecture":
         from peft import PeftModel
@@ -95,8 +95,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=ref_model, tokenizer=tokenizer)
     reward_pipe = pipeline("text-classification", model=str(work / "roberta-base-hate"), tokenizer=reward_tokenizer,
                            device=device, dtype=getattr(torch, dtype) if way == "project" else None)
-    if device == "cuda":
-        memory["loaded"] = torch.cuda.memory_allocated() / 2**20
+    loaded_mb = torch.cuda.memory_allocated() / 2**20 if device == "cuda" else 0.0
     if way == "lecture":
         # The lecture's reward settings, plus truncation: without it a prompt and a long summary overflow the
         # classifier's 512 positions and the lecture's way crashes (at --new-tokens 256, for one).
@@ -120,7 +119,7 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         """The time now, once the device has finished; on CUDA it also records the phase's peak memory."""
         if device == "cuda":
             torch.cuda.synchronize()
-            memory[name] = torch.cuda.max_memory_allocated() / 2**20
+            peaks.get(name, []).append(torch.cuda.max_memory_allocated() / 2**20)
             torch.cuda.reset_peak_memory_stats()
         return time.perf_counter()
 
@@ -159,27 +158,20 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
             iteration()
         sort_by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
         return {"profile": prof.key_averages().table(sort_by=sort_by, row_limit=profile)}
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()  # the timed iterations' peaks, as a later step of a run sees them
-        memory.update(generation=0.0, reward=0.0, step=0.0)
-    phases = {"generation": [], "reward": [], "step": []}
-    runs = []
-    for _ in range(repeats):
-        runs.append(iteration())
-        for name in phases:
-            phases[name].append(memory.get(name, 0.0))
+    for phase in peaks.values():
+        phase.clear()  # the timed iterations' peaks only, as a later step of a run sees them
+    runs = [iteration() for _ in range(repeats)]
     split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     total = statistics.median(r["generation"] + r["reward"] + r["step"] for r in runs)
+    phase_peaks = {name: max(mb) for name, mb in peaks.items() if mb}
     if device == "cuda":
-        phase_peaks = {name: max(peaks) for name, peaks in phases.items()}
         peak_mb = max(phase_peaks.values())
     else:
-        phase_peaks = {}
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"way": way, "seconds": total, **split, "samples_per_s": batch_size / total, "peak_mb": peak_mb,
             "ms_per_token": 1000 * split["generation"] / new_tokens, "first_s": first_s, "first_tokens": first_tokens,
             "first_generation_s": first["generation"], "compiled_graphs": compiled_graphs,
-            "loaded_mb": memory.get("loaded", 0.0), "phase_peak_mb": phase_peaks,
+            "loaded_mb": loaded_mb, "phase_peak_mb": phase_peaks,
             "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}
 
 
