@@ -224,15 +224,16 @@ def drop_padding_columns(module: torch.nn.Module, args: tuple, kwargs: dict) -> 
 
 
 def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> str:
-    """Apply the device's PPO settings that change no result (CPU: skip padding; GPU: gradient checkpointing); say which."""
+    """Apply the device's PPO settings that change no result (CPU: skip padding; GPU: recompute activations)."""
     if torch.device(device).type == "cpu":
-        # On a CPU the padding a PPO mini-batch carries costs real arithmetic; on a GPU this hook costs more than it saves
-        # (its `.all()` and boolean indexing make the host wait for the GPU on every forward pass; benchmarks/README.md).
+        # On a CPU the padding a PPO mini-batch carries costs real arithmetic; on a GPU this hook costs more than it
+        # saves (its `.all()` and boolean indexing make the host wait for the GPU every forward; benchmarks/README.md).
         ppo_model.register_forward_pre_hook(drop_padding_columns, with_kwargs=True)
         return "PPO steps skip all-padding prompt columns"
-    # On a GPU arithmetic is cheap and memory is not: recomputing each T5 block in the backward pass instead of keeping
-    # its activations cuts a lecture-sized mini-batch's saved tensors from about 1.4 GB to 0.4 GB (benchmarks/README.md).
-    ppo_model.pretrained_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    # On a GPU arithmetic is cheap and memory is not: recomputing each T5 block in the backward pass instead of
+    # keeping its activations cuts a lecture-sized mini-batch's saved tensors from 1.4 GB to 0.4 GB (benchmarks/).
+    ppo_model.pretrained_model.activation_checkpointing_enable(
+        activation_checkpointing_kwargs={"use_reentrant": False})
     return "PPO steps recompute T5's activations in the backward pass (gradient checkpointing)"
 
 

@@ -21,6 +21,7 @@ from transformers import (RobertaConfig, RobertaForSequenceClassification, Rober
 
 from rlhf_helpers import LAB2_LORA, PROMPT_TEMPLATE
 from tiny_world.corpus import classifier_sentences, make_corpus
+from tiny_world.quality import shared_sentence_share
 
 SEED = 0
 _PUNCTUATION = ".,?!:;\"'()"
@@ -209,7 +210,6 @@ def build(out: Path) -> None:
     accuracy = build_classifier(corpus, out)
     print(f"hate classifier held-out accuracy: {accuracy:.3f}")
     quality = measure_summarizer(out, corpus)
-    from tiny_world.quality import shared_sentence_share
     quality["shared_sentence_share"] = shared_sentence_share(corpus["train"])
     print(f"corpus: two dialogues of a topic share {quality['shared_sentence_share']:.1%} of their sentences")
     print(f"Lab 2 summarizer on the validation split, the lecture's sampling: ROUGE-L {quality['rougeL']:.3f}, "

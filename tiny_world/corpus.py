@@ -423,7 +423,8 @@ REWORDINGS = [
     (r"\bdid not\b", ["didn't"]), (r"\bis not\b", ["isn't"]), (r"\bwill not\b", ["won't"]),
     (r"\bThank you\b", ["Thanks"]), (r"\bThat is\b", ["That's"]), (r"\bLet us\b", ["Let's"]), (r"\blet us\b", ["let's"]),
     (r", please\b", [""]), (r"\bvery\b(?! much)", ["really", "so"]), (r"\bgreat\b", ["wonderful", "lovely"]),
-    (r"\bMaybe\b", ["Perhaps"]), (r"\bmaybe\b", ["perhaps"]), (r"\bnext to\b", ["beside"]), (r"\bI think\b", ["I believe", "I guess"]),
+    (r"\bMaybe\b", ["Perhaps"]), (r"\bmaybe\b", ["perhaps"]), (r"\bnext to\b", ["beside"]),
+    (r"\bI think\b", ["I believe", "I guess"]),
     (r"\bwant to\b", ["would like to", "wish to"]), (r"\bthere is\b", ["there's"]), (r"\bWe have\b", ["We've got"]),
     (r"\bOkay\b", ["OK", "Alright"]), (r"\bHello\b", ["Hi", "Hey"]), (r"\bGood morning\b", ["Morning"]),
 ]

@@ -1,4 +1,4 @@
-"""How readable sampled summaries are: the share of words that are not words of the corpus, and stuttering."""
+"""How readable sampled summaries are (words that are not words of the corpus, stuttering) and how varied the corpus is."""
 
 import re
 from collections import Counter
