@@ -119,7 +119,8 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         """The time now, once the device has finished; on CUDA it also records the phase's peak memory."""
         if device == "cuda":
             torch.cuda.synchronize()
-            peaks.get(name, []).append(torch.cuda.max_memory_allocated() / 2**20)
+            if name in peaks:
+                peaks[name].append(torch.cuda.max_memory_allocated() / 2**20)
             torch.cuda.reset_peak_memory_stats()
         return time.perf_counter()
 
@@ -183,7 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=32, help="response length (min = max new tokens)")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per way (median reported)")
-    parser.add_argument("--lecture-repeats", type=int, help="timed iterations of the lecture's way (default: --repeats)")
+    parser.add_argument("--lecture-repeats", type=int,
+                        help="timed iterations of the lecture's way (default: --repeats)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
@@ -225,8 +227,8 @@ def main() -> None:
               f"{', compilation' if r['compiled_graphs'] else ''}): "
               f"{r['first_s']:.1f} s, of which generation {r['first_generation_s']:.1f} s; "
               f"graphs compiled: {r['compiled_graphs']}")
-        print(f"{way:8} step, TRL's split: forward passes {r['forward_pass']:.2f} s, mini-batches {r['optimize_step']:.2f} s,"
-              f" statistics {r['calc_stats']:.2f} s")
+        print(f"{way:8} step, TRL's split: forward passes {r['forward_pass']:.2f} s, "
+              f"mini-batches {r['optimize_step']:.2f} s, statistics {r['calc_stats']:.2f} s")
         if r["phase_peak_mb"]:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in r["phase_peak_mb"].items())
             print(f"{way:8} memory (MB): after loading {r['loaded_mb']:.0f}; peak during {peaks}")

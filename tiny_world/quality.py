@@ -1,4 +1,4 @@
-"""How readable sampled summaries are (words that are not words of the corpus, stuttering) and how varied the corpus is."""
+"""How readable sampled summaries are (non-words, stuttering) and how varied the corpus's wording is."""
 
 import re
 from collections import Counter
