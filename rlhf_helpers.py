@@ -223,6 +223,15 @@ def drop_padding_columns(module: torch.nn.Module, args: tuple, kwargs: dict) -> 
     return args, dict(kwargs, input_ids=kwargs["input_ids"][:, keep], attention_mask=mask[:, keep])
 
 
+def train_mode_while_recording_gradients(module: torch.nn.Module, args: tuple) -> None:
+    """Forward pre-hook: `module` in training mode exactly when autograd records (checkpointing acts on training only)."""
+    # PPOTrainer.step runs its gradient forward in eval mode (so checkpointing would never act) and ends in training
+    # mode (so the next generation would trace checkpointing's branches and break the compiled decoding step). Under
+    # torch.compile both flags are guarded constants: the branch is decided at trace time and leaves no graph break.
+    if module.training != torch.is_grad_enabled():
+        module.train(torch.is_grad_enabled())
+
+
 def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> str:
     """Apply the device's PPO settings that change no result (CPU: skip padding; GPU: recompute activations)."""
     if torch.device(device).type == "cpu":
@@ -232,8 +241,10 @@ def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> s
         return "PPO steps skip all-padding prompt columns"
     # On a GPU arithmetic is cheap and memory is not: recomputing each T5 block in the backward pass instead of
     # keeping its activations cuts a lecture-sized mini-batch's saved tensors from 1.4 GB to 0.4 GB (benchmarks/).
-    ppo_model.pretrained_model.activation_checkpointing_enable(
-        activation_checkpointing_kwargs={"use_reentrant": False})
+    # Dropout is off, so training mode changes nothing else.
+    t5 = ppo_model.pretrained_model.get_base_model()
+    t5.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    t5.register_forward_pre_hook(train_mode_while_recording_gradients)
     return "PPO steps recompute T5's activations in the backward pass (gradient checkpointing)"
 
 

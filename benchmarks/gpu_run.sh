@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU figures of benchmarks/README.md in one run, most important first, each part time-boxed so that one failure
-# leaves the others: the fast path's equality tests on CUDA, the PPO iteration benchmark at the lecture's summary length
-# (256 new tokens) and at 32, and the lab itself (tiny preset, a few steps). Logs go to $OUT (default gpu-out/).
-#   bash benchmarks/gpu_run.sh
+# The GPU figures of benchmarks/README.md in one run, each part time-boxed so that one failure leaves the others: the
+# fast path's equality tests on CUDA, the PPO iteration benchmark at the lecture's summary length (256 new tokens) and
+# at 32 (one process per way, one compilation), and the lab itself (tiny preset, a few steps). Logs go to $OUT
+# (default gpu-out/). Name parts to run only those, most important first (about 50, 250 and 80 s on an H200):
+#   bash benchmarks/gpu_run.sh [bench] [equality] [lab]
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
@@ -19,8 +20,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
 
-part equality 100 python3 -m pytest -q -p no:cacheprovider -s tests/test_fast_generation.py -k "cuda"
-part bench256 260 python3 benchmarks/ppo_step.py --new-tokens 256 --repeats 3 --lecture-repeats 1 --work /tmp/bench
-part bench32 120 python3 benchmarks/ppo_step.py --new-tokens 32 --repeats 3 --lecture-repeats 2 --work /tmp/bench
-LAB3_OVERRIDES='{"max_ppo_steps": 4, "num_eval_samples": 32}' \
-  part lab 80 python3 lab3_rlhf_detox.py
+for name in ${@:-equality bench lab}; do
+  case $name in
+    equality) part equality 100 python3 -m pytest -q -p no:cacheprovider -s tests/test_fast_generation.py -k cuda ;;
+    bench) part bench 330 python3 benchmarks/ppo_step.py --new-tokens 256 32 --repeats 3 --lecture-repeats 1 \
+             --work /tmp/bench ;;
+    lab) LAB3_OVERRIDES='{"max_ppo_steps": 4, "num_eval_samples": 32}' part lab 80 python3 lab3_rlhf_detox.py ;;
+  esac
+done

@@ -4,13 +4,15 @@ Both ways run on the FLAN-T5-base architecture with random weights (LoRA r=32 on
 RoBERTa-base-sized reward classifier with random weights; nothing is downloaded. Each way runs in its own process, so
 that one way's peak memory does not hide the other's; the inputs and seeds are the same.
 
-    python benchmarks/ppo_step.py [--new-tokens 32] [--repeats 3]
+    python benchmarks/ppo_step.py [--new-tokens 32 [256 ...]] [--repeats 3]
     python benchmarks/ppo_step.py --profile 30 --ways project   # where one iteration's time goes (torch profiler)
 
 Each way runs one warm-up iteration first, reported on its own line (`first`): for the project's way on a GPU it holds
 the compilation of the decoding step, which a student waits for once. The lecture's way has nothing to compile, so its
-warm-up writes only 8 tokens (at 256 tokens one of its iterations takes minutes). The timed iterations follow; their
-median is the table. The last line is `time_ratio=<project/lecture> memory_ratio=<project/lecture>`.
+warm-up writes only 8 tokens (at 256 tokens one of its iterations takes minutes). The timed iterations follow, for each
+response length in turn within the same process (the project's way compiles once, as in a run whose lengths vary); their
+median is the table, and each way's result is printed as soon as it is known. The last line of each length is
+`time_ratio=<project/lecture> memory_ratio=<project/lecture>`.
 """
 
 import argparse
@@ -58,9 +60,9 @@ def build_models(work: Path) -> None:
     (work / "READY").write_text("ok\n")
 
 
-def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int, seed: int, dtype: str,
-           profile: int = 0) -> dict:
-    """Time `repeats` PPO iterations of one way after a warm-up; returns medians and peak memory (or a profile)."""
+def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: int, seed: int, dtype: str,
+           profile: int = 0) -> None:
+    """Time `repeats` PPO iterations of one way at each response length after a warm-up; prints one JSON line each."""
     import torch
     import torch._dynamo
     from transformers import AutoTokenizer, pipeline
@@ -75,8 +77,8 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
     torch.manual_seed(seed)
     vocab = len(tokenizer)
     prompts = [torch.randint(3, vocab, (int(n),)).to(device) for n in torch.randint(60, 251, (batch_size,))]
-    generation_kwargs = {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, "top_k": 0.0, "top_p": 1.0,
-                         "do_sample": True}
+    new_tokens = max(lengths)
+    generation_kwargs = {"top_k": 0.0, "top_p": 1.0, "do_sample": True}
     config = PPOConfig(learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=batch_size, seed=seed)
     peaks = {"generation": [], "reward": [], "step": []}  # CUDA only: each iteration's peak MB in each phase
 
@@ -158,22 +160,26 @@ def worker(way: str, work: Path, new_tokens: int, repeats: int, batch_size: int,
         with torch.profiler.profile(activities=activities) as prof:
             iteration()
         sort_by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-        return {"profile": prof.key_averages().table(sort_by=sort_by, row_limit=profile)}
-    for phase in peaks.values():
-        phase.clear()  # the timed iterations' peaks only, as a later step of a run sees them
-    runs = [iteration() for _ in range(repeats)]
-    split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    total = statistics.median(r["generation"] + r["reward"] + r["step"] for r in runs)
-    phase_peaks = {name: max(mb) for name, mb in peaks.items() if mb}
-    if device == "cuda":
-        peak_mb = max(phase_peaks.values())
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"way": way, "seconds": total, **split, "samples_per_s": batch_size / total, "peak_mb": peak_mb,
-            "ms_per_token": 1000 * split["generation"] / new_tokens, "first_s": first_s, "first_tokens": first_tokens,
-            "first_generation_s": first["generation"], "compiled_graphs": compiled_graphs,
-            "loaded_mb": loaded_mb, "phase_peak_mb": phase_peaks,
-            "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}
+        print(json.dumps({"profile": prof.key_averages().table(sort_by=sort_by, row_limit=profile)}))
+        return
+    for tokens in lengths:
+        for phase in peaks.values():
+            phase.clear()  # the timed iterations' peaks only, as a later step of a run sees them
+        runs = [iteration(tokens) for _ in range(repeats)]
+        split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        total = statistics.median(r["generation"] + r["reward"] + r["step"] for r in runs)
+        phase_peaks = {name: max(mb) for name, mb in peaks.items() if mb}
+        if device == "cuda":
+            peak_mb = max(phase_peaks.values())
+        else:  # the process's peak so far: with several lengths, the longest's figure is the one to read
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({
+            "way": way, "new_tokens": tokens, "repeats": repeats, "seconds": total, **split, "samples_per_s": batch_size / total,
+            "peak_mb": peak_mb, "ms_per_token": 1000 * split["generation"] / tokens, "first_s": first_s,
+            "first_tokens": first_tokens, "first_generation_s": first["generation"],
+            "compiled_graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"],
+            "graphs_after_first": compiled_graphs, "loaded_mb": loaded_mb, "phase_peak_mb": phase_peaks,
+            "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}), flush=True)
 
 
 def main() -> None:
@@ -182,7 +188,8 @@ def main() -> None:
     import rlhf_helpers as lab
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--new-tokens", type=int, default=32, help="response length (min = max new tokens)")
+    parser.add_argument("--new-tokens", type=int, nargs="+", default=[32],
+                        help="response lengths (min = max new tokens), timed in turn in one process per way")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per way (median reported)")
     parser.add_argument("--lecture-repeats", type=int,
                         help="timed iterations of the lecture's way (default: --repeats)")
@@ -200,45 +207,61 @@ def main() -> None:
     parser.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.work, args.new_tokens, args.repeats, args.batch_size, args.seed,
-                                args.dtype, args.profile)))
+        worker(args.worker, args.work, args.new_tokens, args.repeats, args.batch_size, args.seed, args.dtype,
+               args.profile)
         return
     build_models(args.work)
-    rows = {}
+    rows = {}  # (way, new tokens) -> result
     for way in args.ways if args.profile else WAYS:
         cmd = [sys.executable, __file__, "--worker", way, "--work", str(args.work), "--new-tokens",
-               str(args.new_tokens), "--batch-size", str(args.batch_size), "--repeats",
+               *map(str, args.new_tokens), "--batch-size", str(args.batch_size), "--repeats",
                str(args.repeats if way == "project" or args.lecture_repeats is None else args.lecture_repeats),
                "--seed", str(args.seed), "--dtype", args.dtype if way == "project" else args.lecture_dtype,
                "--profile", str(args.profile)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows[way] = json.loads(out.strip().splitlines()[-1])
-        if args.profile:
-            print(f"{way} way, one iteration:\n{rows[way]['profile']}")
-    if args.profile:
-        return
-    print(f"{'way':8} {'s/step':>7} {'generation':>10} {'ms/token':>8} {'reward':>7} {'step':>6} {'samples/s':>9} "
+        # The worker's progress and warnings go straight to stderr; each result is printed as it arrives, so that a
+        # run stopped by a time limit keeps what it measured.
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+            for line in proc.stdout:
+                if not line.startswith("{"):
+                    continue
+                r = json.loads(line)
+                if args.profile:
+                    print(f"{way} way, one iteration:\n{r['profile']}")
+                    continue
+                rows[way, r["new_tokens"]] = r
+                print(f"{way:8} {r['new_tokens']:4} new tokens: {r['seconds']:.2f} s per iteration (generation "
+                      f"{r['generation']:.2f} s), peak {r['peak_mb']:.0f} MB", flush=True)
+        if proc.returncode:
+            raise SystemExit(f"the {way} way's worker failed (exit {proc.returncode}); its error is above")
+    if not args.profile:
+        for tokens in args.new_tokens:
+            print_table({way: rows[way, tokens] for way in WAYS}, args, tokens)
+
+
+def print_table(rows: dict, args: argparse.Namespace, new_tokens: int) -> None:
+    """Both ways' medians at one response length, their warm-ups, TRL's split, memory by phase, and the ratios."""
+    print(f"\n{'way':8} {'s/step':>7} {'generation':>10} {'ms/token':>8} {'reward':>7} {'step':>6} {'samples/s':>9} "
           f"{'peak MB':>8}")
     for way, r in rows.items():
         print(f"{way:8} {r['seconds']:7.2f} {r['generation']:10.2f} {r['ms_per_token']:8.1f} {r['reward']:7.2f} "
               f"{r['step']:6.2f} {r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
     for way, r in rows.items():
         print(f"{way:8} first iteration (warm-up, {r['first_tokens']} new tokens"
-              f"{', compilation' if r['compiled_graphs'] else ''}): "
+              f"{', compilation' if r['graphs_after_first'] else ''}): "
               f"{r['first_s']:.1f} s, of which generation {r['first_generation_s']:.1f} s; "
-              f"graphs compiled: {r['compiled_graphs']}")
+              f"graphs compiled: {r['graphs_after_first']} in the warm-up, {r['compiled_graphs']} by the end")
         print(f"{way:8} step, TRL's split: forward passes {r['forward_pass']:.2f} s, "
               f"mini-batches {r['optimize_step']:.2f} s, statistics {r['calc_stats']:.2f} s")
         if r["phase_peak_mb"]:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in r["phase_peak_mb"].items())
             print(f"{way:8} memory (MB): after loading {r['loaded_mb']:.0f}; peak during {peaks}")
+    repeats = {way: r.get("repeats") for way, r in rows.items()}
     print(f"device: {rows['project']['device']}, dtype: {args.lecture_dtype} (lecture), {args.dtype} (project), "
-          f"memory: {rows['project']['memory']}, "
-          f"{args.batch_size} prompts of 60-250 tokens, {args.new_tokens} new tokens, median of {args.repeats}")
+          f"memory: {rows['project']['memory']}, {args.batch_size} prompts of 60-250 tokens, {new_tokens} new tokens, "
+          f"median of {repeats['project']} (project) and {repeats['lecture']} (lecture)")
     time_ratio = rows["project"]["seconds"] / rows["lecture"]["seconds"]
     memory_ratio = rows["project"]["peak_mb"] / rows["lecture"]["peak_mb"]
     print(f"time_ratio={time_ratio:.3f} memory_ratio={memory_ratio:.3f}")
-
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,8 @@ def _policy(summarizer, device: str):
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.02)
     disable_dropout_in_model(model)
-    return model.to(device)
+    lab.prepare_for_ppo(model, "cuda")  # the GPU's settings (gradient checkpointing), whatever the device
+    return model.to(device).train()  # PPOTrainer.step leaves the policy in training mode for the next generation
 
 
 @pytest.fixture(scope="module", params=["tiny", "flan-t5-base"])
@@ -71,11 +72,16 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
                        accelerator_kwargs={"cpu": device == "cpu"})
     trainer = PPOTrainer(config=config, model=model, ref_model=None, tokenizer=tokenizer)
     default_tokens = trainer.generate(prompts, batch_size=len(prompts), return_prompt=False, **greedy)
+    stats = torch._dynamo.utils.counters["stats"]
+    graphs, breaks = stats["unique_graphs"], sum(torch._dynamo.utils.counters["graph_break"].values())
     start = time.time()
     fast_tokens = trainer.generate(prompts, batch_size=len(prompts), return_prompt=False, **greedy, **fast)
     print(f"{name} on {device}: first fast generation (compiling) {time.time() - start:.1f} s")
     assert [t.tolist() for t in fast_tokens] == [t.tolist() for t in default_tokens]
     assert max(len(t) for t in default_tokens) > 5  # something was generated
+    # One graph for the whole decoding step: a graph break would leave parts in Python and defeat the CUDA graph.
+    assert stats["unique_graphs"] == graphs + 1
+    assert sum(torch._dynamo.utils.counters["graph_break"].values()) == breaks
 
     # The log-probabilities of every generated token, padded batch, both paths; a second, shorter fast call reuses
     # the compiled step (LengthSampler changes max_new_tokens every PPO step).
@@ -83,7 +89,7 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
     batch = tokenizer.pad({"input_ids": prompts}, pad_to_multiple_of=pad_to, return_tensors="pt").to(device)
     assert batch["attention_mask"].sum(dim=1).tolist() == [37, 5, 60, 22] and batch["input_ids"].shape[1] == pad_to
     scores = {"output_scores": True, "return_dict_in_generate": True}
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    graphs = stats["unique_graphs"]
     for max_new_tokens in (24, 17):
         kwargs = dict(greedy, max_new_tokens=max_new_tokens, **scores)
         default = model.generate(**batch, **kwargs)
@@ -95,7 +101,7 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
         assert torch.equal(finite, compiled_lp.isfinite())  # the same tokens forbidden (min_length, padding)
         # float32 rounding only: FLAN-T5-base's random weights give log-probabilities down to about -200
         torch.testing.assert_close(compiled_lp[finite], default_lp[finite], rtol=1e-5, atol=1e-4)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # no recompilation for a new length
+    assert stats["unique_graphs"] == graphs  # no recompilation for a new length
 
 
 def test_fast_generation_runs_on_cuda_gpus_that_compile_and_says_which_path_runs(monkeypatch, capsys):

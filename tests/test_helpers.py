@@ -200,7 +200,7 @@ def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activation
             saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
         with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-            logits, _, values = model.train()(**kwargs)
+            logits, _, values = model.eval()(**kwargs)  # PPOTrainer.step's gradient forward runs in eval mode
             loss = logits.log_softmax(-1)[..., 5].mean() + values.mean()
         loss.backward()
         weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
