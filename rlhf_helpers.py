@@ -245,6 +245,9 @@ def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> s
     t5 = ppo_model.pretrained_model.get_base_model()
     t5.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     t5.register_forward_pre_hook(train_mode_while_recording_gradients)
+    # One mode for every module from the start (a fresh adapter's modules come in training mode, T5's in eval mode), so
+    # that the first compiled generation sees the flags every later one sees and no PPO step forces a recompilation.
+    t5.eval()
     return "PPO steps recompute T5's activations in the backward pass (gradient checkpointing)"
 
 

@@ -24,7 +24,7 @@ def _policy(summarizer, device: str):
             torch.nn.init.normal_(p, std=0.02)
     disable_dropout_in_model(model)
     lab.prepare_for_ppo(model, "cuda")  # the GPU's settings (gradient checkpointing), whatever the device
-    return model.to(device).train()  # PPOTrainer.step leaves the policy in training mode for the next generation
+    return model.to(device)
 
 
 @pytest.fixture(scope="module", params=["tiny", "flan-t5-base"])
@@ -83,8 +83,11 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
     assert stats["unique_graphs"] == graphs + 1
     assert sum(torch._dynamo.utils.counters["graph_break"].values()) == breaks
 
-    # The log-probabilities of every generated token, padded batch, both paths; a second, shorter fast call reuses
-    # the compiled step (LengthSampler changes max_new_tokens every PPO step).
+    # A PPO step, as in the loop: it leaves the policy in training mode with new adapter weights.
+    trainer.step(prompts, fast_tokens, [torch.tensor(float(i)) for i in range(len(prompts))])
+
+    # The log-probabilities of every generated token, padded batch, both paths; the fast calls after the PPO step, one
+    # of them shorter, reuse the compiled step (LengthSampler changes max_new_tokens every PPO step).
     pad_to = fast.pop("pad_to_multiple_of")
     batch = tokenizer.pad({"input_ids": prompts}, pad_to_multiple_of=pad_to, return_tensors="pt").to(device)
     assert batch["attention_mask"].sum(dim=1).tolist() == [37, 5, 60, 22] and batch["input_ids"].shape[1] == pad_to
@@ -101,7 +104,7 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
         assert torch.equal(finite, compiled_lp.isfinite())  # the same tokens forbidden (min_length, padding)
         # float32 rounding only: FLAN-T5-base's random weights give log-probabilities down to about -200
         torch.testing.assert_close(compiled_lp[finite], default_lp[finite], rtol=1e-5, atol=1e-4)
-    assert stats["unique_graphs"] == graphs  # no recompilation for a new length
+    assert stats["unique_graphs"] == graphs  # no recompilation after a PPO step or for a new length
 
 
 def test_fast_generation_runs_on_cuda_gpus_that_compile_and_says_which_path_runs(monkeypatch, capsys):
