@@ -224,7 +224,7 @@ def drop_padding_columns(module: torch.nn.Module, args: tuple, kwargs: dict) -> 
 
 
 def train_mode_while_recording_gradients(module: torch.nn.Module, args: tuple) -> None:
-    """Forward pre-hook: `module` in training mode exactly when autograd records (checkpointing acts on training only)."""
+    """Forward pre-hook: `module` in training mode exactly while autograd records (checkpointing acts in training)."""
     # PPOTrainer.step runs its gradient forward in eval mode (so checkpointing would never act) and ends in training
     # mode (so the next generation would trace checkpointing's branches and break the compiled decoding step). Under
     # torch.compile both flags are guarded constants: the branch is decided at trace time and leaves no graph break.

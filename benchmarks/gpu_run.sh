@@ -23,8 +23,8 @@ transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
 for name in ${@:-equality bench lab}; do
   case $name in
     equality) part equality 100 python3 -m pytest -q -p no:cacheprovider -s tests/test_fast_generation.py -k cuda ;;
-    bench) TORCH_LOGS=recompiles,graph_breaks part bench 330 python3 benchmarks/ppo_step.py --new-tokens 256 32 --repeats 3 --lecture-repeats 1 \
-             --work /tmp/bench ;;
+    bench) TORCH_LOGS=recompiles,graph_breaks part bench 330 python3 benchmarks/ppo_step.py --new-tokens 256 32 \
+             --repeats 3 --lecture-repeats 1 --work /tmp/bench ;;
     lab) LAB3_OVERRIDES='{"max_ppo_steps": 4, "num_eval_samples": 32}' part lab 80 python3 lab3_rlhf_detox.py ;;
   esac
 done

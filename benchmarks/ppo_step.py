@@ -174,7 +174,8 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
         else:  # the process's peak so far: with several lengths, the longest's figure is the one to read
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({
-            "way": way, "new_tokens": tokens, "repeats": repeats, "seconds": total, **split, "samples_per_s": batch_size / total,
+            "way": way, "new_tokens": tokens, "repeats": repeats, "seconds": total, **split,
+            "samples_per_s": batch_size / total,
             "peak_mb": peak_mb, "ms_per_token": 1000 * split["generation"] / tokens, "first_s": first_s,
             "first_tokens": first_tokens, "first_generation_s": first["generation"],
             "compiled_graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"],
