@@ -10,6 +10,9 @@ import pytest
 
 import grader
 from conftest import ROOT, run_lab
+from lab_settings import PRESETS
+
+EVAL_SAMPLES = PRESETS["tiny"]["num_eval_samples"]
 
 SHORT = {"max_ppo_steps": 3, "num_eval_samples": 24}  # a wrong reward shows from the first step
 WRONG = {"optimizes-hate": {"reward_label": "hate"}, "reward-by-position": {"reward_mode": "by_index"}}
@@ -26,7 +29,8 @@ def test_grader_passes_the_correct_run(executed, capsys):
     assert grader.main([str(executed / "lab.ipynb")]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS ") == len(grader.CHECKS) and out.strip().endswith("PASSED")
-    assert "PASS rescore: re-scored here: 120 summaries before and after PPO and 32 PPO texts, as recorded" in out
+    assert (f"PASS rescore: re-scored here: {EVAL_SAMPLES} summaries before and after PPO and 32 PPO texts, as recorded"
+            in out)
 
 
 @pytest.mark.parametrize("name", WRONG)
@@ -81,7 +85,7 @@ def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_p
     dave = rows["dave"]
     assert (dave["reward"], dave["printed"], dave["rescore"]) == ("PASS", "FAIL", "FAIL")
     assert "toxicity after: printed" in dave["reasons"]
-    assert "1 of 120 summaries after PPO score otherwise than recorded" in dave["reasons"]
+    assert f"1 of {EVAL_SAMPLES} summaries after PPO score otherwise than recorded" in dave["reasons"]
     assert "mean toxicity after PPO is" in dave["reasons"]
     assert rows["erin"]["notebook"] == "FAIL" and "is not a Jupyter notebook" in rows["erin"]["reasons"]
     assert rows["frank"]["notebook"] == "FAIL" and "is not the Lab 3 notebook" in rows["frank"]["reasons"]
