@@ -241,14 +241,13 @@ def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> s
         return "PPO steps skip all-padding prompt columns"
     # On a GPU arithmetic is cheap and memory is not: recomputing each T5 block in the backward pass instead of
     # keeping its activations cuts a lecture-sized mini-batch's saved tensors from 1.4 GB to 0.4 GB (benchmarks/).
-    # Dropout is off, so training mode changes nothing else.
     t5 = ppo_model.pretrained_model.get_base_model()
     t5.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     # Only re-entrant checkpointing needs inputs that require gradients; the hook transformers adds for it calls
     # `requires_grad_()` in every decoding step, which torch 2.11's compiler cannot trace (it broke the compiled step
     # into pieces on an H200 and left generation at its uncompiled speed).
     t5.disable_input_require_grads()
-    t5.register_forward_pre_hook(train_mode_while_recording_gradients)
+    t5.register_forward_pre_hook(train_mode_while_recording_gradients)  # dropout is off: the mode changes nothing else
     # One mode for every module from the start (a fresh adapter's modules come in training mode, T5's in eval mode), so
     # that the first compiled generation sees the flags every later one sees and no PPO step forces a recompilation.
     t5.eval()

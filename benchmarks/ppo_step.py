@@ -256,13 +256,13 @@ def print_table(rows: dict, args: argparse.Namespace, new_tokens: int) -> None:
         if r["phase_peak_mb"]:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in r["phase_peak_mb"].items())
             print(f"{way:8} memory (MB): after loading {r['loaded_mb']:.0f}; peak during {peaks}")
-    repeats = {way: r.get("repeats") for way, r in rows.items()}
     print(f"device: {rows['project']['device']}, dtype: {args.lecture_dtype} (lecture), {args.dtype} (project), "
           f"memory: {rows['project']['memory']}, {args.batch_size} prompts of 60-250 tokens, {new_tokens} new tokens, "
-          f"median of {repeats['project']} (project) and {repeats['lecture']} (lecture)")
+          f"median of {rows['project']['repeats']} (project) and {rows['lecture']['repeats']} (lecture)")
     time_ratio = rows["project"]["seconds"] / rows["lecture"]["seconds"]
     memory_ratio = rows["project"]["peak_mb"] / rows["lecture"]["peak_mb"]
     print(f"time_ratio={time_ratio:.3f} memory_ratio={memory_ratio:.3f}")
+
 
 if __name__ == "__main__":
     main()

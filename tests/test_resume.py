@@ -95,8 +95,8 @@ def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_d
         lab.start_or_resume(run_dir, other, _trainer(tiny, tiny_dataset, tokenizer))
     assert error.value._render_traceback_() == [
         f"LabSetupError: The checkpoint in {run_dir / 'step-00001'} was written with other settings (learning_rate was "
-        f"{settings['learning_rate']!r}, now 0.001; reward_label was 'nothate', now 'hate'): run with those settings to resume it, or with "
-        "resume=False to keep it aside and start anew."]
+        f"{settings['learning_rate']!r}, now 0.001; reward_label was 'nothate', now 'hate'): run with those "
+        "settings to resume it, or with resume=False to keep it aside and start anew."]
     assert _digest(run_dir) == before
 
 
