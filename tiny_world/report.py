@@ -4,6 +4,7 @@
 """
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def seed_row(seed: int) -> dict:
     for phase in ("before", "after"):
         summaries = tox[phase]["summaries"]
         row[f"non-words {phase}"] = non_word_share(summaries, known)
-        row[f"stutter {phase}"] = stutter_share(summaries)
+        row[f"stutter {phase}"] = stutter = stutter_share(summaries)
+        # A few stuttering summaries in 600: the share's sampling noise is as large as the gaps between settings.
+        row[f"stutter {phase} s.e."] = math.sqrt(stutter * (1 - stutter) / len(summaries))
     return row
 
 
