@@ -130,14 +130,15 @@ def build_policy(corpus: dict, out: Path) -> None:
     torch.manual_seed(SEED)
     model = T5ForConditionalGeneration(config)
     train = corpus["train"]
-    # All of the data, for as long as the build's 4 minutes allow, with repeated previous words shown 30% of the time
-    # (see train_seq2seq). Sampled as the lab samples: without them ROUGE-L 0.82 and 5.5% of summaries stuttering
-    # (validation split); with 15%: 0.68 and 2.3%, with 30%: 0.67 and 1.8% (validation and test splits, 600 dialogues);
-    # with 50%: 0.64 and 3.5% (validation split). Also tried: 13 epochs instead of 9 (195 s): ROUGE-L 0.81, 0.5% stutter
-    # (validation and test), 0.2% on 1200 train dialogues, but PPO then cut toxicity only 24%, 48%, 45% (seeds 42, 1,
-    # 2): a sharper policy explores less; with PPO's learning rate at 4.5e-4, 39%, 70%, 66%, but ROUGE-L fell up to 15%
-    # and 1.5%, 2.8%, 0.7% of summaries stuttered after PPO. An unlikelihood loss on repeating the previous word (Welleck et al., 2019):
-    # ROUGE-L 0.69, stutter over 3000 sampled summaries 1.0% against 0.97% without it; PPO cut toxicity only 44-47%.
+    # All of the data, 9 epochs (150 s: `make lab` must stay under 6 minutes in all), with repeated previous words shown
+    # 30% of the time (see train_seq2seq). Sampled as the lab samples: without them ROUGE-L 0.82 and 5.5% of summaries
+    # stuttering (validation split); with 15%: 0.68 and 2.3%, with 30%: 0.67 and 1.8% (validation and test splits, 600
+    # dialogues); with 50%: 0.64 and 3.5% (validation split). Also tried: 13 epochs instead of 9 (195 s): ROUGE-L 0.81,
+    # 0.5% stutter (validation and test), 0.2% on 1200 train dialogues, but PPO then cut toxicity only 24%, 48%, 45%
+    # (seeds 42, 1, 2): a sharper policy explores less; with PPO's learning rate at 4.5e-4, 39%, 70%, 66%, but ROUGE-L
+    # fell up to 15% and 1.5%, 2.8%, 0.7% of summaries stuttered after PPO. An unlikelihood loss on repeating the
+    # previous word (Welleck et al., 2019): ROUGE-L 0.69, stutter over 3000 sampled summaries 1.0% against 0.97% without
+    # it; PPO cut toxicity only 44-47%.
     train_seq2seq(model, tok, train, epochs=9, lr=3e-3, desc="base summarizer", repeats=0.3)
     model.save_pretrained(out / "flan-t5")
     tok.save_pretrained(out / "flan-t5")
