@@ -152,7 +152,7 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
 
     t, first_tokens = time.perf_counter(), new_tokens if way == "project" else min(new_tokens, 8)
     first = iteration(first_tokens)  # warm-up (and, on a GPU, the project's compilation)
-    first_s, compiled_graphs = time.perf_counter() - t, torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    first_s, warmup_graphs = time.perf_counter() - t, torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if profile:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device == "cuda":  # the GPU's kernels, and the host waiting for them (cudaStreamSynchronize, .item())
@@ -179,7 +179,7 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
             "peak_mb": peak_mb, "ms_per_token": 1000 * split["generation"] / tokens, "first_s": first_s,
             "first_tokens": first_tokens, "first_generation_s": first["generation"],
             "compiled_graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"],
-            "graphs_after_first": compiled_graphs, "loaded_mb": loaded_mb, "phase_peak_mb": phase_peaks,
+            "warmup_graphs": warmup_graphs, "loaded_mb": loaded_mb, "phase_peak_mb": phase_peaks,
             "memory": "max_memory_allocated" if device == "cuda" else "peak RSS", "device": device}), flush=True)
 
 
@@ -248,9 +248,9 @@ def print_table(rows: dict, args: argparse.Namespace, new_tokens: int) -> None:
               f"{r['step']:6.2f} {r['samples_per_s']:9.3f} {r['peak_mb']:8.0f}")
     for way, r in rows.items():
         print(f"{way:8} first iteration (warm-up, {r['first_tokens']} new tokens"
-              f"{', compilation' if r['graphs_after_first'] else ''}): "
+              f"{', compilation' if r['warmup_graphs'] else ''}): "
               f"{r['first_s']:.1f} s, of which generation {r['first_generation_s']:.1f} s; "
-              f"graphs compiled: {r['graphs_after_first']} in the warm-up, {r['compiled_graphs']} by the end")
+              f"graphs compiled: {r['warmup_graphs']} in the warm-up, {r['compiled_graphs']} by the end")
         print(f"{way:8} step, TRL's split: forward passes {r['forward_pass']:.2f} s, "
               f"mini-batches {r['optimize_step']:.2f} s, statistics {r['calc_stats']:.2f} s")
         if r["phase_peak_mb"]:
