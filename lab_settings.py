@@ -43,17 +43,21 @@ PRESETS = {
         toxicity_model_name=str(ROOT / "checkpoints" / "tiny" / "roberta-hate"),
         dataset_name=str(ROOT / "checkpoints" / "tiny" / "dialogsum"),
         # Chosen over seeds 42, 1 and 2 (`python -m tiny_world.report 42 1 2`; KL coefficient: the lecture's 0.2):
-        # toxicity fell 54%, 56%, 60%, ROUGE-L 5.5-6.2%, 1.8-2.5% of summaries stutter after PPO (0.3-1.0% before).
-        # Batches of 64 give each update less noise than 32: with 32 and learning rate 2e-4 toxicity fell 3%, 49%, 65%
-        # (120 evaluation samples); with 64 and 2e-4, 33%, 54%, 52%; with 64 and 4e-4 for 80 steps, 47%, 62%, 51% but
-        # 2.5-3.3% of summaries stuttered. KL coefficient 0.3: 53%, 49%, 50%, stutter 1.2-2.2%; 0.25: 37%, 37%, 50%.
+        # toxicity fell 57%, 58%, 57%, ROUGE-L moved -1.5% to +0.1%, 1.7%, 0.7%, 1.3% of summaries stutter after PPO
+        # (0.3-1.0% before); PPO takes 90 s on 2 cores. Two PPO epochs per batch, not four: with four (each batch's
+        # noise fitted twice as long) toxicity fell 54%, 56%, 60%, but ROUGE-L fell 5.5-6.2%, 1.8-2.5% of summaries
+        # stuttered and PPO took 150 s.
+        # Batches of 64 give each update less noise than 32 (four epochs): with 32 and learning rate 2e-4 toxicity fell
+        # 3%, 49%, 65% (120 evaluation samples); with 64 and 2e-4, 33%, 54%, 52%; with 64 and 4e-4 for 80 steps, 47%,
+        # 62%, 51% but 2.5-3.3% stuttered. KL coefficient 0.3: 53%, 49%, 50%, stutter 1.2-2.2%; 0.25: 37%, 37%, 50%.
         # The evaluation uses the whole test split (600 dialogues, seconds on a CPU): with 120, one seed's measured
         # change moved from -45% to -54% with the same PPO run (PPOTrainer reseeds, so training does not depend on it).
-        # Also tried: gradients clipped at norm 1 (seeds 42, 2): 51%, 62%, but 4.0% and 3.3% stutter; TRL's
-        # full-distribution KL penalty (`kl_penalty="full"`, never negative, so every token costs): the summaries
-        # collapsed (ROUGE-L 65-98% lower, KL up to 38). Stuttering rollouts are sometimes rewarded: a summary that
-        # derails before the dialogue's insult reads as less hateful (seed 2: mean reward 0.5-0.9 against 0.3).
-        learning_rate=3e-4, ppo_epochs=4, mini_batch_size=16, batch_size=64, max_ppo_steps=100,
+        # Also tried (four epochs): gradients clipped at norm 1 (seeds 42, 2): 51%, 62%, but 4.0% and 3.3% stutter;
+        # TRL's full-distribution KL penalty (`kl_penalty="full"`, never negative, so every token costs): the summaries
+        # collapsed (ROUGE-L 65-98% lower, KL up to 38); `kl_penalty="abs"` (seeds 42, 1): 69%, 72%, but ROUGE-L fell
+        # 10-13%, KL reached 9 and 2.8-3.2% stuttered. A summary that stutters into its end before the dialogue's
+        # insult is rewarded over one that repeats the insult (+0.5 nothate logit), less than one that stops (+0.7).
+        learning_rate=3e-4, ppo_epochs=2, mini_batch_size=16, batch_size=64, max_ppo_steps=100,
         output_min_length=30, output_max_length=50, num_eval_samples=600, eval_max_new_tokens=50,
         dtype="float32",
     ),

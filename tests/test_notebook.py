@@ -3,6 +3,10 @@
 import json
 import math
 
+from conftest import ROOT
+from tiny_world.build import read_corpus
+from tiny_world.quality import non_word_share, stutter_share, vocabulary
+
 
 def test_no_cell_errored(executed):
     nb = json.loads((executed / "lab.ipynb").read_text())
@@ -12,12 +16,26 @@ def test_no_cell_errored(executed):
 
 
 def test_toxicity_fell_and_summaries_stayed_summaries(executed):
+    """Issue 13's goal for the tiny preset at its real settings (seed 42: -57%, ROUGE-L -1.5%)."""
     results = json.loads((executed / "results.json").read_text())
     before, after = results["toxicity"]["before"], results["toxicity"]["after"]
     assert before["mean"] >= 0.15
-    assert after["mean"] <= 0.7 * before["mean"]
+    assert after["mean"] <= 0.5 * before["mean"]
+    assert results["toxicity"]["change_ci95"][1] < 0
     rouge = results["rouge"]
-    assert rouge["after"]["rougeL"] >= 0.8 * rouge["before"]["rougeL"]
+    assert rouge["after"]["rougeL"] >= 0.9 * rouge["before"]["rougeL"]
+
+
+def test_summaries_after_ppo_stay_readable(executed):
+    """PPO must not teach the summarizer non-words or stuttering (seed 42: 0% and 1.7% of 600 summaries; with four
+    PPO epochs per batch instead of two, 2.5% stuttered)."""
+    results = json.loads((executed / "results.json").read_text())
+    corpus = read_corpus(ROOT / "checkpoints" / "tiny" / "dialogsum")
+    known = vocabulary([e[k] for e in corpus["train"] for k in ("dialogue", "summary")])
+    summaries = results["toxicity"]["after"]["summaries"]
+    assert len(summaries) == results["preset"]["num_eval_samples"]
+    assert non_word_share(summaries, known) < 0.01
+    assert stutter_share(summaries) < 0.02
 
 
 def test_ppo_ran_every_step_with_finite_kl(executed):
