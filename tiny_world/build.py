@@ -135,7 +135,8 @@ def build_policy(corpus: dict, out: Path) -> None:
     # stuttering (validation split); with 15%: 0.68 and 2.3%, with 30%: 0.67 and 1.8% (validation and test splits, 600
     # dialogues); with 50%: 0.64 and 3.5% (validation split). Also tried: 13 epochs instead of 9 (195 s): ROUGE-L 0.81,
     # 0.5% stutter (validation and test), 0.2% on 1200 train dialogues, but PPO then cut toxicity only 24%, 48%, 45%
-    # (seeds 42, 1, 2): a sharper policy explores less; with PPO's learning rate at 4.5e-4, 39%, 70%, 66%, but ROUGE-L
+    # (seeds 42, 1, 2; with two PPO epochs instead of four: 26%, 48%, 43%, stutter under 0.5%): a sharper policy
+    # explores less; with four epochs and PPO's learning rate at 4.5e-4, 39%, 70%, 66%, but ROUGE-L
     # fell up to 15% and 1.5%, 2.8%, 0.7% of summaries stuttered after PPO. An unlikelihood loss on repeating the
     # previous word (Welleck et al., 2019): ROUGE-L 0.69, stutter over 3000 sampled summaries 1.0% against 0.97% without
     # it; PPO cut toxicity only 44-47%.
