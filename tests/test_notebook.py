@@ -5,7 +5,7 @@ import math
 
 from conftest import ROOT
 from tiny_world.build import read_corpus
-from tiny_world.quality import non_word_share, stutter_share, vocabulary
+from tiny_world.quality import corpus_vocabulary, non_word_share, stutter_share
 
 
 def test_no_cell_errored(executed):
@@ -31,7 +31,7 @@ def test_summaries_after_ppo_stay_readable(executed):
     PPO epochs per batch instead of two, 2.5% stuttered)."""
     results = json.loads((executed / "results.json").read_text())
     corpus = read_corpus(ROOT / "checkpoints" / "tiny" / "dialogsum")
-    known = vocabulary([e[k] for e in corpus["train"] for k in ("dialogue", "summary")])
+    known = corpus_vocabulary(corpus)
     summaries = results["toxicity"]["after"]["summaries"]
     assert len(summaries) == results["preset"]["num_eval_samples"]
     assert non_word_share(summaries, known) < 0.01

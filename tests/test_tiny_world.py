@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT
 from tiny_world.build import measure_summarizer, read_corpus
-from tiny_world.quality import non_word_share, shared_sentence_share, stutter_share, vocabulary
+from tiny_world.quality import corpus_vocabulary, non_word_share, shared_sentence_share, stutter_share
 
 TINY = ROOT / "checkpoints" / "tiny"
 
@@ -38,7 +38,7 @@ def test_corpus_has_fifty_everyday_topics_in_varied_wording(corpus):
 
 
 def test_the_quality_measures_catch_what_they_measure(corpus):
-    known = vocabulary([e[k] for e in corpus["train"] for k in ("dialogue", "summary")])
+    known = corpus_vocabulary(corpus)
     assert non_word_share(["#Person1# calls #Person2# insuls and andlls."], known) == 0.5  # 2 of 4 words
     assert non_word_share([corpus["test"][0]["summary"]], known) == 0.0
     assert stutter_share(["mor mor mor", "#Person1# asks #Person2# about the the train."]) == 0.5

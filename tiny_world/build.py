@@ -188,7 +188,7 @@ def build_classifier(corpus: dict, out: Path) -> float:
 def measure_summarizer(out: Path, corpus: dict[str, list[dict]], split: str = "validation") -> dict[str, float]:
     """What the Lab 2 summarizer under `out` writes with the lecture's sampling: ROUGE-L, non-words, stutter."""
     import rlhf_helpers as lab
-    from tiny_world.quality import non_word_share, stutter_share, vocabulary
+    from tiny_world.quality import corpus_vocabulary, non_word_share, stutter_share
 
     cfg = lab.get_preset("tiny")
     tok = T5Tokenizer.from_pretrained(out / "flan-t5")
@@ -197,7 +197,7 @@ def measure_summarizer(out: Path, corpus: dict[str, list[dict]], split: str = "v
     prompts = [torch.tensor(tok.encode(PROMPT_TEMPLATE.format(dialogue=e["dialogue"]))) for e in examples]
     summaries = lab.generate_summaries(model, tok, prompts, dict(cfg["generation_kwargs"],
                                                                  max_new_tokens=cfg["eval_max_new_tokens"]))
-    known = vocabulary([e[k] for e in corpus["train"] for k in ("dialogue", "summary")])
+    known = corpus_vocabulary(corpus)
     return {"rougeL": lab.rouge(summaries, [e["summary"] for e in examples])["rougeL"],
             "non_word_share": non_word_share(summaries, known), "stutter_share": stutter_share(summaries)}
 

@@ -18,6 +18,11 @@ def vocabulary(texts: list[str]) -> set[str]:
     return {w for text in texts for w in words(text)}
 
 
+def corpus_vocabulary(corpus: dict[str, list[dict]]) -> set[str]:
+    """The words of the corpus: every word of its train split's dialogues and summaries."""
+    return vocabulary([e[k] for e in corpus["train"] for k in ("dialogue", "summary")])
+
+
 def non_word_share(summaries: list[str], known: set[str]) -> float:
     """The share of the summaries' words that are not in `known`."""
     all_words = [w for s in summaries for w in words(s)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import papermill
 
 from tiny_world.build import read_corpus
-from tiny_world.quality import non_word_share, stutter_share, vocabulary
+from tiny_world.quality import corpus_vocabulary, non_word_share, stutter_share
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def seed_row(seed: int) -> dict:
                                            "overrides": {"seed": seed}}, progress_bar=False)
     results = json.loads((out / "results.json").read_text())
     corpus = read_corpus(ROOT / "checkpoints" / "tiny" / "dialogsum")
-    known = vocabulary([e[k] for e in corpus["train"] for k in ("dialogue", "summary")])
+    known = corpus_vocabulary(corpus)
     tox, rouge = results["toxicity"], results["rouge"]
     row = {"seed": seed, "toxicity before": tox["before"]["mean"], "toxicity after": tox["after"]["mean"],
            "change": tox["after"]["mean"] / tox["before"]["mean"] - 1, "CI low": tox["change_ci95"][0],
