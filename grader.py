@@ -9,6 +9,7 @@ class exits 0 once every submission was graded, passed or not; a broken submissi
 
 import argparse
 import csv
+import functools
 import json
 import math
 import random
@@ -17,6 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from checksums import weights_sha256
 from lab_settings import NOT_HATE_NAMES, PRESETS, ROOT, SOURCE_KEYS
 
 MAX_KL = 25.0            # the KL from the Lab 2 model must stay below this at every step
@@ -159,7 +161,7 @@ def find_classifier(results: dict, classifier: Path | None = None) -> tuple[str 
     name = results["preset"]["toxicity_model_name"]
     if Path(name).is_dir():
         return name, ""
-    if Path(name).is_absolute():  # a folder of the student's checkout; the tiny preset's is built the same everywhere
+    if Path(name).is_absolute():  # a folder of the student's checkout; the tiny preset's is shipped with the lab
         own = _in_this_checkout(name)
         if own.is_dir():
             return str(own), ""
@@ -168,6 +170,23 @@ def find_classifier(results: dict, classifier: Path | None = None) -> tuple[str 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return name, ""
     return None, f"{name} is not in this machine's Hugging Face cache (or pass --classifier)"
+
+
+@functools.cache
+def _weights_sha256(classifier: str) -> str | None:
+    """`checksums.weights_sha256`, computed once per classifier for a whole class."""
+    return weights_sha256(classifier)
+
+
+def classifier_difference(results: dict, classifier: str) -> str:
+    """'' when `classifier` is the one that scored the run (or the run did not record which), else why it is not."""
+    recorded, own = results.get("classifier_sha256"), _weights_sha256(classifier)
+    if recorded is None or recorded == own:
+        return ""
+    return (f"the run was scored by a classifier whose weights (SHA-256 {recorded[:12]}...) differ from this "
+            f"machine's {classifier} ({(own or 'no weights file')[:12]}...): re-score with the student's classifier "
+            "(for the tiny preset, the shipped checkpoints/tiny; for the full preset, the same Hub revision) or pass "
+            "--classifier PATH")
 
 
 _PIPELINES: dict = {}
@@ -261,7 +280,8 @@ def grade(notebook: Path, results_path: Path | None = None,
                 report[name] = (FAIL, f"the results file lacks what this check needs ({e!r})")
         try:
             source, why = find_classifier(results, classifier)
-            if source is None:
+            why = why if source is None else classifier_difference(results, source)
+            if why:
                 report["rescore"] = (NOT_RUN, why)
             else:
                 record("rescore", check_rescore(results, source))

@@ -65,6 +65,7 @@ from trl.core import LengthSampler
 from trl.trainer.utils import disable_dropout_in_model
 
 import rlhf_helpers as lab
+import run_files
 
 # trl 0.11.4 is pinned on purpose (see README); silence its notices that PPOTrainer is deprecated.
 warnings.filterwarnings("ignore", message=".*PPOv2.*", category=FutureWarning)
@@ -75,6 +76,7 @@ preset_name = os.environ.get("LAB3_PRESET", preset_name)
 cfg = lab.get_preset(preset_name)
 cfg.update(lab.checked_overrides(overrides, cfg))
 cfg.update(lab.checked_overrides(os.environ.get("LAB3_OVERRIDES", "{}"), cfg, source="LAB3_OVERRIDES"))
+lab.check_settings(cfg)  # every value, before anything loads: a bad one stops the lab in one sentence
 lab.check_sources(cfg)  # fails at once, in one sentence, when the Hub is needed but out of reach
 lab.set_seed(cfg["seed"])
 device = state.device
@@ -84,6 +86,8 @@ if dtype != cfg["dtype"]:
     cfg["dtype"] = dtype
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
+run_dir = Path(checkpoint_dir) / f"ppo-{preset_name}"
+run_files.lock_run(run_dir, output_dir)  # a second run of the lab on the same folders stops here
 timings = {}
 pd.Series(cfg, name=preset_name).to_frame()
 
@@ -98,6 +102,7 @@ t0 = time.time()
 dataset = lab.build_dataset(model_name=cfg["model_name"], dataset_name=cfg["dataset_name"],
                             input_min_text_length=cfg["input_min_text_length"],
                             input_max_text_length=cfg["input_max_text_length"])
+lab.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
 tokenizer = AutoTokenizer.from_pretrained(cfg["model_name"])
 print(dataset)
 print(dataset["test"][0]["query"])
@@ -268,17 +273,17 @@ print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_siz
 # After every step the lab writes a checkpoint to `checkpoints/ppo-<preset>/` (TRL's `PPOTrainer` has no checkpointing of
 # its own): the LoRA adapter, the value head, the optimizer, the KL coefficient, the random-number states and the position
 # in the data. If the run is interrupted (a closed laptop, a disconnected hosted notebook), run the notebook again: it
-# continues from the last completed step and ends exactly as an uninterrupted run would. A finished run is kept aside and
-# a new one starts.
+# continues from the last completed step and ends exactly as an uninterrupted run would. The two newest checkpoints are
+# kept, so that a damaged one (a full disk, a synced folder) is passed over for the one before it. A finished run is
+# kept aside and a new one starts.
 
 # %%
 output_length_sampler = LengthSampler(cfg["output_min_length"], cfg["output_max_length"])
 generation_kwargs = dict(cfg["generation_kwargs"], **fast_generation_kwargs)  # {} on a CPU
 reward_kwargs = cfg["reward_kwargs"]
 max_ppo_steps = cfg["max_ppo_steps"]
-run = lab.start_or_resume(Path(checkpoint_dir) / f"ppo-{preset_name}",
-                          lab.run_settings(preset_name, cfg, reward_label, reward_mode, state.num_processes),
-                          ppo_trainer, resume)
+run = run_files.start_or_resume(run_dir, run_files.run_settings(preset_name, cfg, reward_label, reward_mode,
+                                                               state.num_processes), ppo_trainer, resume)
 ppo_history = run["history"]  # the steps done before an interruption, if any
 
 t0 = time.time()
@@ -298,7 +303,7 @@ for step, batch in zip(steps, run["batches"]):
     stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
     ppo_trainer.log_stats(stats, batch, reward_tensors)
     ppo_history.append(lab.ppo_step_record(step, stats, rewards, reward_tensors, query_response_pairs))
-    lab.save_checkpoint(run, ppo_trainer, ppo_s=run["ppo_s"] + time.time() - t0)
+    run_files.save_checkpoint(run, ppo_trainer, ppo_s=run["ppo_s"] + time.time() - t0)
 
     state.print(f'step {step + 1:>3}/{max_ppo_steps}  objective/kl: {stats["objective/kl"]:8.4f}  '
                 f'ppo/returns/mean: {stats["ppo/returns/mean"]:8.4f}  '
@@ -378,7 +383,7 @@ axes[1].hist([summaries_before.toxicity, summaries_after.toxicity], bins=bins, l
 axes[1].set(xlabel="toxicity (probability of hate)", ylabel="summaries", title="Toxicity of the evaluation summaries")
 axes[1].legend()
 fig.tight_layout()
-fig.savefig(output_dir / "detox.png", dpi=100)
+run_files.save_figure(fig, output_dir / "detox.png")
 plt.show()
 
 # %% [markdown]
@@ -392,6 +397,6 @@ results = lab.results_record(
     toxicity_change_ci=(ci_low, ci_high), rouge_before=rouge_before, rouge_after=rouge_after,
     comparison=df_compare_results, timings=timings, resumed_from=run["resumed_from"],
     num_processes=state.num_processes)
-lab.write_json(results, output_dir / "results.json")
-lab.finish_run(run)  # a later run of the notebook starts anew and keeps this one aside
-print(f"wrote {output_dir / 'results.json'}; the PPO adapter is in {lab.latest_checkpoint(run['dir']) / 'adapter'}")
+run_files.write_json(results, output_dir / "results.json")
+run_files.finish_run(run)  # a later run of the notebook starts anew and keeps this one aside
+print(f"wrote {output_dir / 'results.json'}; the PPO adapter is in {run_files.latest_checkpoint(run_dir) / 'adapter'}")

@@ -7,6 +7,7 @@ imports nothing heavy.
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+TINY_DIR = ROOT / "checkpoints" / "tiny"  # the tiny preset's files, shipped with the lab (MANIFEST.json: their SHA-256)
 # Label names that mean "not hate" in a hate-speech classifier's id2label.
 NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
 # Settings that name a model, an adapter or a data set (a Hub id, or a folder of the lab's checkout).
@@ -37,11 +38,11 @@ PRESETS = {
     ),
     "tiny": dict(
         _LECTURE,
-        model_name=str(ROOT / "checkpoints" / "tiny" / "flan-t5"),
-        adapter_dir=str(ROOT / "checkpoints" / "tiny" / "peft-dialogue-summary-checkpoint"),
+        model_name=str(TINY_DIR / "flan-t5"),
+        adapter_dir=str(TINY_DIR / "peft-dialogue-summary-checkpoint"),
         missing_adapter="error",
-        toxicity_model_name=str(ROOT / "checkpoints" / "tiny" / "roberta-hate"),
-        dataset_name=str(ROOT / "checkpoints" / "tiny" / "dialogsum"),
+        toxicity_model_name=str(TINY_DIR / "roberta-hate"),
+        dataset_name=str(TINY_DIR / "dialogsum"),
         # Chosen over seeds 42, 1 and 2 (`python -m tiny_world.report 42 1 2`; KL coefficient: the lecture's 0.2):
         # toxicity fell 57%, 58%, 57%, ROUGE-L moved -1.5% to +0.1%, 1.7%, 0.7%, 1.3% of summaries stutter after PPO
         # (0.3-1.0% before); PPO takes 90 s on 2 cores. Two PPO epochs per batch, not four: with four (each batch's
@@ -67,3 +68,38 @@ PRESETS = {
         dtype="float32",
     ),
 }
+
+# What each setting may be, checked before anything loads (`rlhf_helpers.check_settings`): its type, and for numbers
+# the smallest (`min`) and largest (`max`) value allowed, `above` for a bound it must exceed, or the `choices`.
+_WHOLE, _NUMBER, _TEXT, _OPTIONS = "a whole number", "a number", "a text", "a dictionary of keyword arguments"
+SETTING_RULES = {
+    "input_min_text_length": dict(type=_WHOLE, min=0),
+    "input_max_text_length": dict(type=_WHOLE, min=1),
+    "learning_rate": dict(type=_NUMBER, above=0, max=1),
+    "ppo_epochs": dict(type=_WHOLE, min=1),
+    "mini_batch_size": dict(type=_WHOLE, min=1),
+    "batch_size": dict(type=_WHOLE, min=1),
+    "max_ppo_steps": dict(type=_WHOLE, min=1),
+    "output_min_length": dict(type=_WHOLE, min=1),
+    "output_max_length": dict(type=_WHOLE, min=2),
+    "generation_kwargs": dict(type=_OPTIONS),
+    "reward_kwargs": dict(type=_OPTIONS),
+    "num_eval_samples": dict(type=_WHOLE, min=1),
+    "eval_max_new_tokens": dict(type=_WHOLE, min=1),
+    "init_kl_coef": dict(type=_NUMBER, min=0),
+    "seed": dict(type=_WHOLE, min=0, max=2**32 - 1),  # NumPy's seeds
+    "dtype": dict(type=_TEXT, choices=("float32", "bfloat16")),  # not float16: T5 overflows in it
+    "model_name": dict(type=_TEXT),
+    "adapter_dir": dict(type=_TEXT),
+    "missing_adapter": dict(type=_TEXT, choices=("error", "warn")),
+    "toxicity_model_name": dict(type=_TEXT),
+    "dataset_name": dict(type=_TEXT),
+}
+# (setting, relation, other setting): how two settings must relate.
+SETTING_RELATIONS = (
+    ("input_min_text_length", "below", "input_max_text_length"),
+    ("output_min_length", "below", "output_max_length"),  # summary lengths are drawn from [min, max)
+    ("mini_batch_size", "divides", "batch_size"),
+)
+# (setting, split): a count that must not exceed the number of dialogues in that split of the data set.
+SETTING_DATA_FITS = (("batch_size", "train"), ("num_eval_samples", "test"))

@@ -1,29 +1,26 @@
 """Plumbing for Lab 3 (RLHF detoxification of FLAN-T5 summaries with PPO): presets, data, models, measurements."""
 
-import itertools
 import json
-import os
+import math
 import random
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from accelerate import PartialState
-from accelerate.data_loader import get_sampler
 from accelerate.utils import gather_object, parse_flag_from_env
 from datasets import DatasetDict, load_dataset
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model, set_peft_model_state_dict
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from rouge_score import rouge_scorer
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from lab_settings import NOT_HATE_NAMES, PRESETS
+from checksums import MANIFEST, manifest_mismatches, weights_sha256
+from lab_settings import (NOT_HATE_NAMES, PRESETS, SETTING_DATA_FITS, SETTING_RELATIONS, SETTING_RULES, SOURCE_KEYS,
+                          TINY_DIR)
 
 ROOT = Path(__file__).resolve().parent
 TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
@@ -64,6 +61,58 @@ def checked_overrides(overrides: dict | str, cfg: dict, source: str = "overrides
     return overrides
 
 
+_KINDS_OF_VALUE = {int: "a whole number", float: "a number", str: "a text", bool: "a yes/no value",
+                   dict: "a dictionary", list: "a list", type(None): "nothing"}
+
+
+def _is_of_kind(value, kind: str) -> bool:
+    """Whether `value` is of the kind a rule of SETTING_RULES names."""
+    types = {"a whole number": int, "a number": (int, float), "a text": str, "a dictionary of keyword arguments": dict}
+    return isinstance(value, types[kind]) and not isinstance(value, bool)  # True is an int to Python, not to a student
+
+
+def _value_problem(value, rule: dict) -> str:
+    """'' when `value` obeys `rule` (an entry of SETTING_RULES), else what it must be."""
+    kind = rule["type"]
+    bounds = [f"greater than {rule['above']}" if "above" in rule else None,
+              f"at least {rule['min']}" if "min" in rule else None, f"at most {rule['max']}" if "max" in rule else None]
+    allowed = f"{kind}" + (", " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+    if "choices" in rule:
+        allowed = "one of " + ", ".join(map(repr, rule["choices"]))
+    ok = _is_of_kind(value, kind)  # True is an int to Python, not to a student
+    if ok and isinstance(value, (int, float)):
+        ok = (math.isfinite(value) and value > rule.get("above", -math.inf) and value >= rule.get("min", -math.inf)
+              and value <= rule.get("max", math.inf))
+    if ok and "choices" in rule:
+        ok = value in rule["choices"]
+    return "" if ok else f"it must be {allowed}"
+
+
+def check_settings(cfg: dict) -> None:
+    """Stop in one sentence at the first setting of `cfg` whose value or relation to another is not allowed."""
+    for name, value in cfg.items():
+        if name not in SETTING_RULES:
+            raise LabSetupError(f"The setting {name!r} has no rule in lab_settings.SETTING_RULES: add one there.")
+        problem = _value_problem(value, SETTING_RULES[name])
+        if problem:
+            given = "" if _is_of_kind(value, SETTING_RULES[name]["type"]) else \
+                ", " + _KINDS_OF_VALUE.get(type(value), f"a {type(value).__name__}")
+            raise LabSetupError(f"{name} is {value!r}{given}; {problem}.")
+    for first, relation, second in SETTING_RELATIONS:
+        a, b = cfg[first], cfg[second]
+        if (relation == "below" and not a < b) or (relation == "divides" and b % a):
+            want = "smaller than" if relation == "below" else "a divisor of"
+            raise LabSetupError(f"{first} is {a!r}; it must be {want} {second} ({b!r}).")
+
+
+def check_data_fits(cfg: dict, dataset: DatasetDict) -> None:
+    """Stop in one sentence when a count of `cfg` asks for more dialogues than a split of `dataset` holds."""
+    for name, split in SETTING_DATA_FITS:
+        if cfg[name] > len(dataset[split]):
+            raise LabSetupError(f"{name} is {cfg[name]!r}; it must be at most {len(dataset[split])}, the number of "
+                                f"dialogues in the {split} split within the length bounds.")
+
+
 def process_state() -> PartialState:
     """The processes running the lab: one in Jupyter, several under `accelerate launch` (its CPU flag read as
     Accelerate's own `Accelerator` reads it, so that PPOTrainer's accelerator finds the same state)."""
@@ -89,11 +138,13 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
 
 
 def check_sources(cfg: dict) -> None:
-    """Fail fast, in one sentence, when a model or data set of `cfg` is neither local, cached nor downloadable."""
+    """Fail fast, in one sentence, when a model or data set of `cfg` is neither local, cached nor downloadable, or a
+    file of the tiny preset is not the shipped one."""
     hub_ids = [cfg[k] for k in ("model_name", "toxicity_model_name") if not Path(cfg[k]).is_dir()]
     missing = [repo for repo in hub_ids if not isinstance(try_to_load_from_cache(repo, "config.json"), str)]
     if not Path(cfg["dataset_name"]).is_dir() and not hf_constants.HF_HUB_OFFLINE:
         missing.append(cfg["dataset_name"])
+    check_tiny_files(cfg)
     if not missing:
         return
     why = "HF_HUB_OFFLINE is set" if hf_constants.HF_HUB_OFFLINE else None
@@ -102,6 +153,21 @@ def check_sources(cfg: dict) -> None:
     if why:
         raise LabSetupError(f"{', '.join(missing)} cannot be loaded: {why} and they are not in the Hugging Face cache; "
                             "run the tiny preset (`make lab`), or fill the cache on a machine that reaches the Hub.")
+
+
+def check_tiny_files(cfg: dict, folder: Path = TINY_DIR) -> None:
+    """Fail in one sentence when `cfg` reads the tiny preset's files and one of them is not the shipped one."""
+    if not any(Path(cfg[k]).is_relative_to(folder) for k in SOURCE_KEYS):
+        return
+    how = ("restore the shipped files with `git checkout -- checkpoints/tiny`, or rebuild them with "
+           "`python -m tiny_world.build`")
+    if not (folder / MANIFEST).is_file():
+        raise LabSetupError(f"The tiny preset has no {MANIFEST} in {folder}: {how}.")
+    wrong = manifest_mismatches(folder)
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise LabSetupError(f"{folder / wrong[0]}{more} is not the tiny preset's file (it is missing, or its "
+                            f"SHA-256 differs from {folder / MANIFEST}): {how}.")
 
 
 def set_seed(seed: int) -> None:
@@ -394,6 +460,7 @@ def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: 
         "num_processes": num_processes,  # how many processes shared each PPO batch (accelerate launch)
         "resumed_from_steps": list(resumed_from),  # the steps at which an interrupted run was continued, if any
         "versions": library_versions(),
+        "classifier_sha256": weights_sha256(cfg["toxicity_model_name"]),  # which classifier scored this run
         "ppo_steps": ppo_history,
         "toxicity": {"before": stats(summaries_before), "after": stats(summaries_after),
                      "change_ci95": list(toxicity_change_ci)},
@@ -401,159 +468,3 @@ def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: 
         "comparison": comparison.to_dict(orient="records"),
         "timings_s": timings,
     }
-
-
-def write_json(record: dict, path: str | Path) -> None:
-    """Write `record` as indented JSON, atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
-# Resuming an interrupted PPO run. TRL 0.11's PPOTrainer has no checkpointing, so after every step the lab saves what
-# the next step depends on: the trainable weights, the optimizer, the KL coefficient, the random-number states and
-# the data order. A run folder holds the newest checkpoint (`step-NNNNN/`) and, once results.json is written, FINISHED.
-
-def run_settings(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, num_processes: int = 1) -> dict:
-    """The settings that make two PPO runs the same run, as plain JSON data."""
-    settings = {"preset_name": preset_name, "reward_label": reward_label, "reward_mode": reward_mode,
-                "num_processes": num_processes, **cfg}
-    return json.loads(json.dumps(settings, default=str))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder in `run_dir` (a half-written `.tmp` one never counts)."""
-    done = sorted(p for p in Path(run_dir).glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
-    return done[-1] if done else None
-
-
-def _rng_states() -> dict:
-    """Python's, NumPy's and torch's random-number states, in types that torch.load(weights_only=True) reads."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_states(states: dict) -> None:
-    """Restore what `_rng_states` returned."""
-    random.setstate(states["python"])
-    name, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"]:
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _move_aside(run_dir: Path, why: str) -> Path:
-    """Rename `run_dir` to a free `<name>-<why>-<time>` beside it; returns the new path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = run_dir.with_name(f"{run_dir.name}-{why}-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = run_dir.with_name(f"{run_dir.name}-{why}-{stamp}-{n}")
-    return run_dir.rename(aside)
-
-
-def _settings_difference(saved: dict, settings: dict) -> str:
-    """'' when equal, else which settings differ and how."""
-    keys = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
-    return "; ".join(f"{k} was {saved.get(k)!r}, now {settings.get(k)!r}" for k in keys)
-
-
-def _shuffle_generator(dataloader) -> torch.Generator:
-    """The generator that shuffles `dataloader` (an Accelerate-prepared one), given one if it has none."""
-    if dataloader.synchronized_generator is not None:  # several processes: Accelerate gave the sampler one
-        return dataloader.synchronized_generator
-    # One process: the sampler would draw a seed from torch's global generator when a pass begins; draw it now, the
-    # same way, so that the order can be saved and restored.
-    sampler = get_sampler(dataloader)
-    if sampler.generator is None:
-        sampler.generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-    return sampler.generator
-
-
-def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool = True) -> dict:
-    """The PPO run to continue: its next step, history and remaining batches, restored from `run_dir` if interrupted."""
-    run_dir = Path(run_dir)
-    with trainer.accelerator.main_process_first():  # the main process moves an old run aside before the others look
-        checkpoint = latest_checkpoint(run_dir)
-        if trainer.accelerator.is_main_process and ((run_dir / "FINISHED").is_file() or (checkpoint and not resume)):
-            why = "finished" if (run_dir / "FINISHED").is_file() else "interrupted"
-            print(f"A new run starts; the {why} run that was in {run_dir} is kept in {_move_aside(run_dir, why)}.")
-            checkpoint = None
-    state = {"step": 0, "history": [], "ppo_s": 0.0, "resumed_from": []}
-    if checkpoint is not None:
-        state = json.loads((checkpoint / "state.json").read_text())
-        difference = _settings_difference(state.pop("settings"), settings)
-        if difference:
-            raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
-                                "run with those settings to resume it, or with resume=False to keep it aside and "
-                                "start anew.")
-    generator = _shuffle_generator(trainer.dataloader)
-    if checkpoint is None:
-        data_order = generator.get_state()
-    else:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        adapter = load_file(checkpoint / "adapter" / "adapter_model.safetensors")
-        set_peft_model_state_dict(model.pretrained_model, adapter)
-        model.v_head.load_state_dict(load_file(checkpoint / "value_head.safetensors"))
-        trainer.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-        trainer.kl_ctl.value = state.pop("kl_coef")
-        for key, value in state.pop("running_moments").items():
-            setattr(trainer.running, key, value)
-        trainer.current_step = state["step"]
-        rng = torch.load(checkpoint / "rng.pt", weights_only=True)
-        data_order = rng["data_order"]
-        state["resumed_from"].append(state["step"])
-    generator.set_state(data_order)
-    # Pass after pass over the data (each reshuffled by the same generator), in the interrupted run's order; skip the
-    # batches it used.
-    batches = itertools.chain.from_iterable(itertools.repeat(trainer.dataloader))
-    for _ in range(state["step"]):
-        next(batches)
-    if checkpoint is not None:
-        _set_rng_states(rng["global"][trainer.accelerator.process_index])  # last: the next step samples exactly
-        # what the interrupted run would have
-        if trainer.accelerator.is_main_process:
-            print(f"Resuming from step {state['step']} (steps done before the interruption) with the checkpoint in "
-                  f"{checkpoint}; resume=False starts a new run instead.")
-    return dict(state, dir=run_dir, settings=settings, data_order=data_order, batches=batches)
-
-
-def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path | None:
-    """Write what resuming after `run["history"]`'s last step needs, atomically (by the main process; it returns the
-    checkpoint folder, the others None)."""
-    rng_states = gather_object([_rng_states()])  # one per process; the other state is the same on every process
-    if not trainer.accelerator.is_main_process:
-        return None
-    steps = len(run["history"])
-    final = run["dir"] / f"step-{steps:05d}"
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.pretrained_model.save_pretrained(tmp / "adapter")  # the detoxifying LoRA adapter, as safetensors
-    save_file({k: v.contiguous() for k, v in model.v_head.state_dict().items()}, tmp / "value_head.safetensors")
-    torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"global": rng_states, "data_order": run["data_order"]}, tmp / "rng.pt")
-    running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
-    state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
-             "running_moments": running, "ppo_s": ppo_s, "resumed_from": run["resumed_from"],
-             "history": run["history"]}
-    (tmp / "state.json").write_text(json.dumps(state, default=str))
-    for path in tmp.rglob("*"):  # on disk before the rename makes the checkpoint count
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    tmp.rename(final)
-    for old in run["dir"].glob("step-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def finish_run(run: dict) -> None:
-    """Mark the run finished: a later run of the lab starts anew and keeps this one aside."""
-    (run["dir"] / "FINISHED").write_text(json.dumps({"steps": len(run["history"])}) + "\n")

@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import rlhf_helpers as lab  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny() -> dict:
     """The tiny preset's settings, its files built first if they are missing."""
-    if not (ROOT / "checkpoints" / "tiny" / "BUILT").is_file():
+    if not (ROOT / "checkpoints" / "tiny" / "MANIFEST.json").is_file():
         from tiny_world.build import build
         build(ROOT / "checkpoints" / "tiny")
     return lab.get_preset("tiny")
@@ -60,3 +61,20 @@ def run_lab(out: Path, **parameters) -> Path:
 def executed(tiny, tmp_path_factory) -> Path:
     """The folder of one correct run of the whole lab on the tiny preset."""
     return run_lab(tmp_path_factory.mktemp("lab")).parent
+
+
+SHORT = {"max_ppo_steps": 12, "num_eval_samples": 24}  # the tiny preset's settings, fewer steps and samples
+
+
+@pytest.fixture(scope="session")
+def short_run(tiny, tmp_path_factory) -> Path:
+    """The folder of one uninterrupted run of the lab with the SHORT settings (its checkpoints in `checkpoints/`)."""
+    return run_lab(tmp_path_factory.mktemp("short"), overrides=SHORT).parent
+
+
+def printed(notebook: Path) -> str:
+    """Everything the executed `notebook` printed, its errors' messages included."""
+    nb = json.loads(Path(notebook).read_text())
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    return "".join(("".join(o["text"]) if o.get("name") == "stdout" else "") +
+                   ("\n".join(o["traceback"]) + "\n" if o.get("output_type") == "error" else "") for o in outputs)

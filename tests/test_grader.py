@@ -156,3 +156,19 @@ def test_missing_results_file_fails(tmp_path, capsys):
     (tmp_path / "lab.ipynb").write_text(json.dumps(nb))
     assert grader.main([str(tmp_path / "lab.ipynb")]) == 1
     assert "FAIL results: no results file" in capsys.readouterr().out
+
+
+def test_the_run_records_its_classifier_and_another_classifier_is_not_run_not_failed(executed, tmp_path):
+    results = json.loads((executed / "results.json").read_text())
+    shipped = json.loads((ROOT / "checkpoints" / "tiny" / "MANIFEST.json").read_text())
+    assert results["classifier_sha256"] == shipped["roberta-hate/model.safetensors"]
+    results["classifier_sha256"] = "0" * 64  # as a run scored by a differently built tiny preset records it
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = {check: (status, reason) for check, status, reason in
+              grader.grade(executed / "lab.ipynb", tmp_path / "results.json")}
+    status, reason = report["rescore"]
+    assert status == "NOT RUN"
+    assert reason.startswith("the run was scored by a classifier whose weights (SHA-256 000000000000...) differ from "
+                             f"this machine's {results['preset']['toxicity_model_name']} "
+                             f"({shipped['roberta-hate/model.safetensors'][:12]}...)")
+    assert all(report[check][0] == "PASS" for check in grader.CHECKS if check != "rescore")

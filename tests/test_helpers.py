@@ -1,10 +1,8 @@
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, RobertaConfig
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer

@@ -10,12 +10,13 @@ import time
 import psutil
 import pytest
 import torch
-from transformers import pipeline
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
 
 import grader
+from checksums import write_manifest
 import rlhf_helpers as lab
-from conftest import ROOT, run_lab
+import run_files
+from conftest import ROOT, SHORT
 
 
 def _trainer(tiny, tiny_dataset, tokenizer) -> PPOTrainer:
@@ -38,7 +39,7 @@ def _step(run: dict, trainer, tokenizer, reward_pipe, tiny) -> dict:
     rewards = lab.rewards_from_pipeline(scores, "nothate")
     stats = trainer.step(batch["input_ids"], responses, rewards)
     run["history"].append(lab.ppo_step_record(len(run["history"]), stats, scores, rewards, texts))
-    lab.save_checkpoint(run, trainer, ppo_s=0.0)
+    run_files.save_checkpoint(run, trainer, ppo_s=0.0)
     return run["history"][-1]
 
 
@@ -49,7 +50,7 @@ def _digest(folder) -> dict:
 
 @pytest.fixture
 def settings(tiny):
-    return lab.run_settings("tiny", tiny, "nothate", "by_label")
+    return run_files.run_settings("tiny", tiny, "nothate", "by_label")
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def one_step_run(tiny, tiny_dataset, tokenizer, reward_pipe, settings, tmp_path)
     """A run folder whose run was interrupted after one step."""
     run_dir = tmp_path / "ppo-tiny"
     trainer = _trainer(tiny, tiny_dataset, tokenizer)
-    run = lab.start_or_resume(run_dir, settings, trainer)
+    run = run_files.start_or_resume(run_dir, settings, trainer)
     _step(run, trainer, tokenizer, reward_pipe, tiny)
     return run_dir, run, trainer
 
@@ -65,15 +66,15 @@ def one_step_run(tiny, tiny_dataset, tokenizer, reward_pipe, settings, tmp_path)
 def test_restored_trainer_takes_the_same_next_step(tiny, tiny_dataset, tokenizer, reward_pipe, settings, one_step_run,
                                                    capsys):
     run_dir, run, trainer = one_step_run
-    assert lab.latest_checkpoint(run_dir).name == "step-00001"
+    assert run_files.latest_checkpoint(run_dir).name == "step-00001"
     interrupted = shutil.copytree(run_dir, run_dir.with_name("interrupted"))  # as a crash during step 2 leaves it
     (interrupted / "step-00002.tmp").mkdir()  # what a crash in the middle of writing leaves behind: never read
     uninterrupted = _step(run, trainer, tokenizer, reward_pipe, tiny)
-    assert [p.name for p in run_dir.iterdir()] == ["step-00002"]  # only the newest checkpoint is kept
+    assert sorted(p.name for p in run_dir.iterdir()) == ["step-00001", "step-00002"]
 
-    run_dir = interrupted
+    kept_run_dir, run_dir = run_dir, interrupted
     fresh = _trainer(tiny, tiny_dataset, tokenizer)
-    resumed_run = lab.start_or_resume(run_dir, settings, fresh)
+    resumed_run = run_files.start_or_resume(run_dir, settings, fresh)
     assert f"Resuming from step 1 (steps done before the interruption) with the checkpoint in {run_dir}" in \
         capsys.readouterr().out
     assert resumed_run["step"] == 1 and len(resumed_run["history"]) == 1 and resumed_run["resumed_from"] == [1]
@@ -84,6 +85,8 @@ def test_restored_trainer_takes_the_same_next_step(tiny, tiny_dataset, tokenizer
     assert fresh.kl_ctl.value == pytest.approx(trainer.kl_ctl.value, rel=1e-9)
     for a, b in zip(fresh.model.parameters(), trainer.model.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+    _step(run, trainer, tokenizer, reward_pipe, tiny)
+    assert sorted(p.name for p in kept_run_dir.iterdir()) == ["step-00002", "step-00003"]  # the two newest are kept
 
 
 def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_dataset, tokenizer, settings,
@@ -92,7 +95,7 @@ def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_d
     before = _digest(run_dir)
     other = dict(settings, learning_rate=1e-3, reward_label="hate")
     with pytest.raises(lab.LabSetupError) as error:
-        lab.start_or_resume(run_dir, other, _trainer(tiny, tiny_dataset, tokenizer))
+        run_files.start_or_resume(run_dir, other, _trainer(tiny, tiny_dataset, tokenizer))
     assert error.value._render_traceback_() == [
         f"LabSetupError: The checkpoint in {run_dir / 'step-00001'} was written with other settings (learning_rate was "
         f"{settings['learning_rate']!r}, now 0.001; reward_label was 'nothate', now 'hate'): run with those "
@@ -104,9 +107,9 @@ def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_d
 def test_a_new_run_keeps_the_old_one_aside(tiny, tiny_dataset, tokenizer, settings, one_step_run, finished, capsys):
     run_dir, run, _ = one_step_run
     if finished:
-        lab.finish_run(run)
+        run_files.finish_run(run)
     before = _digest(run_dir)
-    new = lab.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer), resume=finished)
+    new = run_files.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer), resume=finished)
     assert new["step"] == 0 and new["history"] == [] and not run_dir.exists()
     kept = [p for p in run_dir.parent.iterdir() if p.name.startswith("ppo-tiny-")]
     assert len(kept) == 1 and kept[0].name.startswith("ppo-tiny-" + ("finished" if finished else "interrupted"))
@@ -115,7 +118,7 @@ def test_a_new_run_keeps_the_old_one_aside(tiny, tiny_dataset, tokenizer, settin
            f"{kept[0]}." in capsys.readouterr().out
 
 
-def test_a_checkpoint_is_never_unpickled(tiny, tiny_dataset, tokenizer, settings, one_step_run, tmp_path):
+def test_a_checkpoint_is_never_unpickled(tiny, tiny_dataset, tokenizer, settings, one_step_run, capsys):
     run_dir = one_step_run[0]
 
     class Payload:
@@ -123,8 +126,24 @@ def test_a_checkpoint_is_never_unpickled(tiny, tiny_dataset, tokenizer, settings
             return (print, ("pwned",))
 
     torch.save({"state": Payload()}, run_dir / "step-00001" / "optimizer.pt")
-    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
-        lab.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer))
+    write_manifest(run_dir / "step-00001")  # as if the lab had written it: only the unpickler may refuse it
+    new = run_files.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer))
+    out = capsys.readouterr().out
+    assert "pwned" not in out and new["step"] == 0
+    assert f"No checkpoint in {run_dir} can be read ({run_dir / 'step-00001' / 'optimizer.pt'} damaged): a new run " \
+           "starts; the damaged run is kept in" in out
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_for_the_one_before(tiny, tiny_dataset, tokenizer, reward_pipe,
+                                                                       settings, one_step_run, capsys):
+    run_dir, run, trainer = one_step_run
+    _step(run, trainer, tokenizer, reward_pipe, tiny)
+    value_head = run_dir / "step-00002" / "value_head.safetensors"
+    value_head.write_bytes(value_head.read_bytes()[:-8])  # a synced folder cut the file short
+    resumed = run_files.start_or_resume(run_dir, settings, _trainer(tiny, tiny_dataset, tokenizer))
+    out = capsys.readouterr().out
+    assert f"The newest checkpoint cannot be read ({value_head} is damaged): resuming from the one before it." in out
+    assert resumed["step"] == 1 and "Resuming from step 1 (steps done before the interruption)" in out
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -135,11 +154,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-SHORT = {"max_ppo_steps": 12, "num_eval_samples": 24}  # the tiny preset's settings, fewer steps and samples
-
-
-def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(tiny, tmp_path):
-    uninterrupted = run_lab(tmp_path / "uninterrupted", overrides=SHORT).parent
+def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(short_run, tmp_path):
+    uninterrupted = short_run
     out, run_dir = tmp_path / "out", tmp_path / "checkpoints" / "ppo-tiny"
     out.mkdir()
     command = [sys.executable, "-m", "papermill", "--no-progress-bar", str(ROOT / "lab3_rlhf_detox.ipynb"),
@@ -147,11 +163,13 @@ def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(tiny, tmp_pat
                "-p", "checkpoint_dir", str(tmp_path / "checkpoints"), "-y", f"overrides: {json.dumps(SHORT)}"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while (lab.latest_checkpoint(run_dir) is None or lab.latest_checkpoint(run_dir).name < "step-00003") \
+    while (run_files.latest_checkpoint(run_dir) is None or run_files.latest_checkpoint(run_dir).name < "step-00003") \
             and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     _kill_tree(proc)
-    killed_at = int(lab.latest_checkpoint(run_dir).name.removeprefix("step-"))
+    lock = tmp_path / "checkpoints" / "ppo-tiny.lock"
+    assert lock.read_text().startswith("process ")  # left behind by the killed run: it must not block the next
+    killed_at = int(run_files.latest_checkpoint(run_dir).name.removeprefix("step-"))
     reference = json.loads((uninterrupted / "results.json").read_text())
     steps = reference["preset"]["max_ppo_steps"]
     assert 3 <= killed_at < steps and not (out / "results.json").exists()
@@ -179,7 +197,7 @@ def test_a_killed_lab_run_resumes_and_ends_as_an_uninterrupted_run(tiny, tmp_pat
 
 def test_batches_go_on_past_one_pass_over_the_data(tiny, tiny_dataset, tokenizer, settings, tmp_path):
     trainer = _trainer(tiny, tiny_dataset, tokenizer)  # 32 samples: 4 batches of 8 a pass
-    run = lab.start_or_resume(tmp_path / "ppo-tiny", settings, trainer)
+    run = run_files.start_or_resume(tmp_path / "ppo-tiny", settings, trainer)
     batches = [next(run["batches"])["query"] for _ in range(8)]
     first, second = sum(batches[:4], []), sum(batches[4:], [])
     assert sorted(first) == sorted(second) == sorted(tiny_dataset["train"].select(range(32))["query"])

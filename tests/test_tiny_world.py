@@ -1,10 +1,19 @@
 """The tiny preset reads like DialogSum: its Lab 2 summarizer writes corpus words that summarize, without stuttering."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
+import rlhf_helpers as lab
+from checksums import MANIFEST, folder_sha256s, manifest_mismatches
 from conftest import ROOT
+from lab_settings import SOURCE_KEYS
 from tiny_world.build import measure_summarizer, read_corpus
 from tiny_world.quality import corpus_vocabulary, non_word_share, shared_sentence_share, stutter_share
 
@@ -46,3 +55,43 @@ def test_the_quality_measures_catch_what_they_measure(corpus):
     pairs = [{"topic": "t", "dialogue": same}, {"topic": "t", "dialogue": same.replace("four", "nine")},
              {"topic": "u", "dialogue": same}]
     assert shared_sentence_share(pairs) == 0.5  # in topic t, each dialogue shares 1 of its 2 sentences with the other
+
+
+def test_the_shipped_files_are_those_of_the_manifest(tiny):
+    assert set(json.loads((TINY / MANIFEST).read_text())) == set(folder_sha256s(TINY))  # every file is listed
+    assert manifest_mismatches(TINY) == []
+    lab.check_tiny_files(tiny)  # what the lab checks at start-up
+
+
+def test_a_damaged_tiny_file_stops_the_lab_in_one_sentence(tiny, tmp_path):
+    copy = shutil.copytree(TINY, tmp_path / "tiny")
+    cfg = {k: str(copy / Path(tiny[k]).relative_to(TINY)) for k in SOURCE_KEYS}
+    lab.check_tiny_files(cfg, copy)
+    weights = copy / "roberta-hate" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(lab.LabSetupError) as error:
+        lab.check_tiny_files(cfg, copy)
+    assert str(error.value) == (
+        f"{weights} is not the tiny preset's file (it is missing, or its SHA-256 differs from {copy / MANIFEST}): "
+        "restore the shipped files with `git checkout -- checkpoints/tiny`, or rebuild them with "
+        "`python -m tiny_world.build`.")
+    (copy / MANIFEST).unlink()
+    with pytest.raises(lab.LabSetupError, match=f"The tiny preset has no {MANIFEST} in {copy}"):
+        lab.check_tiny_files(cfg, copy)
+
+
+def test_the_builder_makes_the_shipped_files_at_any_thread_count(tiny, tmp_path):
+    """The quick part of the build (corpus and hate classifier), run with 1 and with 2 threads, gives the shipped bytes
+    (the summarizer's part takes minutes: `python -m tiny_world.build OUT` and compare OUT/MANIFEST.json)."""
+    built_on = json.loads((TINY / "BUILT").read_text())["cpu_capability"]
+    if torch.backends.cpu.get_cpu_capability() != built_on:
+        pytest.skip(f"the shipped preset was built with {built_on} kernels, this CPU runs "
+                    f"{torch.backends.cpu.get_cpu_capability()}: its sums round otherwise")
+    shipped = json.loads((TINY / MANIFEST).read_text())
+    for threads in ("1", "2"):
+        out = tmp_path / f"threads-{threads}"
+        subprocess.run([sys.executable, "-m", "tiny_world.build", str(out), "--classifier-only"], cwd=ROOT, check=True,
+                       capture_output=True, env=dict(os.environ, OMP_NUM_THREADS=threads))
+        built = folder_sha256s(out)
+        assert {"dialogsum/train.jsonl", "roberta-hate/model.safetensors"} <= set(built)
+        assert built == {name: shipped[name] for name in built}, f"built with {threads} threads"

@@ -1,24 +1,26 @@
 """Build the tiny preset offline: corpus, T5 tokenizer and summarizer, Lab 2 style LoRA adapter, hate classifier.
 
-Run `python -m tiny_world.build [OUT_DIR]`; everything is reproducible from fixed seeds.
+Run `python -m tiny_world.build [OUT_DIR]`: fixed seeds and one thread give the same files on every machine
+whose CPU runs the same kernels.
 """
 
+import argparse
 import json
 import math
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
 from datasets import load_dataset
-from peft import LoraConfig, TaskType, get_peft_model
+from peft import LoraConfig, get_peft_model
 from tokenizers import ByteLevelBPETokenizer
 from tqdm.auto import tqdm
 from transformers import (RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer, T5Config,
                           T5ForConditionalGeneration, T5Tokenizer)
 
+from checksums import MANIFEST, write_manifest
 from rlhf_helpers import LAB2_LORA, PROMPT_TEMPLATE
 from tiny_world.corpus import classifier_sentences, make_corpus
 from tiny_world.quality import shared_sentence_share
@@ -207,12 +209,17 @@ def read_corpus(folder: Path) -> dict[str, list[dict]]:
     return {split: [json.loads(line) for line in open(folder / f"{split}.jsonl")] for split in SPLITS}
 
 
-def build(out: Path) -> None:
-    """Build every file of the tiny preset under `out`."""
+def build(out: Path, classifier_only: bool = False) -> None:
+    """Build every file of the tiny preset under `out` (or only its corpus and hate classifier, the quick part)."""
     start = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # One thread: a matrix product split over more threads sums in another order, and the files would differ in their
+    # last bits from machine to machine.
+    torch.set_num_threads(1)
     corpus = write_corpus(out / "dialogsum")
     load_dataset(str(out / "dialogsum"))  # fail now, not in the lab, if the files are not readable
+    if classifier_only:
+        print(f"hate classifier held-out accuracy: {build_classifier(corpus, out):.3f}")
+        return
     build_policy(corpus, out)
     accuracy = build_classifier(corpus, out)
     print(f"hate classifier held-out accuracy: {accuracy:.3f}")
@@ -224,10 +231,17 @@ def build(out: Path) -> None:
           "repeat a word three times in a row")
     if accuracy < 0.95:
         raise SystemExit(f"the hate classifier reached only {accuracy:.3f} held-out accuracy (needs 0.95)")
+    # Other CPU kernels (AVX-512 instead of AVX2, say) sum in another order: a rebuild matches only on the same kind.
     (out / "BUILT").write_text(json.dumps({"seed": SEED, "classifier_accuracy": accuracy, **quality,
-                                           "seconds": round(time.time() - start, 1)}) + "\n")
-    print(f"tiny preset built in {time.time() - start:.0f} s under {out}")
+                                           "cpu_capability": torch.backends.cpu.get_cpu_capability()}) + "\n")
+    write_manifest(out)
+    print(f"tiny preset built in {time.time() - start:.0f} s under {out}; the SHA-256 of each file is in "
+          f"{out / MANIFEST}")
 
 
 if __name__ == "__main__":
-    build(Path(sys.argv[1] if len(sys.argv) > 1 else "checkpoints/tiny"))
+    parser = argparse.ArgumentParser(prog="python -m tiny_world.build", description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("checkpoints/tiny"))
+    parser.add_argument("--classifier-only", action="store_true", help="build only the corpus and the classifier")
+    args = parser.parse_args()
+    build(args.out, args.classifier_only)

@@ -1,0 +1,75 @@
+"""Every setting's value is checked before anything loads, and a bad one is one sentence naming it."""
+
+import pytest
+
+import rlhf_helpers as lab
+from lab_settings import PRESETS, SETTING_RULES
+
+# One bad value per setting, and what the lab says of it.
+BAD = {
+    "input_min_text_length": (-1, "input_min_text_length is -1; it must be a whole number, at least 0."),
+    "input_max_text_length": ("1000", "input_max_text_length is '1000', a text; it must be a whole number, at least 1."),
+    "learning_rate": ("3e-4", "learning_rate is '3e-4', a text; it must be a number, greater than 0 and at most 1."),
+    "ppo_epochs": (0, "ppo_epochs is 0; it must be a whole number, at least 1."),
+    "mini_batch_size": (0, "mini_batch_size is 0; it must be a whole number, at least 1."),
+    "batch_size": (0, "batch_size is 0; it must be a whole number, at least 1."),
+    "max_ppo_steps": (2.5, "max_ppo_steps is 2.5, a number; it must be a whole number, at least 1."),
+    "output_min_length": (0, "output_min_length is 0; it must be a whole number, at least 1."),
+    "output_max_length": (None, "output_max_length is None, nothing; it must be a whole number, at least 2."),
+    "generation_kwargs": ("top_k=0", "generation_kwargs is 'top_k=0', a text; it must be a dictionary of keyword "
+                                     "arguments."),
+    "reward_kwargs": ([], "reward_kwargs is [], a list; it must be a dictionary of keyword arguments."),
+    "num_eval_samples": (-5, "num_eval_samples is -5; it must be a whole number, at least 1."),
+    "eval_max_new_tokens": (0, "eval_max_new_tokens is 0; it must be a whole number, at least 1."),
+    "init_kl_coef": (float("nan"), "init_kl_coef is nan; it must be a number, at least 0."),
+    "seed": (True, "seed is True, a yes/no value; it must be a whole number, at least 0 and at most 4294967295."),
+    "dtype": ("float16", "dtype is 'float16'; it must be one of 'float32', 'bfloat16'."),
+    "model_name": (5, "model_name is 5, a whole number; it must be a text."),
+    "adapter_dir": (None, "adapter_dir is None, nothing; it must be a text."),
+    "missing_adapter": ("ignore", "missing_adapter is 'ignore'; it must be one of 'error', 'warn'."),
+    "toxicity_model_name": (["a"], "toxicity_model_name is ['a'], a list; it must be a text."),
+    "dataset_name": (0, "dataset_name is 0, a whole number; it must be a text."),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_setting_has_a_rule_and_a_bad_value_here(preset):
+    assert set(PRESETS[preset]) == set(SETTING_RULES) == set(BAD)
+    lab.check_settings(lab.get_preset(preset))  # the preset's own values pass
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_bad_value_is_one_sentence_naming_the_setting(preset, name):
+    cfg = dict(lab.get_preset(preset), **{name: BAD[name][0]})
+    with pytest.raises(lab.LabSetupError) as error:
+        lab.check_settings(cfg)
+    assert str(error.value) == BAD[name][1]
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ({"input_min_text_length": 1000, "input_max_text_length": 1000},
+     "input_min_text_length is 1000; it must be smaller than input_max_text_length (1000)."),
+    ({"output_min_length": 50, "output_max_length": 50}, "output_min_length is 50; it must be smaller than "
+                                                         "output_max_length (50)."),
+    ({"batch_size": 40, "mini_batch_size": 16}, "mini_batch_size is 16; it must be a divisor of batch_size (40)."),
+])
+def test_settings_that_must_agree(changes, expected):
+    with pytest.raises(lab.LabSetupError) as error:
+        lab.check_settings(dict(lab.get_preset("tiny"), **changes))
+    assert str(error.value) == expected
+
+
+def test_a_setting_without_a_rule_cannot_be_added():
+    with pytest.raises(lab.LabSetupError, match="The setting 'temperature' has no rule in lab_settings.SETTING_RULES"):
+        lab.check_settings(dict(lab.get_preset("tiny"), temperature=0.7))
+
+
+@pytest.mark.parametrize("name,split", [("batch_size", "train"), ("num_eval_samples", "test")])
+def test_counts_must_fit_the_data(tiny, tiny_dataset, name, split):
+    size = len(tiny_dataset[split])
+    lab.check_data_fits(dict(tiny, **{name: size}), tiny_dataset)
+    with pytest.raises(lab.LabSetupError) as error:
+        lab.check_data_fits(dict(tiny, **{name: size + 1}), tiny_dataset)
+    assert str(error.value) == (f"{name} is {size + 1}; it must be at most {size}, the number of dialogues in the "
+                                f"{split} split within the length bounds.")
