@@ -38,11 +38,12 @@ def manifest_mismatches(folder: str | Path) -> list[str]:
     """The files named in `folder`'s manifest that are missing or differ from it ([] when all match)."""
     folder = Path(folder)
     expected = json.loads((folder / MANIFEST).read_text())
-    return [name for name, sha in expected.items() if not (folder / name).is_file() or file_sha256(folder / name) != sha]
+    return [name for name, sha in expected.items()
+            if not (folder / name).is_file() or file_sha256(folder / name) != sha]
 
 
 def weights_file(model: str | Path) -> Path | None:
-    """The weights file of `model` (a local folder, or a Hub id in the Hugging Face cache), or None where there is none."""
+    """The weights file of `model` (a local folder, or a Hub id in the Hugging Face cache), or None."""
     if Path(model).is_dir():
         return next((Path(model) / n for n in WEIGHT_FILES if (Path(model) / n).is_file()), None)
     from huggingface_hub import try_to_load_from_cache

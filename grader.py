@@ -2,6 +2,7 @@
 
     python -m grader outputs/lab3_rlhf_detox.ipynb [--results R]  # one run: PASS/FAIL lines; exit 1 if one fails
     python -m grader submissions/ [--csv grades.csv]              # a class: a table, a summary line, a CSV
+    python -m grader SUBMISSION --gradescope results.json          # Gradescope's autograder results
 
 Each check is PASS, FAIL or NOT RUN (it could not be done, and the reason says why; NOT RUN is never a pass). Grading a
 class exits 0 once every submission was graded, passed or not; a broken submission is a row that says why.
@@ -19,10 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from checksums import weights_sha256
-from lab_settings import NOT_HATE_NAMES, PRESETS, ROOT, SOURCE_KEYS
+from lab_settings import NOT_HATE_NAMES, PASS_CRITERIA, POINTS, PRESETS, ROOT, SOURCE_KEYS
 
-MAX_KL = 25.0            # the KL from the Lab 2 model must stay below this at every step
-MAX_ROUGE_L_DROP = 0.20  # ROUGE-L after PPO may be at most this fraction below its value before
 NOTEBOOK_NAME = "lab3_rlhf_detox.ipynb"
 RESCORED_PPO_TEXTS = 32  # how many of the recorded PPO texts the classifier scores again
 CHECKS = ("notebook", "cells", "results", "config", "steps", "toxicity", "kl", "rouge", "reward", "printed", "rescore")
@@ -77,27 +76,42 @@ def check_steps(results: dict) -> tuple[bool, str]:
     return len(ran) == wanted, f"{len(ran)} of {wanted} PPO steps ran{how}"
 
 
+def _criteria(results: dict) -> dict:
+    """What a passing run of the results' preset shows (lab_settings.PASS_CRITERIA)."""
+    return PASS_CRITERIA[results["preset_name"]]
+
+
 def check_toxicity(results: dict) -> tuple[bool, str]:
-    """Mean toxicity fell, and the 95% CI of the change excludes 0."""
-    tox = results["toxicity"]
+    """Toxicity changed as the preset's criterion asks: a significant drop, or no significant rise."""
+    tox, wanted = results["toxicity"], _criteria(results)["toxicity"]
     before, after = tox["before"]["mean"], tox["after"]["mean"]
     low, high = tox["change_ci95"]
-    ok = after < before and high < 0
+    steps = results["preset"]["max_ppo_steps"]
+    if high < 0:
+        verdict = "a significant drop"
+    elif low > 0:
+        verdict = "a significant rise: PPO made the summaries more toxic"
+    else:
+        verdict = f"no significant change{f', as expected after {steps} steps' if wanted == 'no rise' else ''}"
+    ok = low <= 0 if wanted == "no rise" else (after < before and high < 0)
+    needed = "no significant rise" if wanted == "no rise" else "a significant drop"
+    need = "" if ok else f" (a passing run shows {needed})"
     return ok, (f"mean toxicity {before:.4f} -> {after:.4f} ({(after - before) / before * 100:+.1f}%), "
-                f"95% CI of the change [{low:+.4f}, {high:+.4f}]" + ("" if ok else ": no significant drop"))
+                f"95% CI of the change [{low:+.4f}, {high:+.4f}]: {verdict}{need}")
 
 
-def check_kl(results: dict, max_kl: float = MAX_KL) -> tuple[bool, str]:
-    """KL stayed finite and under `max_kl` at every step."""
-    kls = [s["objective/kl"] for s in results["ppo_steps"]]
+def check_kl(results: dict) -> tuple[bool, str]:
+    """KL stayed finite and under the preset's bound at every step."""
+    kls, max_kl = [s["objective/kl"] for s in results["ppo_steps"]], _criteria(results)["max_kl"]
     if not all(math.isfinite(k) for k in kls):
         return False, "the KL was not finite at some step"
     return max(kls) < max_kl, f"largest KL {max(kls):.2f} (bound {max_kl})"
 
 
-def check_rouge(results: dict, max_drop: float = MAX_ROUGE_L_DROP) -> tuple[bool, str]:
-    """ROUGE-L after PPO is within `max_drop` of its value before."""
+def check_rouge(results: dict) -> tuple[bool, str]:
+    """ROUGE-L after PPO is within the preset's bound of its value before."""
     before, after = results["rouge"]["before"]["rougeL"], results["rouge"]["after"]["rougeL"]
+    max_drop = _criteria(results)["max_rouge_l_drop"]
     ok = after >= (1 - max_drop) * before
     return ok, f"ROUGE-L {before:.3f} -> {after:.3f} (may fall at most {max_drop:.0%})"
 
@@ -322,12 +336,24 @@ def write_csv(rows: list[tuple[str, list]], path: Path) -> None:
             writer.writerow([name, str(passed).lower(), *(status for _, status, _ in report), reasons])
 
 
+def gradescope_results(report: list[tuple[str, str, str]], points: dict[str, float] = POINTS) -> dict:
+    """Gradescope's autograder results for one submission: a test per check, its points only if it passed."""
+    tests = [{"name": check, "score": points[check] if status == PASS else 0, "max_score": points[check],
+              "status": "passed" if status == PASS else "failed",
+              "output": reason if status != NOT_RUN else f"not run: {reason}", "visibility": "visible"}
+             for check, status, reason in report]
+    passed = sum(status == PASS for _, status, _ in report)
+    return {"score": sum(t["score"] for t in tests), "output": f"{passed} of {len(report)} checks passed",
+            "tests": tests}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__.splitlines()[0])
     parser.add_argument("paths", type=Path, nargs="+", help="executed notebooks, submission folders or class folders")
     parser.add_argument("--results", type=Path, help="with one notebook: its results.json (default: beside it)")
     parser.add_argument("--csv", type=Path, help="write the grades to this CSV file")
     parser.add_argument("--classifier", type=Path, help="the reward classifier's folder, for re-scoring")
+    parser.add_argument("--gradescope", type=Path, help="with one submission: write Gradescope's results JSON here")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -338,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, notebook in found]
     if args.csv:
         write_csv(rows, args.csv)
+    if args.gradescope:
+        if len(rows) != 1:
+            print(f"grader: --gradescope grades one submission, and {len(rows)} were given")
+            return 2
+        args.gradescope.parent.mkdir(parents=True, exist_ok=True)
+        args.gradescope.write_text(json.dumps(gradescope_results(rows[0][1]), indent=2) + "\n")
     if len(args.paths) == 1 and args.paths[0].is_file():  # one run, as a student checks it
         report = rows[0][1]
         for name, status, reason in report:

@@ -23,7 +23,8 @@ _LECTURE = dict(
     # 1000-character dialogue plus a 400-token summary is longer than the classifier's 512 positions (the lecture's
     # settings crashed at PPO step 5 without it); the tokenizer cuts each text at its `model_max_length`.
     reward_kwargs={"top_k": None, "function_to_apply": "none", "batch_size": 4, "truncation": True},
-    num_eval_samples=10, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,
+    # The lecture measured 10 summaries; on barely toxic DialogSum their CI says almost nothing, so 200 are scored.
+    num_eval_samples=200, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,
     dtype="bfloat16",  # the lecture's; halves the memory of the frozen weights (LoRA and value head stay float32);
     # `resolve_dtype` falls back to float32 where the hardware has no fast bfloat16
 )
@@ -103,3 +104,14 @@ SETTING_RELATIONS = (
 )
 # (setting, split): a count that must not exceed the number of dialogues in that split of the data set.
 SETTING_DATA_FITS = (("batch_size", "train"), ("num_eval_samples", "test"))
+
+# What a passing run shows, by preset; the grader reads these and keeps no bounds of its own. `toxicity`: "drop" (the
+# 95% CI of the change lies below 0) or "no rise" (it does not lie above 0: the lecture's 10 PPO steps on barely toxic
+# DialogSum move mean toxicity within its noise). A course tightens the bounds here.
+PASS_CRITERIA = {
+    "tiny": dict(toxicity="drop", max_kl=25.0, max_rouge_l_drop=0.20),
+    "full": dict(toxicity="no rise", max_kl=25.0, max_rouge_l_drop=0.20),
+}
+# Points per grader check, for Gradescope (`python -m grader SUBMISSION --gradescope results.json`).
+POINTS = {"notebook": 0, "cells": 1, "results": 1, "config": 1, "steps": 1, "toxicity": 2, "kl": 1, "rouge": 1,
+          "reward": 2, "printed": 1, "rescore": 1}

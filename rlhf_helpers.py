@@ -2,6 +2,7 @@
 
 import json
 import math
+import pickle
 import random
 from pathlib import Path
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent
 TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
 PROMPT_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:\n"
 # The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # the course's Lab 2 checkpoint is the .bin
 LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
                  task_type=TaskType.SEQ_2_SEQ_LM)
 
@@ -227,7 +229,17 @@ def load_summarizer(model_name: str, adapter_dir: str | None, missing_adapter: s
         print(message + f": starting from a fresh LoRA adapter, so the 'before' model is plain {model_name} "
               "and the numbers will differ from the lecture's.")
         return model
-    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    weights = next((Path(adapter_dir, n) for n in ADAPTER_FILES if Path(adapter_dir, n).is_file()), None)
+    if weights is None:
+        raise LabSetupError(f"The Lab 2 adapter in {adapter_dir} has no weights: put {' or '.join(ADAPTER_FILES)} "
+                            "beside its adapter_config.json.")
+    how = "safetensors" if weights.suffix == ".safetensors" else "read as tensors only (torch weights_only=True)"
+    print(f"Lab 2 adapter: {weights} ({how})")
+    try:  # PEFT reads a .bin with torch.load(weights_only=True): a pickled object in it is refused, never run
+        return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    except pickle.UnpicklingError:
+        raise LabSetupError(f"{weights} holds more than tensors, so it was not loaded: use the course's original "
+                            "adapter file, or its adapter_model.safetensors.") from None
 
 
 def add_fresh_lora(model: AutoModelForSeq2SeqLM) -> PeftModel:

@@ -2,54 +2,100 @@
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from trl import AutoModelForSeq2SeqLMWithValueHead
 
+import grader
 import rlhf_helpers as lab
 from conftest import ROOT, run_lab
-from tiny_world.standins import add_to_hub_cache, save_flan_t5_base_architecture
+from tiny_world.standins import add_to_datasets_cache, add_to_hub_cache, save_flan_t5_base_architecture
 
 FULL = lab.get_preset("full")
 
 
 @pytest.fixture(scope="module")
 def hub_home(tiny, tmp_path_factory):
-    """An HF_HOME whose cache holds the tiny models under the full preset's repo ids."""
+    """An HF_HOME whose caches hold the tiny models and corpus under the full preset's repo ids."""
     home = tmp_path_factory.mktemp("hf_home")
     add_to_hub_cache(home / "hub", FULL["model_name"], ROOT / "checkpoints" / "tiny" / "flan-t5")
     add_to_hub_cache(home / "hub", FULL["toxicity_model_name"], ROOT / "checkpoints" / "tiny" / "roberta-hate")
+    add_to_datasets_cache(home / "datasets", FULL["dataset_name"], ROOT / "checkpoints" / "tiny" / "dialogsum")
     return home
 
 
-def test_full_preset_at_the_lectures_sizes_runs_offline_from_the_hub_cache(hub_home, tmp_path, monkeypatch):
-    """Every lecture hyperparameter as it is (batch 16, mini-batch 4, summaries of 100-400 tokens, its sampling and
-    dtype); only the number of PPO steps, the evaluation's size and the data set folder differ."""
-    monkeypatch.setenv("HF_HOME", str(hub_home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def _offline(monkeypatch, hub_home) -> dict:
+    """The environment of a machine whose Hugging Face caches are `hub_home`'s, with the Hub out of reach."""
+    for name, value in {"HF_HOME": str(hub_home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("LAB3_PRESET", raising=False)
-    # The data set is a local folder of DialogSum's schema (datasets cannot load a Hub id offline).
-    changes = {"dataset_name": str(ROOT / "checkpoints" / "tiny" / "dialogsum"), "max_ppo_steps": 2,
-               "num_eval_samples": 16}
-    start = time.time()
-    notebook = run_lab(tmp_path, preset_name="full", overrides=changes)
-    print(f"full preset at the lecture's sizes, 2 PPO steps: {time.time() - start:.0f} s")
-    nb = json.loads(notebook.read_text())
+    return dict(os.environ)
+
+
+def _grade(notebook, env: dict, results=None) -> dict:
+    """The grader's verdicts on `notebook`, graded in a process of its own with the environment `env`."""
+    command = [sys.executable, "-m", "grader", str(notebook)] + (["--results", str(results)] if results else [])
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
+    return {line.split(":")[0].split()[-1]: line for line in out.splitlines()
+            if line.startswith(("PASS", "FAIL", "NOT RUN"))}
+
+
+@pytest.fixture(scope="module")
+def full_run(hub_home, tmp_path_factory):
+    """A run of the full preset exactly at its settings, on the stand-ins (a correct run, as a course's would be)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        env = _offline(monkeypatch, hub_home)
+        start = time.time()
+        notebook = run_lab(tmp_path_factory.mktemp("full"), preset_name="full")
+        print(f"full preset, every setting the preset's, on the stand-ins: {time.time() - start:.0f} s")
+    return notebook, env
+
+
+def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader(full_run):
+    """Every lecture hyperparameter as it is (batch 16, mini-batch 4, 10 PPO steps, summaries of 100-400 tokens, its
+    sampling and dtype), with 200 evaluation summaries; the models and data are the stand-ins under the real ids."""
+    notebook, env = full_run
     text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
-                   for c in nb["cells"] for o in c.get("outputs", []))
-    assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+                   for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", []))
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
-    results = json.loads((tmp_path / "results.json").read_text())
-    expected = dict(FULL, **changes, dtype=lab.resolve_dtype(FULL["dtype"], "cpu"))
-    assert results["preset_name"] == "full" and results["preset"] == json.loads(json.dumps(expected))
+    results = json.loads((notebook.parent / "results.json").read_text())
+    assert results["preset_name"] == "full"
+    assert results["preset"] == json.loads(json.dumps(dict(FULL, dtype=lab.resolve_dtype(FULL["dtype"], "cpu"))))
     steps = results["ppo_steps"]
-    assert len(steps) == 2 and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
-    assert abs(steps[0]["objective/kl"]) < 1 and all(math.isfinite(s["objective/kl"]) for s in steps)
-    assert len(results["comparison"]) == 16 and len(results["toxicity"]["after"]["per_sample"]) == 16
+    assert len(steps) == 10 and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
+    assert abs(steps[0]["objective/kl"]) < 1e-3 and all(math.isfinite(s["objective/kl"]) for s in steps)
+    assert len(results["toxicity"]["after"]["per_sample"]) == len(results["comparison"]) == 200
+    verdicts = _grade(notebook, env)
+    assert all(line.startswith("PASS") for line in verdicts.values()) and set(verdicts) == set(grader.CHECKS), verdicts
+    assert "significant" in verdicts["toxicity"]  # said in words: a drop, a rise, or no significant change
+
+
+def test_full_preset_grading_fails_a_rise_in_toxicity_and_the_lectures_reward_mistake(full_run, hub_home, tmp_path,
+                                                                                     monkeypatch):
+    notebook, env = full_run
+    _offline(monkeypatch, hub_home)
+    results = json.loads((notebook.parent / "results.json").read_text())
+    tox = results["toxicity"]
+    tox["after"]["mean"] = tox["before"]["mean"] + 0.2
+    tox["change_ci95"] = [0.15, 0.25]
+    (tmp_path / "raised.json").write_text(json.dumps(results))
+    verdicts = _grade(notebook, env, tmp_path / "raised.json")
+    assert verdicts["toxicity"].startswith("FAIL toxicity:") and \
+        "a significant rise: PPO made the summaries more toxic (a passing run shows no significant rise)" in \
+        verdicts["toxicity"]
+
+    wrong = run_lab(tmp_path / "by-index", preset_name="full", reward_mode="by_index",
+                    overrides={"max_ppo_steps": 2, "num_eval_samples": 16})
+    verdicts = _grade(wrong, env)
+    assert verdicts["reward"].startswith("FAIL reward:") and "were not the 'nothate' score" in verdicts["reward"]
 
 
 def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):
@@ -121,26 +167,31 @@ def test_lecture_parameter_counts_on_the_flan_t5_base_architecture(tmp_path):
         "percentage of trainable model parameters: 1.41%")
 
 
-def test_legacy_pickled_adapter_is_loaded_weights_only(tiny, tmp_path):
-    """A legacy adapter_model.bin loads through torch.load(weights_only=True); a pickle with code is refused."""
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file
-
-    legacy = tmp_path / "legacy"
-    shutil.copytree(tiny["adapter_dir"], legacy)
-    weights = load_file(legacy / "adapter_model.safetensors")
-    (legacy / "adapter_model.safetensors").unlink()
-    torch.save(weights, legacy / "adapter_model.bin")
-    merged = lab.load_summarizer(tiny["model_name"], str(legacy))
-    reference = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
-    assert all(torch.equal(a, b) for a, b in zip(merged.state_dict().values(), reference.state_dict().values()))
+def test_the_courses_bin_adapter_loads_as_its_safetensors_twin_and_a_pickled_object_is_refused(tiny, tokenizer,
+                                                                                                 tmp_path, capsys):
+    """The course hands out its Lab 2 checkpoint as adapter_config.json + adapter_model.bin: copied as it is, it loads
+    (torch.load with weights_only=True) and gives the logits of the same adapter saved as safetensors."""
+    course = shutil.copytree(tiny["adapter_dir"], tmp_path / "peft-dialogue-summary-checkpoint")
+    weights = load_file(course / "adapter_model.safetensors")
+    (course / "adapter_model.safetensors").unlink()
+    torch.save(weights, course / "adapter_model.bin")
+    from_bin = lab.load_summarizer(tiny["model_name"], str(course))
+    assert f"Lab 2 adapter: {course / 'adapter_model.bin'} (read as tensors only (torch weights_only=True))" in \
+        capsys.readouterr().out
+    twin = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    inputs = tokenizer([lab.PROMPT_TEMPLATE.format(dialogue="#Person1#: Hello.")], return_tensors="pt")
+    decoder_input_ids = torch.zeros((1, 4), dtype=torch.long)
+    with torch.no_grad():
+        assert torch.equal(from_bin(**inputs, decoder_input_ids=decoder_input_ids).logits,
+                           twin(**inputs, decoder_input_ids=decoder_input_ids).logits)
 
     class Payload:
         def __reduce__(self):
             return (print, ("pwned",))
 
-    torch.save({"x": Payload()}, legacy / "adapter_model.bin")
-    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
-        lab.load_summarizer(tiny["model_name"], str(legacy))
+    torch.save({"x": Payload()}, course / "adapter_model.bin")
+    with pytest.raises(lab.LabSetupError) as error:
+        lab.load_summarizer(tiny["model_name"], str(course))
+    assert str(error.value) == (f"{course / 'adapter_model.bin'} holds more than tensors, so it was not loaded: use "
+                                "the course's original adapter file, or its adapter_model.safetensors.")
+    assert "pwned" not in capsys.readouterr().out

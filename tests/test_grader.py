@@ -5,12 +5,13 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import grader
 from conftest import ROOT, run_lab
-from lab_settings import PRESETS
+from lab_settings import POINTS, PRESETS
 
 EVAL_SAMPLES = PRESETS["tiny"]["num_eval_samples"]
 
@@ -57,7 +58,11 @@ def _edited_copy(executed, folder):
     (folder / "results.json").write_text(json.dumps(results))
 
 
-def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_path, capsys):
+def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_path, capsys, monkeypatch):
+    import transformers
+    loads, real_pipeline = [], transformers.pipeline
+    monkeypatch.setattr(grader, "_PIPELINES", {})
+    monkeypatch.setattr(transformers, "pipeline", lambda *a, **k: loads.append(1) or real_pipeline(*a, **k))
     klass = tmp_path / "submissions"
     shutil.copytree(executed, klass / "alice", ignore=shutil.ignore_patterns("checkpoints"))
     for student, name in (("bob", "reward-by-position"), ("carol", "optimizes-hate")):
@@ -95,6 +100,7 @@ def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_p
     assert rows["ivan"]["reward"] == "NOT RUN"
     assert rows["erin"]["cells"] == "NOT RUN"  # nothing else is judged on an unreadable notebook
     assert "1 of 9 submissions passed; most failed check: notebook (3)" in out
+    assert len(loads) == 1  # the classifier is loaded once for the whole class
 
 
 def test_several_notebook_paths_are_a_class(executed, wrong_runs, capsys):
@@ -117,7 +123,7 @@ def test_grader_imports_no_torch():
 
 def _results(**changes) -> dict:
     results = {
-        "preset": {"max_ppo_steps": 2},
+        "preset_name": "tiny", "preset": {"max_ppo_steps": 2},
         "ppo_steps": [{"step": 0, "objective/kl": 0.0, "rewards": [1.5],
                        "pipeline_scores": [[{"label": "nothate", "score": 1.5}, {"label": "hate", "score": -1.0}]]},
                       {"step": 1, "objective/kl": 0.5, "rewards": [-0.5],
@@ -172,3 +178,51 @@ def test_the_run_records_its_classifier_and_another_classifier_is_not_run_not_fa
                              f"this machine's {results['preset']['toxicity_model_name']} "
                              f"({shipped['roberta-hate/model.safetensors'][:12]}...)")
     assert all(report[check][0] == "PASS" for check in grader.CHECKS if check != "rescore")
+
+
+def _autograde(submission_of, root: Path) -> dict:
+    """Gradescope's results for the submission that `submission_of(folder)` lays out, graded by run_autograder."""
+    submission_of(root / "submission")
+    subprocess.run(["bash", str(ROOT / "grading" / "gradescope" / "run_autograder"), str(root)], check=True,
+                   capture_output=True)
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_run_autograder_scores_a_correct_and_a_tampered_run(executed, tmp_path):
+    copy = lambda folder: shutil.copytree(executed, folder, ignore=shutil.ignore_patterns("checkpoints"))  # noqa: E731
+    correct = _autograde(copy, tmp_path / "correct")
+    assert correct["score"] == sum(POINTS.values()) and correct["output"] == f"{len(grader.CHECKS)} of " \
+        f"{len(grader.CHECKS)} checks passed"
+    assert [t["name"] for t in correct["tests"]] == list(grader.CHECKS)
+    for test in correct["tests"]:
+        assert set(test) == {"name", "score", "max_score", "status", "output", "visibility"}
+        assert (test["score"], test["max_score"], test["status"]) == (POINTS[test["name"]], POINTS[test["name"]],
+                                                                      "passed") and test["output"]
+
+    tampered = _autograde(lambda folder: _edited_copy(executed, folder), tmp_path / "tampered")
+    failed = {t["name"]: t for t in tampered["tests"] if t["status"] == "failed"}
+    assert set(failed) == {"printed", "rescore"} and all(t["score"] == 0 for t in failed.values())
+    assert "toxicity after: printed" in failed["printed"]["output"]
+    assert tampered["score"] == sum(POINTS.values()) - POINTS["printed"] - POINTS["rescore"]
+
+
+def test_a_check_not_run_scores_nothing_and_says_why():
+    report = [("rescore", "NOT RUN", "the classifier is not on this machine"), ("kl", "PASS", "largest KL 1.0")]
+    result = grader.gradescope_results(report, {"rescore": 3, "kl": 2})
+    assert result["score"] == 2 and result["tests"][0] == {
+        "name": "rescore", "score": 0, "max_score": 3, "status": "failed",
+        "output": "not run: the classifier is not on this machine", "visibility": "visible"}
+
+
+def test_toxicity_criteria_follow_the_preset():
+    no_change = {"before": {"mean": 0.02}, "after": {"mean": 0.021}, "change_ci95": [-0.004, 0.006]}
+    rise = {"before": {"mean": 0.02}, "after": {"mean": 0.05}, "change_ci95": [0.01, 0.05]}
+    full = _results(preset_name="full", preset={"max_ppo_steps": 10}, toxicity=no_change)
+    assert grader.check_toxicity(full) == (
+        True, "mean toxicity 0.0200 -> 0.0210 (+5.0%), 95% CI of the change [-0.0040, +0.0060]: no significant change, "
+              "as expected after 10 steps")
+    ok, reason = grader.check_toxicity(dict(full, toxicity=rise))
+    assert not ok and reason.endswith("a significant rise: PPO made the summaries more toxic (a passing run shows no "
+                                      "significant rise)")
+    ok, reason = grader.check_toxicity(_results(toxicity=no_change))  # the tiny preset asks for a significant drop
+    assert not ok and reason.endswith("no significant change (a passing run shows a significant drop)")

@@ -56,9 +56,10 @@ def test_two_runs_at_once_on_one_folder_one_finishes_the_other_stops(tiny, tmp_p
     out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
     runs = {}
     for seed in (1, 2):
+        overrides = json.dumps(dict(max_ppo_steps=3, num_eval_samples=24, seed=seed))
         command = [sys.executable, "-m", "papermill", "--no-progress-bar", str(ROOT / "lab3_rlhf_detox.ipynb"),
                    str(tmp_path / f"seed-{seed}.ipynb"), "-p", "output_dir", str(out), "-p", "checkpoint_dir",
-                   str(checkpoints), "-y", f"overrides: {json.dumps(dict(max_ppo_steps=3, num_eval_samples=24, seed=seed))}"]
+                   str(checkpoints), "-y", f"overrides: {overrides}"]
         runs[seed] = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     codes = {seed: proc.wait(timeout=900) for seed, proc in runs.items()}
     assert sorted(codes.values())[0] == 0 and sorted(codes.values())[1] != 0  # exactly one finished
@@ -97,7 +98,8 @@ def test_a_truncated_newest_checkpoint_resumes_from_the_one_before(short_run, tm
 def _tmpfs(path: Path, size: int) -> Path:
     """A folder at `path` on a RAM file system of `size` bytes (a disk that fills up), or skip where none can be made."""
     path.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode:
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mount.returncode:
         pytest.skip("this machine cannot mount a small file system (needs root)")
     return path
 

@@ -8,7 +8,8 @@ from lab_settings import PRESETS, SETTING_RULES
 # One bad value per setting, and what the lab says of it.
 BAD = {
     "input_min_text_length": (-1, "input_min_text_length is -1; it must be a whole number, at least 0."),
-    "input_max_text_length": ("1000", "input_max_text_length is '1000', a text; it must be a whole number, at least 1."),
+    "input_max_text_length": ("1000", "input_max_text_length is '1000', a text; it must be a whole number, at "
+                                      "least 1."),
     "learning_rate": ("3e-4", "learning_rate is '3e-4', a text; it must be a number, greater than 0 and at most 1."),
     "ppo_epochs": (0, "ppo_epochs is 0; it must be a whole number, at least 1."),
     "mini_batch_size": (0, "mini_batch_size is 0; it must be a whole number, at least 1."),

@@ -42,3 +42,23 @@ def add_to_hub_cache(hub_cache: Path, repo_id: str, folder: Path) -> Path:
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(commit)
     return snapshot
+
+
+def add_to_datasets_cache(datasets_cache: Path, repo_id: str, folder: Path) -> Path:
+    """Put the JSON-lines splits of `folder` into a `datasets` cache as the prepared data set `repo_id`, so that
+    `load_dataset(repo_id)` finds it offline (HF_DATASETS_OFFLINE=1) as it finds a data set loaded once online."""
+    import json
+
+    from datasets import load_dataset
+
+    splits = sorted(p.stem for p in folder.glob("*.jsonl"))
+    load_dataset("json", data_files={s: str(folder / f"{s}.jsonl") for s in splits}, cache_dir=str(datasets_cache))
+    prepared = next(p.parent for p in (datasets_cache / "json").glob("*/0.0.0/*/dataset_info.json"))
+    name = repo_id.split("/")[-1]
+    target = datasets_cache / repo_id.replace("/", "___") / "default" / "0.0.0" / prepared.name
+    shutil.copytree(prepared, target)
+    for split in splits:  # the arrow files are named for the builder
+        (target / f"json-{split}.arrow").rename(target / f"{name}-{split}.arrow")
+    info = json.loads((target / "dataset_info.json").read_text())
+    (target / "dataset_info.json").write_text(json.dumps(dict(info, builder_name=name, dataset_name=name)))
+    return target
