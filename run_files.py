@@ -39,7 +39,7 @@ _HELD_LOCKS: dict[str, object] = {}  # lock files this process holds, by path: J
 def _hold_lock(path: Path, what: str) -> None:
     """Hold an exclusive lock on the file `path` for the life of this process, or stop in one sentence."""
     key = str(path.resolve())
-    if key in _HELD_LOCKS or fcntl is None:
+    if key in _HELD_LOCKS:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")
@@ -62,7 +62,9 @@ def _hold_lock(path: Path, what: str) -> None:
 
 def lock_run(run_dir: str | Path, output_dir: str | Path) -> None:
     """Keep other runs of the lab off `run_dir` (the PPO checkpoints) and `output_dir` until `finish_run`."""
-    if PartialState().is_main_process:  # under `accelerate launch` the main process speaks for the others
+    if fcntl is None:
+        print("This system has no file locks (Windows): do not start a second run on the same folders at once.")
+    elif PartialState().is_main_process:  # under `accelerate launch` the main process speaks for the others
         run_dir, output_dir = Path(run_dir), Path(output_dir)
         _hold_lock(run_dir.with_name(run_dir.name + ".lock"), f"The checkpoint folder {run_dir}")
         _hold_lock(output_dir / ".lab3.lock", f"The output folder {output_dir}")

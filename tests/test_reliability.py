@@ -139,7 +139,7 @@ def test_a_full_checkpoint_disk_is_one_sentence_and_the_previous_checkpoint_stay
 
 def test_a_full_output_disk_is_one_sentence_and_the_next_run_redoes_no_ppo_step(short_run, tmp_path, small_disks):
     out = small_disks(tmp_path / "disk", 256 * 1024)  # the plot fits, results.json (12 steps of 64 texts) does not
-    checkpoints = tmp_path / "checkpoints"
+    checkpoints = _interrupted_copy(short_run, tmp_path)  # PPO is done; the evaluation and the results are not
     error = _one_sentence_error(_failed_run(tmp_path / "first", overrides=SHORT, output_dir=str(out),
                                             checkpoint_dir=str(checkpoints)))
     assert error.startswith(f"results.json could not be written to {out} (No space left on device): it needs about ")
