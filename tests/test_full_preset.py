@@ -45,7 +45,7 @@ def _grade(notebook, env: dict, results=None) -> dict:
     command = [sys.executable, "-m", "grader", str(notebook)] + (["--results", str(results)] if results else [])
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
     return {line.split(":")[0].split()[-1]: line for line in out.splitlines()
-            if line.startswith(("PASS", "FAIL", "NOT RUN"))}
+            if line.startswith(("PASS ", "FAIL ", "NOT RUN "))}
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,14 @@ def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc
     model.eval()
 
 
+def sort_target_modules(config_file: Path) -> None:
+    """Write the adapter config's target_modules sorted: PEFT keeps them as a set, in the order of the string hashes of
+    the process that saved them, which differs from run to run."""
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps(dict(config, target_modules=sorted(config["target_modules"])), indent=2,
+                                      sort_keys=True))
+
+
 def build_policy(corpus: dict, out: Path) -> None:
     """The FLAN-T5 stand-in (base model + tokenizer) and a Lab 2 style LoRA adapter trained on top of it."""
     texts = [e[k] for e in corpus["train"] for k in ("dialogue", "summary")]
@@ -153,6 +161,7 @@ def build_policy(corpus: dict, out: Path) -> None:
     peft_model = get_peft_model(model, LoraConfig(**LAB2_LORA))
     train_seq2seq(peft_model, tok, train, epochs=1, lr=3e-3, desc="Lab 2 LoRA adapter", repeats=0.3)
     peft_model.save_pretrained(out / "peft-dialogue-summary-checkpoint")
+    sort_target_modules(out / "peft-dialogue-summary-checkpoint" / "adapter_config.json")
     tok.save_pretrained(out / "peft-dialogue-summary-checkpoint")
 
 
