@@ -21,10 +21,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def folder_sha256s(folder: str | Path) -> dict[str, str]:
-    """Each file under `folder` (its manifest aside), by path relative to `folder`, with its SHA-256."""
+    """Each file under `folder` (its manifest and lock files aside), by path relative to `folder`, with its SHA-256."""
     folder = Path(folder)
+    # `evaluate` leaves .lock files beside the classifier it is given as its config name.
     return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+            if p.is_file() and p.name != MANIFEST and p.suffix != ".lock"}
 
 
 def write_manifest(folder: str | Path) -> Path:

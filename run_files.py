@@ -311,6 +311,8 @@ def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path | None:
             if path.is_file():
                 with open(path, "rb") as f:
                     os.fsync(f.fileno())
+        if final.exists():  # a damaged checkpoint of this step, passed over when the run resumed
+            shutil.rmtree(final)
         tmp.rename(final)
     except WRITE_ERRORS as e:
         previous = latest_checkpoint(run["dir"])

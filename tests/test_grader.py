@@ -182,6 +182,7 @@ def test_the_run_records_its_classifier_and_another_classifier_is_not_run_not_fa
 
 def _autograde(submission_of, root: Path) -> dict:
     """Gradescope's results for the submission that `submission_of(folder)` lays out, graded by run_autograder."""
+    root.mkdir()
     submission_of(root / "submission")
     subprocess.run(["bash", str(ROOT / "grading" / "gradescope" / "run_autograder"), str(root)], check=True,
                    capture_output=True)

@@ -218,7 +218,9 @@ def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activation
         said, grads, saved = train_forward(device)
         assert says in said and grads.keys() == plain.keys() and any(g.abs().sum() > 0 for g in grads.values())
         for name, grad in grads.items():
-            torch.testing.assert_close(grad, plain[name], rtol=1e-4, atol=1e-6, msg=name)
+            # equal up to float32 rounding, which sums over fewer padding columns in another order
+            torch.testing.assert_close(grad, plain[name], rtol=1e-4, atol=1e-4 * float(plain[name].abs().max()),
+                                       msg=lambda m, name=name: f"{name}: {m}")
         if device == "cuda":
             assert saved < plain_saved / 2, (saved, plain_saved)
 

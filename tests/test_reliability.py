@@ -45,8 +45,9 @@ def _results(folder: Path) -> dict:
 
 def _same_run(results: dict, reference: dict) -> None:
     """`results` are those of the uninterrupted `reference` run, every PPO step and evaluation summary."""
-    assert [s["rewards"] for s in results["ppo_steps"]] == pytest.approx([s["rewards"] for s in reference["ppo_steps"]],
-                                                                         abs=1e-5)
+    rewards = [[r for s in run["ppo_steps"] for r in s["rewards"]] for run in (results, reference)]
+    assert len(results["ppo_steps"]) == len(reference["ppo_steps"])
+    assert rewards[0] == pytest.approx(rewards[1], abs=1e-5)
     assert results["toxicity"]["after"]["summaries"] == reference["toxicity"]["after"]["summaries"]
     assert results["toxicity"]["after"]["per_sample"] == pytest.approx(reference["toxicity"]["after"]["per_sample"],
                                                                        abs=1e-5)
@@ -96,7 +97,7 @@ def test_a_truncated_newest_checkpoint_resumes_from_the_one_before(short_run, tm
 
 
 def _tmpfs(path: Path, size: int) -> Path:
-    """A folder at `path` on a RAM file system of `size` bytes (a disk that fills up), or skip where none can be made."""
+    """A folder at `path` on a RAM file system of `size` bytes (a disk that fills up), or skip where it cannot be."""
     path.mkdir(parents=True)
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
     if mount.returncode:
