@@ -26,8 +26,8 @@ from lab_settings import (NOT_HATE_NAMES, PRESETS, SETTING_DATA_FITS, SETTING_RE
 ROOT = Path(__file__).resolve().parent
 TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
 PROMPT_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:\n"
-# The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # the course's Lab 2 checkpoint is the .bin
+# The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
 LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
                  task_type=TaskType.SEQ_2_SEQ_LM)
 
@@ -81,7 +81,7 @@ def _value_problem(value, rule: dict) -> str:
     allowed = f"{kind}" + (", " + " and ".join(b for b in bounds if b) if any(bounds) else "")
     if "choices" in rule:
         allowed = "one of " + ", ".join(map(repr, rule["choices"]))
-    ok = _is_of_kind(value, kind)  # True is an int to Python, not to a student
+    ok = _is_of_kind(value, kind)
     if ok and isinstance(value, (int, float)):
         ok = (math.isfinite(value) and value > rule.get("above", -math.inf) and value >= rule.get("min", -math.inf)
               and value <= rule.get("max", math.inf))
