@@ -55,6 +55,7 @@ PRESETS = {
 # What each setting may be, checked before anything loads (`rlhf_helpers.check_settings`): its type, and for numbers
 # the smallest (`min`) and largest (`max`) value allowed, `above` for a bound it must exceed, or the `choices`.
 _WHOLE, _NUMBER, _TEXT, _OPTIONS = "a whole number", "a number", "a text", "a dictionary of keyword arguments"
+SETTING_KINDS = {_WHOLE: int, _NUMBER: (int, float), _TEXT: str, _OPTIONS: dict}  # the Python types of each kind
 SETTING_RULES = {
     "input_min_text_length": dict(type=_WHOLE, min=0),
     "input_max_text_length": dict(type=_WHOLE, min=1),

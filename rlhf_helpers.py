@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from checksums import MANIFEST, manifest_mismatches, weights_sha256
-from lab_settings import (NOT_HATE_NAMES, PRESETS, SETTING_DATA_FITS, SETTING_RELATIONS, SETTING_RULES, SOURCE_KEYS,
-                          TINY_DIR)
+from lab_settings import (NOT_HATE_NAMES, PRESETS, SETTING_DATA_FITS, SETTING_KINDS, SETTING_RELATIONS, SETTING_RULES,
+                          SOURCE_KEYS, TINY_DIR)
 
 ROOT = Path(__file__).resolve().parent
 TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
@@ -69,8 +69,8 @@ _KINDS_OF_VALUE = {int: "a whole number", float: "a number", str: "a text", bool
 
 def _is_of_kind(value, kind: str) -> bool:
     """Whether `value` is of the kind a rule of SETTING_RULES names."""
-    types = {"a whole number": int, "a number": (int, float), "a text": str, "a dictionary of keyword arguments": dict}
-    return isinstance(value, types[kind]) and not isinstance(value, bool)  # True is an int to Python, not to a student
+    # True is an int to Python, not to a student
+    return isinstance(value, SETTING_KINDS[kind]) and not isinstance(value, bool)
 
 
 def _value_problem(value, rule: dict) -> str:

@@ -16,7 +16,7 @@ from trl import AutoModelForSeq2SeqLMWithValueHead
 
 import grader
 import rlhf_helpers as lab
-from conftest import ROOT, run_lab
+from conftest import ROOT, printed, run_lab
 from tiny_world.standins import add_to_datasets_cache, add_to_hub_cache, save_flan_t5_base_architecture
 
 FULL = lab.get_preset("full")
@@ -63,8 +63,7 @@ def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader
     """Every lecture hyperparameter as it is (batch 16, mini-batch 4, 10 PPO steps, summaries of 100-400 tokens, its
     sampling and dtype), with 200 evaluation summaries; the models and data are the stand-ins under the real ids."""
     notebook, env = full_run
-    text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
-                   for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", []))
+    text = printed(notebook)
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
     results = json.loads((notebook.parent / "results.json").read_text())
     assert results["preset_name"] == "full"
