@@ -39,19 +39,51 @@ output_dir = "outputs"    # where plots and results.json are written
 overrides = {}            # changes to the preset, e.g. {"max_ppo_steps": 5}
 checkpoint_dir = "checkpoints"  # PPO checkpoints go to <checkpoint_dir>/ppo-<preset>
 resume = True             # continue an interrupted run from its last step (False: keep it aside and start anew)
+lab_source = ""           # where to fetch the lab's files when this notebook is opened alone: a git URL or a folder
+                          # (LAB3_SOURCE sets it too); a course sets it once
 
 # %% [markdown]
-# ### 1.2 - Imports
+# ### 1.2 - Set up this machine
+# In a checkout of the lab this prints one line. Opened alone (Colab, Kaggle, SageMaker Studio Lab, a JupyterHub), the
+# notebook fetches the lab's files from `lab_source` into `lab3_files/`, installs the pinned packages it lacks into this
+# kernel's own Python (keeping the host's torch), and builds the tiny preset if its files are missing. If it replaces a
+# package this kernel has already imported, it asks you to restart the runtime and run all again.
+
+# %%
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+LAB_VERSION = "3.2.0"  # the version of the lab's files that this notebook belongs to
+lab_source = lab_source or os.environ.get("LAB3_SOURCE", "")
+here = Path(globals().get("__file__", "lab3_rlhf_detox.ipynb")).resolve().parent  # a script's folder, or the cwd
+lab_dir = here if (here / "lab_setup.py").is_file() else here / "lab3_files"
+if not (lab_dir / "lab_setup.py").is_file():  # the notebook stands alone: fetch the lab's files
+    if not lab_source:
+        raise SystemExit("This notebook needs the lab's files: set lab_source in the parameters cell (or LAB3_SOURCE) "
+                         "to the lab's git URL or folder, as your course gives it, and run all again.")
+    if Path(lab_source).is_dir():
+        shutil.copytree(lab_source, lab_dir, ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"),
+                        dirs_exist_ok=True)
+    elif subprocess.run(["git", "clone", "-q", "-b", f"v{LAB_VERSION}", lab_source, lab_dir],
+                        capture_output=True).returncode:  # no tag of this notebook's version: the newest files
+        subprocess.run(["git", "clone", "-q", lab_source, lab_dir], check=True)
+sys.path.insert(0, str(lab_dir))  # the lab's modules import from there
+import lab_setup  # noqa: E402
+
+lab_setup.prepare(LAB_VERSION)
+
+# %% [markdown]
+# ### 1.3 - Imports
 # The lab uses `trl==0.11.4`: the last TRL release whose `PPOTrainer` accepts encoder-decoder models such as FLAN-T5
 # (TRL 1.x has no PPO at all). `rlhf_helpers` holds the plumbing (data loading, measurements, tables) so that the
 # interesting parts stay in this notebook.
 
 # %%
-import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import evaluate
 import numpy as np
@@ -80,10 +112,7 @@ lab.check_settings(cfg)  # every value, before anything loads: a bad one stops t
 lab.check_sources(cfg)  # fails at once, in one sentence, when the Hub is needed but out of reach
 lab.set_seed(cfg["seed"])
 device = state.device
-dtype = lab.resolve_dtype(cfg["dtype"], device.type)
-if dtype != cfg["dtype"]:
-    print(f"{device} has no fast {cfg['dtype']}: the models run in {dtype} instead")
-    cfg["dtype"] = dtype
+cfg["dtype"] = lab.resolve_dtype(cfg["dtype"], device.type)  # says so when the device needs float32 instead
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 run_dir = Path(checkpoint_dir) / f"ppo-{preset_name}"
@@ -222,7 +251,8 @@ print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text]
 # %%
 max_prompt_tokens = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
 fast_generation_kwargs = lab.fast_generation_kwargs(
-    device, max_new_tokens=max(cfg["output_max_length"], cfg["eval_max_new_tokens"]), max_prompt_tokens=max_prompt_tokens)
+    device, max_new_tokens=max(cfg["output_max_length"], cfg["eval_max_new_tokens"]), max_prompt_tokens=max_prompt_tokens,
+    dtype=cfg["dtype"])
 
 # %% [markdown]
 # ### 2.8 - Toxicity before detoxification

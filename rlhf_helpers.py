@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from checksums import MANIFEST, manifest_mismatches, weights_sha256
+from lab_setup import LabSetupError
 from lab_settings import (NOT_HATE_NAMES, PRESETS, SETTING_DATA_FITS, SETTING_KINDS, SETTING_RELATIONS, SETTING_RULES,
                           SOURCE_KEYS, TINY_DIR)
 
@@ -30,12 +31,6 @@ ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # the course
 # The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
 LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
                  task_type=TaskType.SEQ_2_SEQ_LM)
-
-class LabSetupError(Exception):
-    """A problem with the lab's set-up or inputs, shown in a notebook as its one-sentence message, no traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
 
 
 def get_preset(name: str) -> dict:
@@ -200,14 +195,24 @@ def build_dataset(model_name: str, dataset_name: str, input_min_text_length: int
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
-    """`dtype`, or "float32" when it is "bfloat16" and `device` has no fast bfloat16 arithmetic."""
+    """`dtype`, or "float32" when it is "bfloat16" and `device` has no native bfloat16 arithmetic (it says so)."""
     if dtype != "bfloat16":
         return dtype
     if device == "cuda":
-        return dtype if torch.cuda.is_bf16_supported() else "float32"
+        # Not the default `including_emulation=True`: emulated bfloat16 (a T4, a V100) is slow, and Inductor cannot
+        # compile it below compute capability 8.0.
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return dtype
+        major, minor = torch.cuda.get_device_capability()
+        print(f"This GPU (compute capability {major}.{minor}) has no native bfloat16, which needs 8.0: the models run "
+              "in float32.")
+        return "float32"
     # Without AVX512-BF16 or AMX, CPU bfloat16 matrix products take a slow path (benchmarks/bf16_matmul.py: 6x slower
     # than float32 forward, 89x with the backward pass, on an AVX2 EPYC).
-    return dtype if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "float32"
+    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+        return dtype
+    print(f"This {device.upper()} has no fast bfloat16 (AVX512-BF16 or AMX): the models run in float32.")
+    return "float32"
 
 
 def load_summarizer(model_name: str, adapter_dir: str | None, missing_adapter: str = "error",
@@ -332,26 +337,29 @@ def prepare_for_ppo(ppo_model: torch.nn.Module, device: torch.device | str) -> s
     return "PPO steps recompute T5's activations in the backward pass (gradient checkpointing)"
 
 
-def _why_no_fast_generation(device: torch.device) -> str:
-    """'' where the compiled static-cache generation applies on `device`, else why not, in a few words."""
+def _why_no_fast_generation(device: torch.device, dtype: str) -> str:
+    """'' where the compiled static-cache generation applies on `device` in `dtype`, else why not, in a few words."""
     if device.type != "cuda":
         return f"compiled generation pays off on a CUDA GPU, and this is {device.type}"
     major, minor = torch.cuda.get_device_capability(device)
     if (major, minor) < (7, 0):
         return f"this GPU (compute capability {major}.{minor}) is older than torch.compile's kernels support (7.0)"
+    if dtype == "bfloat16" and (major, minor) < (8, 0):
+        return f"Inductor cannot compile bfloat16 below compute capability 8.0 (this GPU: {major}.{minor})"
     from torch.utils._triton import has_triton
     if not has_triton():
         return "torch.compile has no Triton on this machine"
     return ""
 
 
-def fast_generation_kwargs(device: torch.device | str, max_new_tokens: int, max_prompt_tokens: int) -> dict:
+def fast_generation_kwargs(device: torch.device | str, max_new_tokens: int, max_prompt_tokens: int,
+                           dtype: str = "float32") -> dict:
     """Extra `PPOTrainer.generate` settings that compile generation on a GPU ({} elsewhere); prints which path runs."""
     # transformers compiles the decoding step (torch.compile, replayed as a CUDA graph) when the KV cache is static. One
     # compiled graph serves the whole run only if shapes never change: the cache is sized once for the longest summary
     # (LengthSampler draws a new length every step) and every prompt is padded to one length (`pad_to_multiple_of` is
     # PPOTrainer.generate's own; a multiple of at least the longest prompt pads every batch to exactly that length).
-    why_not = _why_no_fast_generation(torch.device(device))
+    why_not = _why_no_fast_generation(torch.device(device), dtype)
     if why_not:
         print(f"generation: transformers' default (dynamic) KV cache, no compilation: {why_not}")
         return {}

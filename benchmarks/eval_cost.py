@@ -45,7 +45,8 @@ def main() -> None:
         rows.append({"input_ids": ids, "query": tokenizer.decode(ids), "summary": example["summary"]})
     dataset = Dataset.from_list(rows).with_format("torch", columns=["input_ids"], output_all_columns=True)
     kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"],
-                  **lab.fast_generation_kwargs(device, cfg["eval_max_new_tokens"], max(len(r["input_ids"]) for r in rows)))
+                  **lab.fast_generation_kwargs(device, cfg["eval_max_new_tokens"], max(len(r["input_ids"]) for r in rows),
+                                                dtype=dtype))
     for n in args.samples:
         start = time.time()
         lab.evaluate_toxicity(model, evaluator, tokenizer, dataset, n, kwargs, seed=cfg["seed"])

@@ -109,7 +109,7 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
         print(lab.prepare_for_ppo(ppo_model, device), file=sys.stderr)  # as the notebook
         # As the notebook on the full preset: one cache size for the lecture's longest summary, whatever this run's.
         generation_kwargs.update(lab.fast_generation_kwargs(device, max(full["output_max_length"], new_tokens),
-                                                            max(len(p) for p in prompts)))
+                                                            max(len(p) for p in prompts), dtype=dtype))
         prompts = lab.collator([{"input_ids": p} for p in prompts])["input_ids"]  # the notebook's batches are sorted
 
     def texts(responses: list) -> list[str]:

@@ -5,8 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 for lab in "${LAB_DIR:-}" "$here" "$here/../.." /autograder/source; do [ -f "$lab/grader.py" ] && break; done
 cd "$lab"
-bash scripts/setup.sh
-[ -f checkpoints/tiny/MANIFEST.json ] || python3 -m tiny_world.build checkpoints/tiny  # shipped; built if missing
+python3 -m lab_setup  # the pinned packages; the tiny preset is shipped, and built only if missing
 # The full preset's classifier, for re-scoring full-preset runs (the image can reach the Hub while it is built).
 python3 -c "import huggingface_hub as h; h.snapshot_download('facebook/roberta-hate-speech-dynabench-r4-target')" \
   || echo "setup: the full preset's classifier could not be cached: re-scoring full-preset runs will be NOT RUN"

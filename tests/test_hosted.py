@@ -1,0 +1,158 @@
+"""The notebook as a hosted notebook meets it: copied alone into an empty folder, in a bare kernel.
+
+The kernel is a fresh virtual environment holding what a host has before the lab (this machine's torch, Jupyter,
+ipykernel, papermill) and, as hosts preinstall them, a pinned package at another version (tqdm) and a compiled package
+in the pins' range (pandas). It builds that environment and installs the lab into it: about ten minutes on two cores,
+most of them the tiny preset's build; `-k "not bare and not hosted and not venv"` leaves these tests out.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import pytest
+
+import lab_setup
+from checksums import MANIFEST
+from conftest import ROOT, printed
+
+HOST = [f"torch=={lab_setup.installed_version('torch')}", "jupyter==1.1.1", "ipykernel==7.4.0", "papermill==2.7.0",
+        "tqdm==4.67.1", "pandas==2.2.3"]
+SHORT = {"max_ppo_steps": 2, "num_eval_samples": 32}  # the tiny preset, fewer steps and samples for CI's time
+
+
+def _python(env_dir: Path) -> Path:
+    """The Python of the virtual environment `env_dir`."""
+    return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _installed(env_dir: Path, distribution: str) -> str:
+    """The version of `distribution` installed in the virtual environment `env_dir`."""
+    return subprocess.run([_python(env_dir), "-c", f"import lab_setup; print(lab_setup.installed_version("
+                           f"{distribution!r}))"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def _run_notebook(env_dir: Path, folder: Path, source: str,
+                  ipython_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the lone notebook in `folder` with papermill in the kernel of `env_dir`; the lab's files from `source`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER", "LAB3_"))}
+    env.update(PATH=f"{_python(env_dir).parent}{os.pathsep}{env['PATH']}", LAB3_SOURCE=source, HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", TQDM_MININTERVAL="5", **({"IPYTHONDIR": str(ipython_dir)} if ipython_dir else {}))
+    return subprocess.run([_python(env_dir), "-m", "papermill", "--no-progress-bar", "lab3_rlhf_detox.ipynb",
+                           "out.ipynb", "-y", json.dumps({"overrides": SHORT})], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+def _cells(notebook: Path) -> list[dict]:
+    """The code cells of the executed `notebook`."""
+    return [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _setup_cell(notebook: Path) -> dict:
+    """The executed set-up cell of `notebook`."""
+    return next(c for c in _cells(notebook) if "lab_setup.prepare(" in "".join(c["source"]))
+
+
+@pytest.fixture(scope="module")
+def bare_kernel(tmp_path_factory) -> dict:
+    """A bare kernel's environment, a git source of the lab, and the lone notebook's first run in it."""
+    work = tmp_path_factory.mktemp("hosted")
+    start = time.time()
+    venv.create(work / "env", with_pip=True)
+    subprocess.run([_python(work / "env"), "-m", "pip", "install", "-q", *HOST], check=True, capture_output=True)
+    host_s = time.time() - start
+    source = work / "source"
+    subprocess.run(["git", "clone", "-q", str(ROOT), source], check=True)
+    # The course tags each version of the lab, then goes on working: the notebook must fetch its own version's files.
+    git = ["git", "-C", str(source), "-c", "user.name=course", "-c", "user.email=course@example.org"]
+    subprocess.run([*git, "tag", f"v{lab_setup.LAB_VERSION}"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "the course's later work"], check=True)
+    student = work / "student"
+    student.mkdir()
+    shutil.copy(ROOT / "lab3_rlhf_detox.ipynb", student)
+    start = time.time()
+    first = _run_notebook(work / "env", student, f"file://{work / 'source'}")
+    print(f"\nhost environment {host_s:.0f} s; first run of the lone notebook {time.time() - start:.0f} s")
+    return {"work": work, "env": work / "env", "student": student, "first": first}
+
+
+def test_bare_kernel_run_all_fetches_installs_and_runs_the_lab(bare_kernel):
+    first, student = bare_kernel["first"], bare_kernel["student"]
+    assert first.returncode == 0, first.stderr[-3000:]
+    setup_out = "".join("".join(o.get("text", "")) for o in _setup_cell(student / "out.ipynb")["outputs"])
+    print(setup_out)
+    installed = re.search(r"Installing \d+ packages into \S+: (.*) \.\.\.", setup_out).group(1).split(", ")
+    assert "tqdm==4.70.1" in installed and "transformers==5.24.0" in installed and "Set-up done in" in setup_out
+    assert "torch" not in installed and "pandas>=2.2,<4" not in installed  # the host's own, kept
+    assert not any(line.split("==")[0] in lab_setup.KERNEL_OWN for line in installed)  # the kernel's Jupyter
+    tag = subprocess.run(["git", "-C", str(bare_kernel["work"] / "source"), "rev-parse", f"v{lab_setup.LAB_VERSION}"],
+                         capture_output=True, text=True).stdout
+    fetched = subprocess.run(["git", "-C", str(student / "lab3_files"), "rev-parse", "HEAD"], capture_output=True,
+                             text=True).stdout
+    assert fetched == tag != ""  # this notebook's version, not the newer work after it
+    env = bare_kernel["env"]
+    assert _installed(env, "transformers") == "5.24.0" and _installed(env, "tqdm") == "4.70.1"
+    assert _installed(env, "pandas") == "2.2.3"  # the host's compiled build, within the pins' range, kept
+    results = json.loads((student / "outputs" / "results.json").read_text())
+    assert len(results["ppo_steps"]) == SHORT["max_ppo_steps"]
+    assert len(results["toxicity"]["after"]["per_sample"]) == SHORT["num_eval_samples"]
+    assert results["versions"]["transformers"] == "5.24.0"
+
+
+def test_bare_kernel_second_run_has_nothing_to_set_up(bare_kernel):
+    student = bare_kernel["student"]
+    again = _run_notebook(bare_kernel["env"], student, f"file://{bare_kernel['work'] / 'source'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    cell = _setup_cell(student / "out.ipynb")
+    lines = "".join("".join(o.get("text", "")) for o in cell["outputs"]).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Set-up: nothing to do (lab version"), lines
+    assert cell["metadata"]["papermill"]["duration"] < 1.0
+
+
+def test_bare_kernel_that_imported_a_package_to_replace_is_told_to_restart(bare_kernel, tmp_path):
+    """A host that imports tqdm at start-up, at another version than the pinned one: one sentence, no traceback."""
+    env = bare_kernel["env"]
+    subprocess.run([_python(env), "-m", "pip", "install", "-q", "tqdm==4.67.1"], check=True, capture_output=True)
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-host.py").write_text("import tqdm\n")
+    shutil.copy(ROOT / "lab3_rlhf_detox.ipynb", tmp_path)
+    done = _run_notebook(env, tmp_path, str(bare_kernel["student"] / "lab3_files"), ipython_dir=tmp_path / "ipython")
+    assert done.returncode != 0
+    errors = [o for c in _cells(tmp_path / "out.ipynb") for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["traceback"] == [
+        "LabSetupError: Restart the runtime (Colab: Runtime > Restart session; Jupyter: Kernel > Restart) and run all "
+        "again: tqdm had already been imported in this kernel at the version that was just replaced."]
+    assert _installed(env, "tqdm") == "4.70.1"  # installed: the run after the restart finds it in place
+    assert (tmp_path / "lab3_files" / "lab_setup.py").is_file()  # fetched from a folder this time
+
+
+def test_python_only_set_up_installs_and_builds_the_tiny_preset_in_a_venv(bare_kernel):
+    """`python -m lab_setup` (what `make lab` does before the lab) in a checkout without the tiny preset's files."""
+    checkout = bare_kernel["work"] / "checkout"
+    subprocess.run(["git", "clone", "-q", str(bare_kernel["work"] / "source"), checkout], check=True)
+    shutil.rmtree(checkout / "checkpoints" / "tiny")
+    start = time.time()
+    done = subprocess.run([_python(bare_kernel["env"]), "-m", "lab_setup"], cwd=checkout, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    print(f"\npython -m lab_setup with the tiny preset to build: {time.time() - start:.0f} s\n{done.stdout[-1500:]}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "pytest==" in done.stdout and "Building the tiny preset" in done.stdout
+    assert _installed(bare_kernel["env"], "pytest") == lab_setup.requirements("requirements-dev.txt")[0].split("==")[1]
+    built = json.loads((checkout / "checkpoints" / "tiny" / MANIFEST).read_text())
+    shipped = json.loads((ROOT / "checkpoints" / "tiny" / MANIFEST).read_text())
+    assert built.keys() == shipped.keys()
+    if json.loads((ROOT / "checkpoints" / "tiny" / "BUILT").read_text())["cpu_capability"] == _cpu_capability():
+        assert built == shipped  # the builder makes the shipped bytes on a CPU with the kernels they were built with
+
+
+def _cpu_capability() -> str:
+    """The CPU kernels torch uses on this machine (AVX2, AVX512, ...)."""
+    import torch
+    return torch.backends.cpu.get_cpu_capability()
