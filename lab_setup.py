@@ -91,7 +91,8 @@ def torch_install_arguments() -> list[list[str]]:
     """pip arguments to try in turn for torch: the CUDA build where an NVIDIA GPU is, else the CPU build."""
     if shutil.which("nvidia-smi"):
         return [[f"torch=={TORCH_VERSION}"]]
-    # Never PyPI's plain torch on a CPU-only machine (a CUDA build of several GB): a local CPU wheel, or PyTorch's index.
+    # Never PyPI's plain torch on a CPU-only machine (a CUDA build of several GB): a local CPU wheel, or PyTorch's
+    # CPU index.
     return [[f"torch=={TORCH_VERSION}+cpu"],
             [f"torch=={TORCH_VERSION}", "--index-url", "https://download.pytorch.org/whl/cpu"]]
 
@@ -131,7 +132,7 @@ def imported_versions() -> dict[str, str | None]:
 def build_tiny() -> None:
     """Build the tiny preset's files, showing the builder's progress as it goes."""
     print("Building the tiny preset (a few minutes on a laptop CPU) ...", flush=True)
-    env = dict(os.environ, TQDM_MININTERVAL=os.environ.get("TQDM_MININTERVAL", "5"))
+    env = dict(LAB_ENVIRONMENT, **os.environ)
     proc = subprocess.Popen([sys.executable, "-m", "tiny_world.build", str(TINY_MANIFEST.parent)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for chunk in iter(lambda: proc.stdout.read(100), ""):  # whole progress-bar updates, not line by line
@@ -145,9 +146,9 @@ def version_note(notebook_version: str | None) -> str:
     """'' when the notebook and these files are the same version of the lab, else what to do, in one sentence."""
     if notebook_version in (None, LAB_VERSION):
         return ""
-    return (f"This notebook is version {notebook_version} of the lab, but its files in {ROOT} are version {LAB_VERSION}: "
-            f"point lab_source at the files of version {notebook_version} (git tag v{notebook_version}), or open "
-            f"{ROOT / 'lab3_rlhf_detox.ipynb'}, the notebook that matches them.")
+    return (f"This notebook is version {notebook_version} of the lab, but its files in {ROOT} are version "
+            f"{LAB_VERSION}: point lab_source at the files of version {notebook_version} (git tag "
+            f"v{notebook_version}), or open {ROOT / 'lab3_rlhf_detox.ipynb'}, the notebook that matches them.")
 
 
 def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None:

@@ -42,8 +42,9 @@ def _run_notebook(env_dir: Path, folder: Path, source: str,
                   ipython_dir: Path | None = None) -> subprocess.CompletedProcess:
     """Run the lone notebook in `folder` with papermill in the kernel of `env_dir`; the lab's files from `source`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER", "LAB3_"))}
-    env.update(PATH=f"{_python(env_dir).parent}{os.pathsep}{env['PATH']}", LAB3_SOURCE=source, HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", TQDM_MININTERVAL="5", **({"IPYTHONDIR": str(ipython_dir)} if ipython_dir else {}))
+    env.update(lab_setup.LAB_ENVIRONMENT, LAB3_SOURCE=source, PATH=f"{_python(env_dir).parent}{os.pathsep}{env['PATH']}")
+    if ipython_dir:  # its profile's start-up files run when the kernel starts, as a host's imports do
+        env["IPYTHONDIR"] = str(ipython_dir)
     return subprocess.run([_python(env_dir), "-m", "papermill", "--no-progress-bar", "lab3_rlhf_detox.ipynb",
                            "out.ipynb", "-y", json.dumps({"overrides": SHORT})], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=1800)
