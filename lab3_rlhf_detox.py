@@ -151,9 +151,8 @@ print(dataset["test"][0]["query"])
 # to the summaries the policy samples (TRL's later trainers switch it off too). The others depend on the device and
 # change no result (`lab.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every mini-batch's
 # prompts to the longest prompt of the whole batch, and the hook `lab.drop_padding_columns` drops the columns that are
-# padding in every row of a mini-batch; with `lab.collator`, which sorts each batch by prompt length, this took a
-# FLAN-T5-base step from 31 s to 26.5 s on a 2-core CPU. On a GPU, where that hook costs more than it saves, memory is
-# the scarcer resource: **gradient checkpointing** recomputes each T5 block's activations in the backward pass instead of
+# padding in every row of a mini-batch (`lab.collator` sorts each batch by prompt length, so there are many). On a GPU,
+# where that hook costs more than it saves, memory is the scarcer resource: **gradient checkpointing** recomputes each T5 block's activations in the backward pass instead of
 # keeping them (`benchmarks/README.md`).
 
 # %%

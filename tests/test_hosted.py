@@ -42,7 +42,8 @@ def _run_notebook(env_dir: Path, folder: Path, source: str,
                   ipython_dir: Path | None = None) -> subprocess.CompletedProcess:
     """Run the lone notebook in `folder` with papermill in the kernel of `env_dir`; the lab's files from `source`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER", "LAB3_"))}
-    env.update(lab_setup.LAB_ENVIRONMENT, LAB3_SOURCE=source, PATH=f"{_python(env_dir).parent}{os.pathsep}{env['PATH']}")
+    path = f"{_python(env_dir).parent}{os.pathsep}{env['PATH']}"
+    env.update(lab_setup.LAB_ENVIRONMENT, LAB3_SOURCE=source, PATH=path)
     if ipython_dir:  # its profile's start-up files run when the kernel starts, as a host's imports do
         env["IPYTHONDIR"] = str(ipython_dir)
     return subprocess.run([_python(env_dir), "-m", "papermill", "--no-progress-bar", "lab3_rlhf_detox.ipynb",
