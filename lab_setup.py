@@ -103,9 +103,9 @@ def pip_install(arguments: list[str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
 
 
-def install(lines: list[str], constraints: str) -> None:
-    """Install the requirement `lines` (and torch, if this Python has none), holding the others at `constraints`."""
-    if installed_version("torch") is None:
+def install(lines: list[str], constraints: str, with_torch: bool) -> None:
+    """Install the requirement `lines` (and torch first, `with_torch`), holding the others at `constraints`."""
+    if with_torch:
         for arguments in torch_install_arguments():
             if pip_install(arguments).returncode == 0:
                 break
@@ -177,7 +177,7 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
         print(f"Installing {len(missing) + needs_torch} packages into {sys.executable}: "
               f"{', '.join(missing + ['torch'] * needs_torch)} ...", flush=True)
         t0 = time.time()
-        install(missing, str(ROOT / "requirements.txt"))
+        install(missing, str(ROOT / "requirements.txt"), with_torch=needs_torch)
         print(f"Installed in {time.time() - t0:.0f} s.")
         stale = sorted(dist for dist, version in imported.items() if installed_version(dist) != version)
         if in_kernel and stale:

@@ -72,6 +72,17 @@ def short_run(tiny, tmp_path_factory) -> Path:
     return run_lab(tmp_path_factory.mktemp("short"), overrides=SHORT).parent
 
 
+def shipped_build_kernels() -> str:
+    """The CPU kernels the shipped tiny preset was built with (a rebuild gives its bytes only on the same kind)."""
+    return json.loads((ROOT / "checkpoints" / "tiny" / "BUILT").read_text())["cpu_capability"]
+
+
+def this_cpus_kernels() -> str:
+    """The CPU kernels torch runs on this machine (AVX2, AVX512, ...)."""
+    import torch
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def printed(notebook: Path) -> str:
     """Everything the executed `notebook` printed, its errors' messages included."""
     nb = json.loads(Path(notebook).read_text())

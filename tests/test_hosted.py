@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import venv
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 import lab_setup
 from checksums import MANIFEST
-from conftest import ROOT, printed
+from conftest import ROOT, shipped_build_kernels, this_cpus_kernels
 
 HOST = [f"torch=={lab_setup.installed_version('torch')}", "jupyter==1.1.1", "ipykernel==7.4.0", "papermill==2.7.0",
         "tqdm==4.67.1", "pandas==2.2.3"]
@@ -160,11 +159,5 @@ def _assert_the_shipped_build(lab_dir: Path) -> None:
     built = json.loads((lab_dir / "checkpoints" / "tiny" / MANIFEST).read_text())
     shipped = json.loads((ROOT / "checkpoints" / "tiny" / MANIFEST).read_text())
     assert built.keys() == shipped.keys()
-    if json.loads((ROOT / "checkpoints" / "tiny" / "BUILT").read_text())["cpu_capability"] == _cpu_capability():
+    if this_cpus_kernels() == shipped_build_kernels():
         assert built == shipped  # the builder makes the shipped bytes on a CPU with the kernels they were built with
-
-
-def _cpu_capability() -> str:
-    """The CPU kernels torch uses on this machine (AVX2, AVX512, ...)."""
-    import torch
-    return torch.backends.cpu.get_cpu_capability()

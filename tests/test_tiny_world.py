@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import rlhf_helpers as lab
 from checksums import MANIFEST, folder_sha256s, manifest_mismatches
-from conftest import ROOT
+from conftest import ROOT, shipped_build_kernels, this_cpus_kernels
 from lab_settings import SOURCE_KEYS
 from tiny_world.build import measure_summarizer, read_corpus
 from tiny_world.quality import corpus_vocabulary, non_word_share, shared_sentence_share, stutter_share
@@ -83,10 +82,9 @@ def test_a_damaged_tiny_file_stops_the_lab_in_one_sentence(tiny, tmp_path):
 def test_the_builder_makes_the_shipped_files_at_any_thread_count(tiny, tmp_path):
     """The quick part of the build (corpus and hate classifier), run with 1 and with 2 threads, gives the shipped bytes
     (the summarizer's part takes minutes: `python -m tiny_world.build OUT` and compare OUT/MANIFEST.json)."""
-    built_on = json.loads((TINY / "BUILT").read_text())["cpu_capability"]
-    if torch.backends.cpu.get_cpu_capability() != built_on:
-        pytest.skip(f"the shipped preset was built with {built_on} kernels, this CPU runs "
-                    f"{torch.backends.cpu.get_cpu_capability()}: its sums round otherwise")
+    if this_cpus_kernels() != shipped_build_kernels():
+        pytest.skip(f"the shipped preset was built with {shipped_build_kernels()} kernels, this CPU runs "
+                    f"{this_cpus_kernels()}: its sums round otherwise")
     shipped = json.loads((TINY / MANIFEST).read_text())
     for threads in ("1", "2"):
         out = tmp_path / f"threads-{threads}"
