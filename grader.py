@@ -266,7 +266,7 @@ def grade(notebook: Path, results_path: Path | None = None,
         nb = None
     if nb is not None:
         sources = "".join("".join(c.get("source", "")) for c in nb["cells"])
-        if "import rlhf_helpers" not in sources:
+        if not re.search(r"^\s*import .*\brlhf_helpers\b", sources, re.MULTILINE):
             report["notebook"] = (FAIL, f"{notebook.name} is not the Lab 3 notebook (it does not use rlhf_helpers)")
             nb = None
         else:

@@ -29,12 +29,13 @@
 # %% [markdown]
 # ## 1 - Set up
 # ### 1.1 - Parameters
-# Choose the preset here (or set the environment variable `LAB3_PRESET`). You should not need to change anything else.
+# Choose the preset here. You should not need to change anything else; the two reward settings are there for an
+# experiment once the lab has run (see 2.5).
 
 # %% tags=["parameters"]
 preset_name = "tiny"      # "tiny" (offline, CPU, minutes) or "full" (the lecture: Hub + GPU)
-reward_label = "nothate"  # the classifier label whose logit is the reward
-reward_mode = "by_label"  # "by_label" (correct) or "by_index" (the lecture's mistake; kept to test the grader)
+reward_label = "nothate"  # the classifier label whose logit is the reward: try "hate" and watch toxicity rise
+reward_mode = "by_label"  # try "by_index", the lecture's way of picking the reward (2.5), and see what PPO learns
 output_dir = "outputs"    # where plots and results.json are written
 overrides = {}            # changes to the preset, e.g. {"max_ppo_steps": 5}
 checkpoint_dir = "checkpoints"  # PPO checkpoints go to <checkpoint_dir>/ppo-<preset>
@@ -43,43 +44,46 @@ lab_source = ""           # where to fetch the lab's files when this notebook is
                           # (LAB3_SOURCE sets it too); a course sets it once
 
 # %% [markdown]
-# ### 1.2 - Set up this machine
-# In a checkout of the lab this prints one line. Opened alone (Colab, Kaggle, SageMaker Studio Lab, a JupyterHub), the
-# notebook fetches the lab's files from `lab_source` into `lab3_files/`, installs the pinned packages it lacks into this
-# kernel's own Python (keeping the host's torch), and builds the tiny preset if its files are missing. If it replaces a
-# package this kernel has already imported, it asks you to restart the runtime and run all again.
+# ### 1.2 - The lab's files
+# In a checkout of the lab they are beside this notebook. Opened alone (Colab, Kaggle, SageMaker Studio Lab, a
+# JupyterHub), the notebook fetches them from `lab_source` into `lab3_files/`: a folder is copied, a git URL is cloned
+# at this notebook's version (or its newest files, if the course has no such version).
 
 # %%
-import os
-import shutil
-import subprocess
-import sys
+import os, shutil, subprocess, sys  # noqa: E401
 from pathlib import Path
 
 LAB_VERSION = "3.2.0"  # the version of the lab's files that this notebook belongs to
 lab_source = lab_source or os.environ.get("LAB3_SOURCE", "")
 here = Path(globals().get("__file__", "lab3_rlhf_detox.ipynb")).resolve().parent  # a script's folder, or the cwd
 lab_dir = here if (here / "lab_setup.py").is_file() else here / "lab3_files"
-if not (lab_dir / "lab_setup.py").is_file():  # the notebook stands alone: fetch the lab's files
-    if not lab_source:
-        raise SystemExit("This notebook needs the lab's files: set lab_source in the parameters cell (or LAB3_SOURCE) "
-                         "to the lab's git URL or folder, as your course gives it, and run all again.")
-    if Path(lab_source).is_dir():
-        shutil.copytree(lab_source, lab_dir, ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"),
-                        dirs_exist_ok=True)
-    elif subprocess.run(["git", "clone", "-q", "-b", f"v{LAB_VERSION}", lab_source, lab_dir],
-                        capture_output=True).returncode:  # no tag of this notebook's version: the newest files
+if not (lab_dir / "lab_setup.py").is_file() and not lab_source:
+    raise SystemExit("This notebook needs the lab's files: set lab_source in the parameters cell (or LAB3_SOURCE) to "
+                     "the lab's git URL or folder, as your course gives it, and run all again.")
+if not (lab_dir / "lab_setup.py").is_file() and Path(lab_source).is_dir():
+    shutil.copytree(lab_source, lab_dir, ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"), dirs_exist_ok=True)
+elif not (lab_dir / "lab_setup.py").is_file():  # the tag of this notebook's version, else the newest files
+    tag = f"v{LAB_VERSION}"
+    if subprocess.run(["git", "clone", "-q", "-b", tag, lab_source, lab_dir], capture_output=True).returncode:
         subprocess.run(["git", "clone", "-q", lab_source, lab_dir], check=True)
+
+# %% [markdown]
+# ### 1.3 - Set up this machine
+# In a set-up checkout this prints one line. Elsewhere it installs the pinned packages this kernel lacks into the
+# kernel's own Python (keeping the host's torch), and builds the tiny preset if its files are missing. If it replaces a
+# package this kernel has already imported, it asks you to restart the runtime and run all again.
+
+# %%
 sys.path.insert(0, str(lab_dir))  # the lab's modules import from there
 import lab_setup  # noqa: E402
 
 lab_setup.prepare(LAB_VERSION)
 
 # %% [markdown]
-# ### 1.3 - Imports
+# ### 1.4 - Imports
 # The lab uses `trl==0.11.4`: the last TRL release whose `PPOTrainer` accepts encoder-decoder models such as FLAN-T5
-# (TRL 1.x has no PPO at all). `rlhf_helpers` holds the plumbing (data loading, measurements, tables) so that the
-# interesting parts stay in this notebook.
+# (TRL 1.x has no PPO at all). `rlhf_helpers` holds what you read beside this notebook (data, models, rewards,
+# measurements); the settings, the speed-ups, the checkpoints and the results file have modules of their own.
 
 # %%
 import time
@@ -90,29 +94,27 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
-from trl.core import LengthSampler
+from trl.core import LengthSampler, set_seed
 from trl.trainer.utils import disable_dropout_in_model
 
-import rlhf_helpers as lab
-import run_files
+import lab_results, rlhf_helpers as lab, run_files, run_settings, speedups  # noqa: E401
 
-# trl 0.11.4 is pinned on purpose (see README); silence its notices that PPOTrainer is deprecated.
-warnings.filterwarnings("ignore", message=".*PPOv2.*", category=FutureWarning)
-warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+for notice in (".*PPOv2.*", ".*past_key_values.*"):  # trl 0.11.4 is pinned on purpose (README): not deprecated here
+    warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
 
-state = lab.process_state()  # one process in Jupyter; several under `accelerate launch` (see the README)
-preset_name = os.environ.get("LAB3_PRESET", preset_name)
-cfg = lab.get_preset(preset_name)
-cfg.update(lab.checked_overrides(overrides, cfg))
-cfg.update(lab.checked_overrides(os.environ.get("LAB3_OVERRIDES", "{}"), cfg, source="LAB3_OVERRIDES"))
-lab.check_settings(cfg)  # every value, before anything loads: a bad one stops the lab in one sentence
-lab.check_sources(cfg)  # fails at once, in one sentence, when the Hub is needed but out of reach
-lab.set_seed(cfg["seed"])
+# %% [markdown]
+# ### 1.5 - Settings
+# The preset's settings, changed by `overrides` and then by the environment (`LAB3_PRESET`, `LAB3_OVERRIDES`: how a
+# script under `accelerate launch` gets its parameters). Every value is checked before anything loads: a bad one, or a
+# model that cannot be loaded, stops the lab in one sentence.
+
+# %%
+state = run_settings.process_state()  # one process in Jupyter; several under `accelerate launch` (see the README)
+preset_name, cfg = run_settings.resolve(preset_name, overrides, state.device.type)
+set_seed(cfg["seed"])
 device = state.device
-cfg["dtype"] = lab.resolve_dtype(cfg["dtype"], device.type)  # says so when the device needs float32 instead
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 run_dir = Path(checkpoint_dir) / f"ppo-{preset_name}"
@@ -131,7 +133,7 @@ t0 = time.time()
 dataset = lab.build_dataset(model_name=cfg["model_name"], dataset_name=cfg["dataset_name"],
                             input_min_text_length=cfg["input_min_text_length"],
                             input_max_text_length=cfg["input_max_text_length"])
-lab.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
+run_settings.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
 tokenizer = AutoTokenizer.from_pretrained(cfg["model_name"])
 print(dataset)
 print(dataset["test"][0]["query"])
@@ -149,8 +151,8 @@ print(dataset["test"][0]["query"])
 # Some settings serve PPO rather than summarization. **Dropout is off** everywhere (T5's, the adapter's, the value head's):
 # PPO divides the policy's probabilities after an update by those before it, and dropout would add noise to that ratio and
 # to the summaries the policy samples (TRL's later trainers switch it off too). The others depend on the device and
-# change no result (`lab.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every mini-batch's
-# prompts to the longest prompt of the whole batch, and the hook `lab.drop_padding_columns` drops the columns that are
+# change no result (`speedups.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every mini-batch's
+# prompts to the longest prompt of the whole batch, and the hook `speedups.drop_padding_columns` drops the columns that are
 # padding in every row of a mini-batch (`lab.collator` sorts each batch by prompt length, so there are many). On a GPU,
 # where that hook costs more than it saves, memory is the scarcer resource: **gradient checkpointing** recomputes each T5 block's activations in the backward pass instead of
 # keeping them (`benchmarks/README.md`).
@@ -162,7 +164,7 @@ print(f"PEFT model parameters to be updated:\n{lab.print_number_of_trainable_mod
 
 ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
 disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's (T5's own is off in load_summarizer)
-print(lab.prepare_for_ppo(ppo_model, device))
+print(speedups.prepare_for_ppo(ppo_model, device))
 hidden_size = ppo_model.pretrained_model.config.d_model
 print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parameters):\n"
       f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
@@ -249,7 +251,7 @@ print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text]
 
 # %%
 max_prompt_tokens = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
-fast_generation_kwargs = lab.fast_generation_kwargs(
+fast_generation_kwargs = speedups.fast_generation_kwargs(
     device, max_new_tokens=max(cfg["output_max_length"], cfg["eval_max_new_tokens"]), max_prompt_tokens=max_prompt_tokens,
     dtype=cfg["dtype"])
 
@@ -275,52 +277,50 @@ timings["setup_and_eval_before_s"] = time.time() - t0
 # `ref_model=None`: as explained in 2.3, TRL uses the policy with its adapter disabled as the reference.
 
 # %%
-# Under `accelerate launch`, each process takes its share of every batch and mini-batch (one process: all of it).
+processes = state.num_processes  # under `accelerate launch` each process takes its share of every batch
 config = PPOConfig(model_name=cfg["model_name"], learning_rate=cfg["learning_rate"], ppo_epochs=cfg["ppo_epochs"],
-                   mini_batch_size=lab.per_process(cfg["mini_batch_size"], state.num_processes, "mini-batch size"),
-                   batch_size=lab.per_process(cfg["batch_size"], state.num_processes, "batch size"),
+                   mini_batch_size=run_settings.per_process(cfg["mini_batch_size"], processes, "mini-batch size"),
+                   batch_size=run_settings.per_process(cfg["batch_size"], processes, "batch size"),
                    init_kl_coef=cfg["init_kl_coef"], seed=cfg["seed"])
 ppo_trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=dataset["train"], data_collator=lab.collator)
 print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_size}, PPO epochs: {config.ppo_epochs}"
-      + (f" (each of {state.num_processes} processes)" if state.num_processes > 1 else ""))
+      + (f" (each of {processes} processes)" if processes > 1 else ""))
+output_length_sampler = LengthSampler(cfg["output_min_length"], cfg["output_max_length"])
+generation_kwargs = dict(cfg["generation_kwargs"], **fast_generation_kwargs)  # {} on a CPU
+reward_kwargs = cfg["reward_kwargs"]
 
 # %% [markdown]
-# ### 3.2 - The PPO loop
+# ### 3.2 - Start, or resume an interrupted run
+# After every step the lab writes a checkpoint to `checkpoints/ppo-<preset>/` (TRL's `PPOTrainer` has no checkpointing of
+# its own): the LoRA adapter, the value head, the optimizer, the KL coefficient and the random-number states. If the
+# run is interrupted (a closed laptop, a disconnected hosted notebook), run the notebook again: it continues from the
+# last completed step, with the batches that step would have had, and ends exactly as an uninterrupted run would. The
+# two newest checkpoints are kept, so that a damaged one (a full disk, a synced folder) is passed over for the one
+# before it. A finished run is kept aside and a new one starts.
+
+# %%
+run = run_files.start_or_resume(run_dir, run_files.run_settings(preset_name, cfg, reward_label, reward_mode,
+                                                               processes), ppo_trainer, resume)
+
+# %% [markdown]
+# ### 3.3 - The PPO loop
 # Each step:
 # 1. the policy writes a summary for each of `batch_size` prompts (all in one batched `generate`; the collator has sorted them
 #    by length; on a GPU, compiled as in 2.7),
 # 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit becomes the reward,
-# 3. `ppo_trainer.step` updates the LoRA adapter and the value head.
+# 3. `ppo_trainer.step` updates the LoRA adapter and the value head,
+# 4. `run_files.record_step` keeps the step's statistics, texts and rewards, writes the checkpoint and prints a line.
 #
 # Run as a script under `accelerate launch` (README), each process does this for its share of the batch, the gradients
 # are averaged over the processes, and each step's record holds the whole batch.
 #
 # Watch `objective/kl` (how far the policy moved from the Lab 2 model; it starts at 0 and should stay moderate),
 # `ppo/returns/mean` and `ppo/policy/advantages_mean`.
-#
-# After every step the lab writes a checkpoint to `checkpoints/ppo-<preset>/` (TRL's `PPOTrainer` has no checkpointing of
-# its own): the LoRA adapter, the value head, the optimizer, the KL coefficient, the random-number states and the position
-# in the data. If the run is interrupted (a closed laptop, a disconnected hosted notebook), run the notebook again: it
-# continues from the last completed step and ends exactly as an uninterrupted run would. The two newest checkpoints are
-# kept, so that a damaged one (a full disk, a synced folder) is passed over for the one before it. A finished run is
-# kept aside and a new one starts.
 
 # %%
-output_length_sampler = LengthSampler(cfg["output_min_length"], cfg["output_max_length"])
-generation_kwargs = dict(cfg["generation_kwargs"], **fast_generation_kwargs)  # {} on a CPU
-reward_kwargs = cfg["reward_kwargs"]
-max_ppo_steps = cfg["max_ppo_steps"]
-run = run_files.start_or_resume(run_dir, run_files.run_settings(preset_name, cfg, reward_label, reward_mode,
-                                                               state.num_processes), ppo_trainer, resume)
-ppo_history = run["history"]  # the steps done before an interruption, if any
-
-t0 = time.time()
-steps = tqdm(range(run["step"], max_ppo_steps), initial=run["step"], total=max_ppo_steps, desc="PPO steps",
-             disable=not state.is_main_process)
-for step, batch in zip(steps, run["batches"]):
+for step, batch in run_files.ppo_steps(run, ppo_trainer, cfg["max_ppo_steps"]):
     prompt_tensors = batch["input_ids"]
-
     summary_tensors = ppo_trainer.generate(prompt_tensors, length_sampler=output_length_sampler,
                                            batch_size=len(prompt_tensors), return_prompt=False, **generation_kwargs)
     batch["response"] = tokenizer.batch_decode(summary_tensors, skip_special_tokens=True)
@@ -331,16 +331,9 @@ for step, batch in zip(steps, run["batches"]):
 
     stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
     ppo_trainer.log_stats(stats, batch, reward_tensors)
-    ppo_history.append(lab.ppo_step_record(step, stats, rewards, reward_tensors, query_response_pairs))
-    run_files.save_checkpoint(run, ppo_trainer, ppo_s=run["ppo_s"] + time.time() - t0)
-
-    state.print(f'step {step + 1:>3}/{max_ppo_steps}  objective/kl: {stats["objective/kl"]:8.4f}  '
-                f'ppo/returns/mean: {stats["ppo/returns/mean"]:8.4f}  '
-                f'ppo/policy/advantages_mean: {stats["ppo/policy/advantages_mean"]:.2e}')  # the main process prints
-timings["ppo_s"] = run["ppo_s"] + time.time() - t0  # with the time spent before an interruption
-state.wait_for_everyone()
-if not state.is_main_process:
-    sys.exit(0)  # the evaluation, the plots and the results file are the main process's work
+    run_files.record_step(run, ppo_trainer, lab_results.ppo_step_record(step, stats, rewards, reward_tensors,
+                                                                        query_response_pairs))
+ppo_history = run_files.end_of_ppo(run, ppo_trainer)  # under `accelerate launch` only the main process goes on
 
 # %% [markdown]
 # ## 4 - Evaluate the detoxified model
@@ -420,7 +413,8 @@ plt.show()
 # Everything an instructor needs to grade this run, in `outputs/results.json` (check it with `python -m grader`).
 
 # %%
-results = lab.results_record(
+timings["ppo_s"] = run["ppo_s"]  # with the time spent before an interruption
+results = lab_results.results_record(
     preset_name=preset_name, cfg=cfg, reward_label=reward_label, reward_mode=reward_mode,
     ppo_history=ppo_history, summaries_before=summaries_before, summaries_after=summaries_after,
     toxicity_change_ci=(ci_low, ci_high), rouge_before=rouge_before, rouge_after=rouge_after,

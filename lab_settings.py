@@ -1,4 +1,5 @@
-"""The lab's settings as plain data: the two presets and the reward label's names.
+"""The lab's settings as plain data: the prompt, the LoRA shape, the two presets, the rules for their values, and
+what a passing run shows.
 
 Shared by `rlhf_helpers` (which runs the lab) and `grader` (which checks a run and must stay light to import), so it
 imports nothing heavy.
@@ -10,6 +11,10 @@ ROOT = Path(__file__).resolve().parent
 TINY_DIR = ROOT / "checkpoints" / "tiny"  # the tiny preset's files, shipped with the lab (MANIFEST.json: their SHA-256)
 # Label names that mean "not hate" in a hate-speech classifier's id2label.
 NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
+PROMPT_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:\n"
+# The lecture's LoRA adapter shape (Lab 2), used for the Lab 2 adapter and for the fresh PPO adapter.
+LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.05, bias="none",
+                 task_type="SEQ_2_SEQ_LM")
 # Settings that name a model, an adapter or a data set (a Hub id, or a folder of the lab's checkout).
 SOURCE_KEYS = ("model_name", "adapter_dir", "toxicity_model_name", "dataset_name")
 
@@ -18,10 +23,9 @@ _LECTURE = dict(
     learning_rate=1.41e-5, ppo_epochs=1, mini_batch_size=4, batch_size=16, max_ppo_steps=10,
     output_min_length=100, output_max_length=400,
     generation_kwargs={"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True},
-    # The lecture scores 16 texts at once; 4 at a time, in the length order of the batch (see `collator`), pads less
-    # and took 6.2 s instead of 10.4 s for a batch of 16 on a 2-core CPU (benchmarks/README.md). `truncation`: a
-    # 1000-character dialogue plus a 400-token summary is longer than the classifier's 512 positions (the lecture's
-    # settings crashed at PPO step 5 without it); the tokenizer cuts each text at its `model_max_length`.
+    # 4 texts at a time, in the batch's length order (see `collator`), pad less than the lecture's 16 at once
+    # (benchmarks/README.md). `truncation`: a 1000-character dialogue plus a 400-token summary is longer than the
+    # classifier's 512 positions; the tokenizer cuts each text at its `model_max_length`.
     reward_kwargs={"top_k": None, "function_to_apply": "none", "batch_size": 4, "truncation": True},
     # The lecture measured 10 summaries; on barely toxic DialogSum their CI says almost nothing, so 200 are scored.
     num_eval_samples=200, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,

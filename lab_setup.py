@@ -11,6 +11,7 @@ a shell, without make:
 import argparse
 import importlib
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -151,6 +152,15 @@ def version_note(notebook_version: str | None) -> str:
             f"v{notebook_version}), or open {ROOT / 'lab3_rlhf_detox.ipynb'}, the notebook that matches them.")
 
 
+def tiny_preset_stale() -> bool:
+    """Whether the tiny preset's files were built from other inputs than the checkout's (a changed prompt, say)."""
+    built = TINY_MANIFEST.with_name("BUILT")
+    if not built.is_file():
+        return False
+    from checksums import build_inputs_sha256
+    return json.loads(built.read_text()).get("inputs_sha256") != build_inputs_sha256(ROOT)
+
+
 def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None:
     """Install what the lab needs into this Python and build the tiny preset if missing; say what was done in a line."""
     start = time.time()
@@ -165,7 +175,8 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
         wanted = [line for line in wanted if requirement_name(line) not in KERNEL_OWN]
     missing = unmet(wanted)
     needs_torch = installed_version("torch") is None
-    if not missing and not needs_torch and TINY_MANIFEST.is_file():
+    rebuild = tiny_preset_stale()
+    if not missing and not needs_torch and TINY_MANIFEST.is_file() and not rebuild:
         print(f"Set-up: nothing to do (lab version {LAB_VERSION} in {ROOT}; its packages are installed in "
               f"{sys.executable}) [{time.time() - start:.2f} s]")
         return
@@ -184,7 +195,9 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
             raise LabSetupError(f"Restart the runtime (Colab: Runtime > Restart session; Jupyter: Kernel > Restart) "
                                 f"and run all again: {', '.join(stale)} had already been imported in this kernel at "
                                 "the version that was just replaced.")
-    if not TINY_MANIFEST.is_file():
+    if not TINY_MANIFEST.is_file() or rebuild:
+        if rebuild:
+            print("The tiny preset's files were built from another prompt, LoRA shape or tiny_world code: rebuilding.")
         t0 = time.time()
         build_tiny()
         print(f"Built the tiny preset in {time.time() - t0:.0f} s.")

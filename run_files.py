@@ -12,7 +12,9 @@ import os
 import random
 import shutil
 import socket
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,10 @@ from accelerate.utils import gather_object
 from peft import set_peft_model_state_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from checksums import manifest_mismatches, write_manifest
-from rlhf_helpers import LabSetupError
+from lab_setup import LabSetupError
 
 try:
     import fcntl
@@ -285,7 +288,35 @@ def _checkpoint_bytes(trainer, history: list[dict]) -> int:
     return 3 * params + len(json.dumps(history, default=str)) + 100_000
 
 
-def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path | None:
+def ppo_steps(run: dict, trainer, max_steps: int) -> Iterator[tuple[int, dict]]:
+    """Each PPO step still to take, with its batch, under a progress bar; `record_step` then keeps what it did."""
+    run["max_steps"], run["started"] = max_steps, time.time() - run["ppo_s"]  # PPO time before an interruption counts
+    steps = tqdm(range(run["step"], max_steps), initial=run["step"], total=max_steps, desc="PPO steps",
+                 disable=not trainer.accelerator.is_main_process)
+    yield from zip(steps, run["batches"])
+
+
+def record_step(run: dict, trainer, record: dict) -> None:
+    """Add the step's `record` to the run's history, checkpoint the run, and print the step's line (main process)."""
+    run["history"].append(record)
+    run["ppo_s"] = time.time() - run["started"]
+    save_checkpoint(run, trainer)
+    if trainer.accelerator.is_main_process:
+        print(f'step {record["step"] + 1:>3}/{run["max_steps"]}  objective/kl: {record["objective/kl"]:8.4f}  '
+              f'ppo/returns/mean: {record["ppo/returns/mean"]:8.4f}  '
+              f'ppo/policy/advantages_mean: {record["ppo/policy/advantages_mean"]:.2e}')
+
+
+def end_of_ppo(run: dict, trainer) -> list[dict]:
+    """The run's PPO steps, once every process has taken them; other processes than the main one end here (the
+    evaluation, the plots and the results file are the main process's work)."""
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:
+        sys.exit(0)
+    return run["history"]
+
+
+def save_checkpoint(run: dict, trainer) -> Path | None:
     """Write what resuming after `run["history"]`'s last step needs, atomically (by the main process; it returns the
     checkpoint folder, the others None)."""
     rng_states = gather_object([_rng_states()])  # one per process; the other state is the same on every process
@@ -303,7 +334,7 @@ def save_checkpoint(run: dict, trainer, ppo_s: float) -> Path | None:
         torch.save({"global": rng_states, "data_order": run["data_order"]}, tmp / "rng.pt")
         running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
         state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
-                 "running_moments": running, "ppo_s": ppo_s, "resumed_from": run["resumed_from"],
+                 "running_moments": running, "ppo_s": run["ppo_s"], "resumed_from": run["resumed_from"],
                  "history": run["history"]}
         (tmp / "state.json").write_text(json.dumps(state, default=str))
         write_manifest(tmp)

@@ -5,7 +5,7 @@
 A (4 x 250 tokens, 768) input through a frozen 768 -> 2048 linear layer, forward and forward + backward (the input's
 gradient, as in LoRA training), and the backward's product with the weight in its stored layout. The last line is
 `bf16_ratio_forward=<bf16/fp32> bf16_ratio_backward=<bf16/fp32>`; above 1 means bfloat16 is slower here.
-`rlhf_helpers.resolve_dtype` keeps the lecture's bfloat16 only on hardware that computes it fast.
+`speedups.resolve_dtype` keeps the lecture's bfloat16 only on hardware that computes it fast.
 """
 
 import statistics
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import rlhf_helpers as lab  # noqa: E402
+import speedups  # noqa: E402
 
 
 def seconds(fn, repeats: int = 5) -> float:
@@ -44,7 +44,7 @@ def timings(dtype: torch.dtype) -> dict[str, float]:
 def main() -> None:
     rows = {"float32": timings(torch.float32), "bfloat16": timings(torch.bfloat16)}
     print(f"cpu capability: {torch.backends.cpu.get_cpu_capability()}, "
-          f"resolve_dtype('bfloat16', 'cpu') = {lab.resolve_dtype('bfloat16', 'cpu')}")
+          f"resolve_dtype('bfloat16', 'cpu') = {speedups.resolve_dtype('bfloat16', 'cpu')}")
     print(f"{'dtype':9} " + " ".join(f"{k:>17}" for k in rows["float32"]))
     for name, row in rows.items():
         print(f"{name:9} " + " ".join(f"{1000 * v:15.1f}ms" for v in row.values()))

@@ -12,6 +12,9 @@ import json
 import sys
 import time
 from pathlib import Path
+import speedups
+import run_settings
+from lab_settings import PROMPT_TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,19 +36,19 @@ def main() -> None:
     from tiny_world.corpus import make_corpus
 
     build_models(args.work)
-    cfg = lab.get_preset("full")
+    cfg = run_settings.get_preset("full")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = lab.resolve_dtype(cfg["dtype"], device)
+    dtype = speedups.resolve_dtype(cfg["dtype"], device)
     tokenizer = AutoTokenizer.from_pretrained(args.work / "flan-t5-base")
     model = lab.load_summarizer(str(args.work / "flan-t5-base"), str(args.work / "lab2-adapter"), dtype=dtype).to(device)
     evaluator = evaluate.load(lab.TOXICITY_MODULE, str(args.work / "roberta-base-hate"), module_type="measurement")
     rows = []
     for example in make_corpus(max(args.samples), seed=3):
-        ids = tokenizer.encode(lab.PROMPT_TEMPLATE.format(dialogue=example["dialogue"]))
+        ids = tokenizer.encode(PROMPT_TEMPLATE.format(dialogue=example["dialogue"]))
         rows.append({"input_ids": ids, "query": tokenizer.decode(ids), "summary": example["summary"]})
     dataset = Dataset.from_list(rows).with_format("torch", columns=["input_ids"], output_all_columns=True)
     kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"],
-                  **lab.fast_generation_kwargs(device, cfg["eval_max_new_tokens"], max(len(r["input_ids"]) for r in rows),
+                  **speedups.fast_generation_kwargs(device, cfg["eval_max_new_tokens"], max(len(r["input_ids"]) for r in rows),
                                                 dtype=dtype))
     for n in args.samples:
         start = time.time()

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import rlhf_helpers as lab  # noqa: E402
 from benchmarks.ppo_step import build_models  # noqa: E402
+import speedups
 
 MB = 2**20
 
@@ -33,7 +34,7 @@ def tensor_mb(tensors) -> float:
 def saved_activations_mb(model, checkpointing: bool, batch: int = 4, prompt: int = 250, response: int = 256) -> float:
     """MB autograd keeps for the backward pass of one PPO mini-batch (model forward plus TRL's loss terms)."""
     if checkpointing:
-        lab.prepare_for_ppo(model, "cuda")  # the GPU's setting, whatever runs this
+        speedups.prepare_for_ppo(model, "cuda")  # the GPU's setting, whatever runs this
     saved = []
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     encoder = torch.randint(3, 32000, (batch, prompt))

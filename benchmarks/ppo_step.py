@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+import speedups
+import run_settings
+from lab_settings import LAB2_LORA
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,7 +38,6 @@ def build_models(work: Path) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSeq2SeqLM
 
-    import rlhf_helpers as lab
     from tiny_world.build import train_roberta_tokenizer, train_t5_tokenizer
     from tiny_world.corpus import make_corpus
     from tiny_world.standins import save_flan_t5_base_architecture, save_roberta_base_classifier
@@ -49,7 +51,7 @@ def build_models(work: Path) -> None:
     # cuts at 512 tokens, like the real one's).
     texts = [e[k] for e in make_corpus(300, seed=0) for k in ("dialogue", "summary")]
     train_t5_tokenizer(texts).save_pretrained(work / "flan-t5-base")
-    model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base"), LoraConfig(**lab.LAB2_LORA))
+    model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(work / "flan-t5-base"), LoraConfig(**LAB2_LORA))
     torch.manual_seed(1)
     for name, p in model.named_parameters():
         if "lora_B" in name:  # a trained adapter is not zero
@@ -103,12 +105,12 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
         # classifier's 512 positions and the lecture's way crashes (at --new-tokens 256, for one).
         reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size, "truncation": True}
     else:
-        full = lab.get_preset("full")
+        full = run_settings.get_preset("full")
         reward_kwargs = full["reward_kwargs"]
         disable_dropout_in_model(ppo_model)
-        print(lab.prepare_for_ppo(ppo_model, device), file=sys.stderr)  # as the notebook
+        print(speedups.prepare_for_ppo(ppo_model, device), file=sys.stderr)  # as the notebook
         # As the notebook on the full preset: one cache size for the lecture's longest summary, whatever this run's.
-        generation_kwargs.update(lab.fast_generation_kwargs(device, max(full["output_max_length"], new_tokens),
+        generation_kwargs.update(speedups.fast_generation_kwargs(device, max(full["output_max_length"], new_tokens),
                                                             max(len(p) for p in prompts), dtype=dtype))
         prompts = lab.collator([{"input_ids": p} for p in prompts])["input_ids"]  # the notebook's batches are sorted
 
@@ -198,7 +200,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
     # Both ways default to the lecture's bfloat16 where the hardware computes it fast, else float32 (as the notebook).
-    dtype = lab.resolve_dtype(lab.PRESETS["full"]["dtype"], "cuda" if torch.cuda.is_available() else "cpu")
+    dtype = speedups.resolve_dtype(lab.PRESETS["full"]["dtype"], "cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=dtype, help=f"the project way's dtype (default here: {dtype})")
     parser.add_argument("--lecture-dtype", default=dtype, help=f"the lecture way's dtype (default here: {dtype})")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",

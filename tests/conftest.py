@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import rlhf_helpers as lab  # noqa: E402
+import run_settings
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,7 @@ def tiny() -> dict:
     if not (ROOT / "checkpoints" / "tiny" / "MANIFEST.json").is_file():
         from tiny_world.build import build
         build(ROOT / "checkpoints" / "tiny")
-    return lab.get_preset("tiny")
+    return run_settings.get_preset("tiny")
 
 
 @pytest.fixture(scope="session")

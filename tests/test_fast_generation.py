@@ -10,6 +10,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 import rlhf_helpers as lab
 from tiny_world.standins import FLAN_T5_BASE
+import speedups
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -23,7 +24,7 @@ def _policy(summarizer, device: str):
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.02)
     disable_dropout_in_model(model)
-    lab.prepare_for_ppo(model, "cuda")  # the GPU's settings (gradient checkpointing), whatever the device
+    speedups.prepare_for_ppo(model, "cuda")  # the GPU's settings (gradient checkpointing), whatever the device
     return model.to(device)
 
 
@@ -63,7 +64,7 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
     prompts = [p.to(device) for p in prompts]
     fast = {"cache_implementation": "static", "max_cache_len": 40, "pad_to_multiple_of": 64}  # as on a GPU
     if device == "cuda":
-        assert lab.fast_generation_kwargs(device, 40, max(len(p) for p in prompts)) == fast
+        assert speedups.fast_generation_kwargs(device, 40, max(len(p) for p in prompts)) == fast
     fast = _compiled_everywhere(fast, device)
     greedy = {"do_sample": False, "max_new_tokens": 24}
 
@@ -108,19 +109,19 @@ def test_fast_path_gives_the_default_paths_greedy_tokens_and_log_probabilities(a
 
 
 def test_fast_generation_runs_on_cuda_gpus_that_compile_and_says_which_path_runs(monkeypatch, capsys):
-    assert lab.fast_generation_kwargs("cpu", 400, 300) == {}
+    assert speedups.fast_generation_kwargs("cpu", 400, 300) == {}
     assert "default (dynamic) KV cache" in capsys.readouterr().out
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 1))
-    assert lab.fast_generation_kwargs("cuda", 400, 300) == {}
+    assert speedups.fast_generation_kwargs("cuda", 400, 300) == {}
     assert "compute capability 6.1" in capsys.readouterr().out
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr("torch.utils._triton.has_triton", lambda: True)
     # One cache size for the run; every prompt padded to the multiple of 64 that holds the longest.
-    assert lab.fast_generation_kwargs("cuda", 400, 300) == {"cache_implementation": "static", "max_cache_len": 400,
+    assert speedups.fast_generation_kwargs("cuda", 400, 300) == {"cache_implementation": "static", "max_cache_len": 400,
                                                             "pad_to_multiple_of": 320}
     assert "compiled" in capsys.readouterr().out
     monkeypatch.setattr("torch.utils._triton.has_triton", lambda: False)
-    assert lab.fast_generation_kwargs("cuda", 400, 300) == {}
+    assert speedups.fast_generation_kwargs("cuda", 400, 300) == {}
     assert "no Triton" in capsys.readouterr().out
 
 

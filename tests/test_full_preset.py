@@ -18,8 +18,12 @@ import grader
 import rlhf_helpers as lab
 from conftest import ROOT, printed, run_lab
 from tiny_world.standins import add_to_datasets_cache, add_to_hub_cache, save_flan_t5_base_architecture
+import speedups
+import run_settings
+from lab_setup import LabSetupError
+from lab_settings import PROMPT_TEMPLATE
 
-FULL = lab.get_preset("full")
+FULL = run_settings.get_preset("full")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,7 @@ def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
     results = json.loads((notebook.parent / "results.json").read_text())
     assert results["preset_name"] == "full"
-    assert results["preset"] == json.loads(json.dumps(dict(FULL, dtype=lab.resolve_dtype(FULL["dtype"], "cpu"))))
+    assert results["preset"] == json.loads(json.dumps(dict(FULL, dtype=speedups.resolve_dtype(FULL["dtype"], "cpu"))))
     steps = results["ppo_steps"]
     assert len(steps) == 10 and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
     assert abs(steps[0]["objective/kl"]) < 1e-3 and all(math.isfinite(s["objective/kl"]) for s in steps)
@@ -140,8 +144,8 @@ def test_notebook_stops_at_once_with_one_sentence(tmp_path, monkeypatch, preset,
 def test_hub_unreachable_is_one_sentence_without_traceback(tmp_path):
     """With networking off (an endpoint nobody answers), the check says so in one line, within seconds."""
     code = ("import rlhf_helpers as lab\n"
-            "try:\n    lab.check_sources(lab.get_preset('full'))\n"
-            "except lab.LabSetupError as e:\n    print(e._render_traceback_()[0])\n")
+            "try:\n    run_settings.check_sources(run_settings.get_preset('full'))\n"
+            "except LabSetupError as e:\n    print(e._render_traceback_()[0])\n")
     env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
            "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -178,7 +182,7 @@ def test_the_courses_bin_adapter_loads_as_its_safetensors_twin_and_a_pickled_obj
     assert f"Lab 2 adapter: {course / 'adapter_model.bin'} (read as tensors only (torch weights_only=True))" in \
         capsys.readouterr().out
     twin = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
-    inputs = tokenizer([lab.PROMPT_TEMPLATE.format(dialogue="#Person1#: Hello.")], return_tensors="pt")
+    inputs = tokenizer([PROMPT_TEMPLATE.format(dialogue="#Person1#: Hello.")], return_tensors="pt")
     decoder_input_ids = torch.zeros((1, 4), dtype=torch.long)
     with torch.no_grad():
         assert torch.equal(from_bin(**inputs, decoder_input_ids=decoder_input_ids).logits,
@@ -189,7 +193,7 @@ def test_the_courses_bin_adapter_loads_as_its_safetensors_twin_and_a_pickled_obj
             return (print, ("pwned",))
 
     torch.save({"x": Payload()}, course / "adapter_model.bin")
-    with pytest.raises(lab.LabSetupError) as error:
+    with pytest.raises(LabSetupError) as error:
         lab.load_summarizer(tiny["model_name"], str(course))
     assert str(error.value) == (f"{course / 'adapter_model.bin'} holds more than tensors, so it was not loaded: use "
                                 "the course's original adapter file, or its adapter_model.safetensors.")

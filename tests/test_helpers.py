@@ -8,23 +8,29 @@ from transformers import AutoModelForSeq2SeqLM, RobertaConfig
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
 
 import rlhf_helpers as lab
+import speedups
+import run_settings
+from trl.core import set_seed
+from lab_setup import LabSetupError
+from lab_settings import PROMPT_TEMPLATE
+from lab_settings import LAB2_LORA
 
 HATEFUL = "You are disgusting and terrible and i damn hate you."
 
 
 def test_unknown_preset_is_one_clear_sentence():
-    with pytest.raises(lab.LabSetupError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
-        lab.get_preset("huge")
+    with pytest.raises(LabSetupError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
+        run_settings.get_preset("huge")
 
 
 def test_get_preset_returns_a_copy():
-    cfg = lab.get_preset("tiny")
+    cfg = run_settings.get_preset("tiny")
     cfg["generation_kwargs"]["top_p"] = 0.5
-    assert lab.get_preset("tiny")["generation_kwargs"]["top_p"] == 1.0
+    assert run_settings.get_preset("tiny")["generation_kwargs"]["top_p"] == 1.0
 
 
 def test_full_preset_is_the_lectures():
-    cfg = lab.get_preset("full")
+    cfg = run_settings.get_preset("full")
     assert (cfg["model_name"], cfg["toxicity_model_name"], cfg["dataset_name"]) == (
         "google/flan-t5-base", "facebook/roberta-hate-speech-dynabench-r4-target", "knkarthick/dialogsum")
     assert (cfg["learning_rate"], cfg["ppo_epochs"], cfg["mini_batch_size"], cfg["batch_size"]) == (1.41e-5, 1, 4, 16)
@@ -40,19 +46,19 @@ def test_build_dataset_filters_formats_and_splits(tiny, tiny_dataset, tokenizer)
     assert len(train) == 4 * len(test) > 0
     for sample in (train[0], test[-1]):
         assert tiny["input_min_text_length"] < len(sample["dialogue"]) <= tiny["input_max_text_length"]
-        prompt = lab.PROMPT_TEMPLATE.format(dialogue=sample["dialogue"])
+        prompt = PROMPT_TEMPLATE.format(dialogue=sample["dialogue"])
         assert sample["input_ids"].tolist() == tokenizer.encode(prompt)
         assert sample["query"].startswith("Summarize the following conversation.")
         assert sample["query"].rstrip("</s>").strip().endswith("Summary:")
 
 
 def test_build_dataset_with_nothing_in_the_length_window_says_so(tiny):
-    with pytest.raises(lab.LabSetupError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
+    with pytest.raises(LabSetupError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
         lab.build_dataset(tiny["model_name"], tiny["dataset_name"], 5000, 6000)
 
 
 def test_missing_adapter_folder_is_one_clear_sentence(tiny, tmp_path):
-    with pytest.raises(lab.LabSetupError, match=r"No Lab 2 adapter in .*empty"):
+    with pytest.raises(LabSetupError, match=r"No Lab 2 adapter in .*empty"):
         lab.load_summarizer(tiny["model_name"], str(tmp_path / "empty"), missing_adapter="error")
 
 
@@ -90,7 +96,7 @@ def test_parameter_counts_match_the_lora_shape(tiny):
     c = model.config
     # q and v of every attention block: encoder self, decoder self and decoder cross.
     attention_blocks = c.num_layers + 2 * c.num_decoder_layers
-    lora = attention_blocks * 2 * lab.LAB2_LORA["r"] * (c.d_model + c.num_heads * c.d_kv)
+    lora = attention_blocks * 2 * LAB2_LORA["r"] * (c.d_model + c.num_heads * c.d_kv)
     total = sum(p.numel() for p in AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"]).parameters()) + lora
     report = lab.print_number_of_trainable_model_parameters(model)
     assert f"trainable model parameters: {lora}\n" in report
@@ -108,7 +114,7 @@ def test_not_hate_index_reads_id2label(id2label, expected):
 
 
 def test_not_hate_index_without_such_label_is_one_clear_sentence():
-    with pytest.raises(lab.LabSetupError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
+    with pytest.raises(LabSetupError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
         lab.not_hate_index(RobertaConfig(id2label={0: "negative", 1: "positive"}))
 
 
@@ -140,8 +146,8 @@ def test_collator_batches_by_key_shortest_prompt_first():
 def test_resolve_dtype_keeps_bfloat16_only_where_the_cpu_computes_it_fast(monkeypatch, avx512_bf16, amx, expected):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert lab.resolve_dtype("bfloat16", "cpu") == expected
-    assert lab.resolve_dtype("float32", "cpu") == "float32"
+    assert speedups.resolve_dtype("bfloat16", "cpu") == expected
+    assert speedups.resolve_dtype("float32", "cpu") == "float32"
 
 
 def test_summarizer_has_no_dropout_and_the_fused_gelu(tiny, tokenizer, tmp_path):
@@ -157,7 +163,7 @@ def test_summarizer_has_no_dropout_and_the_fused_gelu(tiny, tokenizer, tmp_path)
 
 
 def test_drop_padding_columns_changes_no_result_but_the_input_size(tiny, tokenizer):
-    lab.set_seed(0)
+    set_seed(0)
     policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
     ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True).eval()
     texts = ["#Person1#: Hello. #Person2#: Hi.", "#Person1#: Where is the station, please? #Person2#: Over there."]
@@ -165,17 +171,17 @@ def test_drop_padding_columns_changes_no_result_but_the_input_size(tiny, tokeniz
     kwargs = dict(batch, decoder_input_ids=torch.tensor([[0, 5, 6], [0, 7, 8]]),
                   decoder_attention_mask=torch.ones(2, 3, dtype=torch.long))
     longest = int(batch["attention_mask"].sum(dim=1).max())
-    _, trimmed = lab.drop_padding_columns(ppo_model, (), kwargs)
+    _, trimmed = speedups.drop_padding_columns(ppo_model, (), kwargs)
     assert trimmed["input_ids"].shape == trimmed["attention_mask"].shape == (2, longest) and longest < 40
     assert torch.equal(trimmed["decoder_input_ids"], kwargs["decoder_input_ids"])
     with torch.no_grad():
         logits, _, values = ppo_model(**kwargs)
-        handle = ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
+        handle = ppo_model.register_forward_pre_hook(speedups.drop_padding_columns, with_kwargs=True)
         hooked_logits, _, hooked_values = ppo_model(**kwargs)
         handle.remove()
     assert torch.allclose(hooked_logits, logits, atol=1e-5) and torch.allclose(hooked_values, values, atol=1e-5)
-    assert lab.drop_padding_columns(ppo_model, (), dict(trimmed)) is None  # nothing left to drop
-    assert lab.drop_padding_columns(ppo_model, (), {"encoder_outputs": None, "attention_mask": None}) is None
+    assert speedups.drop_padding_columns(ppo_model, (), dict(trimmed)) is None  # nothing left to drop
+    assert speedups.drop_padding_columns(ppo_model, (), {"encoder_outputs": None, "attention_mask": None}) is None
 
 
 def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activations(tiny, tokenizer):
@@ -187,11 +193,11 @@ def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activation
 
     def train_forward(device: str | None) -> tuple[str, dict, int]:
         """What prepare_for_ppo said, the trainable gradients and the bytes saved for the backward pass."""
-        lab.set_seed(0)
+        set_seed(0)
         model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(
             lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])), is_trainable=True)
         disable_dropout_in_model(model)
-        said = lab.prepare_for_ppo(model, device) if device else ""
+        said = speedups.prepare_for_ppo(model, device) if device else ""
         saved = {}
 
         def keep(t):
@@ -283,10 +289,10 @@ def test_bootstrap_ci_covers_the_paired_difference():
 
 
 def test_first_ppo_step_kl_is_near_zero(tiny, tiny_dataset, tokenizer, reward_pipe):
-    lab.set_seed(0)
+    set_seed(0)
     policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
     ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True)
-    ppo_model.register_forward_pre_hook(lab.drop_padding_columns, with_kwargs=True)
+    ppo_model.register_forward_pre_hook(speedups.drop_padding_columns, with_kwargs=True)
     config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=1)
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=tiny_dataset["train"].select(range(16)), data_collator=lab.collator)

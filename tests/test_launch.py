@@ -10,8 +10,9 @@ from pathlib import Path
 import jupytext
 import pytest
 
-import rlhf_helpers as lab
 from conftest import ROOT
+import run_settings
+from lab_setup import LabSetupError
 
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 # Accelerate 1.15 starts several CPU processes only through its multi-GPU launcher (torchrun) with ACCELERATE_USE_CPU
@@ -46,17 +47,17 @@ def test_accelerate_launch_runs_the_lab(tiny, tmp_path, processes):
 
 
 def test_overrides_from_the_environment_are_checked(tiny):
-    cfg = lab.get_preset("tiny")
-    assert lab.checked_overrides('{"max_ppo_steps": 2}', cfg, "LAB3_OVERRIDES") == {"max_ppo_steps": 2}
-    with pytest.raises(lab.LabSetupError, match=r"^LAB3_OVERRIDES is not valid JSON \(Expecting property name"):
-        lab.checked_overrides("{max_ppo_steps: 2}", cfg, "LAB3_OVERRIDES")
-    with pytest.raises(lab.LabSetupError, match=r"^LAB3_OVERRIDES names 'max_steps', which is not a setting of"):
-        lab.checked_overrides('{"max_steps": 2}', cfg, "LAB3_OVERRIDES")
-    with pytest.raises(lab.LabSetupError, match=r"must be a JSON object of settings"):
-        lab.checked_overrides("[2]", cfg, "LAB3_OVERRIDES")
+    cfg = run_settings.get_preset("tiny")
+    assert run_settings.checked_overrides('{"max_ppo_steps": 2}', cfg, "LAB3_OVERRIDES") == {"max_ppo_steps": 2}
+    with pytest.raises(LabSetupError, match=r"^LAB3_OVERRIDES is not valid JSON \(Expecting property name"):
+        run_settings.checked_overrides("{max_ppo_steps: 2}", cfg, "LAB3_OVERRIDES")
+    with pytest.raises(LabSetupError, match=r"^LAB3_OVERRIDES names 'max_steps', which is not a setting of"):
+        run_settings.checked_overrides('{"max_steps": 2}', cfg, "LAB3_OVERRIDES")
+    with pytest.raises(LabSetupError, match=r"must be a JSON object of settings"):
+        run_settings.checked_overrides("[2]", cfg, "LAB3_OVERRIDES")
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_one_sentence():
-    assert lab.per_process(32, 2, "batch size") == 16
-    with pytest.raises(lab.LabSetupError, match=r"The batch size \(16\) cannot be split evenly over 3 processes"):
-        lab.per_process(16, 3, "batch size")
+    assert run_settings.per_process(32, 2, "batch size") == 16
+    with pytest.raises(LabSetupError, match=r"The batch size \(16\) cannot be split evenly over 3 processes"):
+        run_settings.per_process(16, 3, "batch size")

@@ -17,11 +17,14 @@ from checksums import write_manifest
 import rlhf_helpers as lab
 import run_files
 from conftest import ROOT, SHORT
+import lab_results
+from trl.core import set_seed
+from lab_setup import LabSetupError
 
 
 def _trainer(tiny, tiny_dataset, tokenizer) -> PPOTrainer:
     """A fresh tiny PPO trainer, built from the same seed every time."""
-    lab.set_seed(0)
+    set_seed(0)
     policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
     model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True)
     config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0)
@@ -38,8 +41,9 @@ def _step(run: dict, trainer, tokenizer, reward_pipe, tiny) -> dict:
     scores = reward_pipe(texts, **tiny["reward_kwargs"])
     rewards = lab.rewards_from_pipeline(scores, "nothate")
     stats = trainer.step(batch["input_ids"], responses, rewards)
-    run["history"].append(lab.ppo_step_record(len(run["history"]), stats, scores, rewards, texts))
-    run_files.save_checkpoint(run, trainer, ppo_s=0.0)
+    run["history"].append(lab_results.ppo_step_record(len(run["history"]), stats, scores, rewards, texts))
+    run["ppo_s"] = 0.0
+    run_files.save_checkpoint(run, trainer)
     return run["history"][-1]
 
 
@@ -94,7 +98,7 @@ def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_d
     run_dir = one_step_run[0]
     before = _digest(run_dir)
     other = dict(settings, learning_rate=1e-3, reward_label="hate")
-    with pytest.raises(lab.LabSetupError) as error:
+    with pytest.raises(LabSetupError) as error:
         run_files.start_or_resume(run_dir, other, _trainer(tiny, tiny_dataset, tokenizer))
     assert error.value._render_traceback_() == [
         f"LabSetupError: The checkpoint in {run_dir / 'step-00001'} was written with other settings (learning_rate was "

@@ -2,8 +2,9 @@
 
 import pytest
 
-import rlhf_helpers as lab
 from lab_settings import PRESETS, SETTING_RULES
+import run_settings
+from lab_setup import LabSetupError
 
 # One bad value per setting, and what the lab says of it.
 BAD = {
@@ -36,15 +37,15 @@ BAD = {
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_setting_has_a_rule_and_a_bad_value_here(preset):
     assert set(PRESETS[preset]) == set(SETTING_RULES) == set(BAD)
-    lab.check_settings(lab.get_preset(preset))  # the preset's own values pass
+    run_settings.check_settings(run_settings.get_preset(preset))  # the preset's own values pass
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_a_bad_value_is_one_sentence_naming_the_setting(preset, name):
-    cfg = dict(lab.get_preset(preset), **{name: BAD[name][0]})
-    with pytest.raises(lab.LabSetupError) as error:
-        lab.check_settings(cfg)
+    cfg = dict(run_settings.get_preset(preset), **{name: BAD[name][0]})
+    with pytest.raises(LabSetupError) as error:
+        run_settings.check_settings(cfg)
     assert str(error.value) == BAD[name][1]
 
 
@@ -56,21 +57,21 @@ def test_a_bad_value_is_one_sentence_naming_the_setting(preset, name):
     ({"batch_size": 40, "mini_batch_size": 16}, "mini_batch_size is 16; it must be a divisor of batch_size (40)."),
 ])
 def test_settings_that_must_agree(changes, expected):
-    with pytest.raises(lab.LabSetupError) as error:
-        lab.check_settings(dict(lab.get_preset("tiny"), **changes))
+    with pytest.raises(LabSetupError) as error:
+        run_settings.check_settings(dict(run_settings.get_preset("tiny"), **changes))
     assert str(error.value) == expected
 
 
 def test_a_setting_without_a_rule_cannot_be_added():
-    with pytest.raises(lab.LabSetupError, match="The setting 'temperature' has no rule in lab_settings.SETTING_RULES"):
-        lab.check_settings(dict(lab.get_preset("tiny"), temperature=0.7))
+    with pytest.raises(LabSetupError, match="The setting 'temperature' has no rule in lab_settings.SETTING_RULES"):
+        run_settings.check_settings(dict(run_settings.get_preset("tiny"), temperature=0.7))
 
 
 @pytest.mark.parametrize("name,split", [("batch_size", "train"), ("num_eval_samples", "test")])
 def test_counts_must_fit_the_data(tiny, tiny_dataset, name, split):
     size = len(tiny_dataset[split])
-    lab.check_data_fits(dict(tiny, **{name: size}), tiny_dataset)
-    with pytest.raises(lab.LabSetupError) as error:
-        lab.check_data_fits(dict(tiny, **{name: size + 1}), tiny_dataset)
+    run_settings.check_data_fits(dict(tiny, **{name: size}), tiny_dataset)
+    with pytest.raises(LabSetupError) as error:
+        run_settings.check_data_fits(dict(tiny, **{name: size + 1}), tiny_dataset)
     assert str(error.value) == (f"{name} is {size + 1}; it must be at most {size}, the number of dialogues in the "
                                 f"{split} split within the length bounds.")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import lab_setup
-import rlhf_helpers as lab
 from conftest import ROOT
+import speedups
 
 
 def test_the_notebook_belongs_to_the_version_of_these_files():
@@ -91,19 +91,19 @@ def _gpu(monkeypatch, capability: tuple[int, int]) -> None:
                                                   ((9, 0), "bfloat16")])
 def test_bfloat16_only_on_gpus_that_compute_it_natively(monkeypatch, capsys, capability, expected):
     _gpu(monkeypatch, capability)
-    assert lab.resolve_dtype("bfloat16", "cuda") == expected
+    assert speedups.resolve_dtype("bfloat16", "cuda") == expected
     said = capsys.readouterr().out
     if expected == "float32":  # a T4 (7.5) or a V100 (7.0): torch's default check counts emulation as support
         assert said == (f"This GPU (compute capability {capability[0]}.{capability[1]}) has no native bfloat16, "
                         "which needs 8.0: the models run in float32.\n")
     else:
         assert said == ""
-    assert lab.resolve_dtype("float32", "cuda") == "float32"
+    assert speedups.resolve_dtype("float32", "cuda") == "float32"
 
 
 def test_no_compiled_generation_in_a_dtype_inductor_cannot_compile(monkeypatch, capsys):
     _gpu(monkeypatch, (7, 5))
     monkeypatch.setattr("torch.utils._triton.has_triton", lambda: True)
-    assert lab.fast_generation_kwargs("cuda", 400, 300, dtype="bfloat16") == {}
+    assert speedups.fast_generation_kwargs("cuda", 400, 300, dtype="bfloat16") == {}
     assert "Inductor cannot compile bfloat16 below compute capability 8.0 (this GPU: 7.5)" in capsys.readouterr().out
-    assert lab.fast_generation_kwargs("cuda", 400, 300, dtype="float32")["cache_implementation"] == "static"
+    assert speedups.fast_generation_kwargs("cuda", 400, 300, dtype="float32")["cache_implementation"] == "static"

@@ -16,19 +16,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import load_dataset
 from peft import LoraConfig, get_peft_model
+from rouge_score import rouge_scorer
 from tokenizers import ByteLevelBPETokenizer
 from tqdm.auto import tqdm
 from transformers import (RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer, T5Config,
                           T5ForConditionalGeneration, T5Tokenizer)
 
-from checksums import MANIFEST, write_manifest
-from rlhf_helpers import LAB2_LORA, PROMPT_TEMPLATE
+from checksums import MANIFEST, build_inputs_sha256, write_manifest
+from lab_settings import LAB2_LORA, PRESETS, PROMPT_TEMPLATE
 from tiny_world.corpus import classifier_sentences, make_corpus
-from tiny_world.quality import shared_sentence_share
+from tiny_world.quality import (corpus_vocabulary, non_word_share, sampled_summaries, shared_sentence_share,
+                                stutter_share)
 
+ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
 BUILD_THREADS = 2
 _PUNCTUATION = ".,?!:;\"'()"
@@ -203,19 +207,15 @@ def build_classifier(corpus: dict, out: Path) -> float:
 
 def measure_summarizer(out: Path, corpus: dict[str, list[dict]], split: str = "validation") -> dict[str, float]:
     """What the Lab 2 summarizer under `out` writes with the lecture's sampling: ROUGE-L, non-words, stutter."""
-    import rlhf_helpers as lab
-    from tiny_world.quality import corpus_vocabulary, non_word_share, stutter_share
-
-    cfg = lab.get_preset("tiny")
-    tok = T5Tokenizer.from_pretrained(out / "flan-t5")
-    model = lab.load_summarizer(str(out / "flan-t5"), str(out / "peft-dialogue-summary-checkpoint"))
+    tiny = PRESETS["tiny"]
     examples = corpus[split]
-    prompts = [torch.tensor(tok.encode(PROMPT_TEMPLATE.format(dialogue=e["dialogue"]))) for e in examples]
-    summaries = lab.generate_summaries(model, tok, prompts, dict(cfg["generation_kwargs"],
-                                                                 max_new_tokens=cfg["eval_max_new_tokens"]))
+    summaries = sampled_summaries(out, [e["dialogue"] for e in examples],
+                                  dict(tiny["generation_kwargs"], max_new_tokens=tiny["eval_max_new_tokens"]))
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge_l = [scorer.score(e["summary"], s)["rougeL"].fmeasure for e, s in zip(examples, summaries)]
     known = corpus_vocabulary(corpus)
-    return {"rougeL": lab.rouge(summaries, [e["summary"] for e in examples])["rougeL"],
-            "non_word_share": non_word_share(summaries, known), "stutter_share": stutter_share(summaries)}
+    return {"rougeL": float(np.mean(rouge_l)), "non_word_share": non_word_share(summaries, known),
+            "stutter_share": stutter_share(summaries)}
 
 
 def read_corpus(folder: Path) -> dict[str, list[dict]]:
@@ -247,7 +247,8 @@ def build(out: Path, classifier_only: bool = False) -> None:
         raise SystemExit(f"the hate classifier reached only {accuracy:.3f} held-out accuracy (needs 0.95)")
     # Other CPU kernels (AVX-512 instead of AVX2, say) sum in another order: a rebuild matches only on the same kind.
     (out / "BUILT").write_text(json.dumps({"seed": SEED, "classifier_accuracy": accuracy, **quality,
-                                           "cpu_capability": torch.backends.cpu.get_cpu_capability()}) + "\n")
+                                           "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                           "inputs_sha256": build_inputs_sha256(ROOT)}) + "\n")
     write_manifest(out)
     print(f"tiny preset built in {time.time() - start:.0f} s under {out}; the SHA-256 of each file is in "
           f"{out / MANIFEST}")

@@ -2,6 +2,13 @@
 
 import re
 from collections import Counter
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoConfig, T5ForConditionalGeneration, T5Tokenizer
+
+from lab_settings import PROMPT_TEMPLATE
 
 _TAG = re.compile(r"#person\d+#")
 _WORD = re.compile(r"[a-z]+")
@@ -53,3 +60,21 @@ def shared_sentence_share(examples: list[dict], min_words: int = 4) -> float:
         shares += [sum(counts[s] - 1 for s in d) / ((len(dialogues) - 1) * len(d))
                    for d in dialogues if d and len(dialogues) > 1]
     return sum(shares) / max(1, len(shares))
+
+
+@torch.no_grad()
+def sampled_summaries(folder: Path, dialogues: list[str], generation_kwargs: dict, batch_size: int = 16,
+                      seed: int = 0) -> list[str]:
+    """What the Lab 2 summarizer under `folder` (the tiny preset's files) writes for `dialogues`, from a fixed seed."""
+    # As the lab loads it: the Lab 2 adapter merged in, no dropout, GELU as one fused op.
+    config = AutoConfig.from_pretrained(folder / "flan-t5", dropout_rate=0.0, dense_act_fn="gelu_pytorch_tanh")
+    model = T5ForConditionalGeneration.from_pretrained(folder / "flan-t5", config=config)
+    model = PeftModel.from_pretrained(model, folder / "peft-dialogue-summary-checkpoint").merge_and_unload()
+    tok = T5Tokenizer.from_pretrained(folder / "flan-t5")
+    torch.manual_seed(seed)
+    summaries = []
+    for i in range(0, len(dialogues), batch_size):
+        batch = tok([PROMPT_TEMPLATE.format(dialogue=d) for d in dialogues[i:i + batch_size]], return_tensors="pt",
+                    padding=True)
+        summaries += tok.batch_decode(model.generate(**batch, **generation_kwargs), skip_special_tokens=True)
+    return summaries
