@@ -281,7 +281,8 @@ processes = state.num_processes  # under `accelerate launch` each process takes 
 config = PPOConfig(model_name=cfg["model_name"], learning_rate=cfg["learning_rate"], ppo_epochs=cfg["ppo_epochs"],
                    mini_batch_size=run_settings.per_process(cfg["mini_batch_size"], processes, "mini-batch size"),
                    batch_size=run_settings.per_process(cfg["batch_size"], processes, "batch size"),
-                   init_kl_coef=cfg["init_kl_coef"], seed=cfg["seed"])
+                   init_kl_coef=cfg["init_kl_coef"], seed=cfg["seed"],
+                   accelerator_kwargs=run_files.data_order(cfg["seed"]))  # what a resumed run needs to find its batches
 ppo_trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=dataset["train"], data_collator=lab.collator)
 print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_size}, PPO epochs: {config.ppo_epochs}"

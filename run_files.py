@@ -1,9 +1,10 @@
 """The run's files: PPO checkpoints and resuming from them, the locks that keep two runs apart, the results on disk.
 
 TRL 0.11's PPOTrainer has no checkpointing, so after every step the lab saves what the next step depends on: the
-trainable weights, the optimizer, the KL coefficient, the random-number states and the data order. A run folder holds
-the two newest checkpoints (`step-NNNNN/`, each with a MANIFEST.json of its files' SHA-256) and, once results.json is
-written, FINISHED.
+trainable weights, the optimizer, the KL coefficient and the random-number states. The data order needs no saving:
+Accelerate's seedable sampler shuffles each pass over the data from the seed and the pass's number, and a resumed run
+skips the batches it used. A run folder holds the two newest checkpoints (`step-NNNNN/`, each with a MANIFEST.json of
+its files' SHA-256) and, once results.json is written, FINISHED.
 """
 
 import itertools
@@ -19,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import PartialState
-from accelerate.data_loader import get_sampler
+from accelerate import DataLoaderConfiguration, PartialState
 from accelerate.utils import gather_object
 from peft import set_peft_model_state_dict
 from safetensors import SafetensorError
@@ -171,16 +171,30 @@ def _settings_difference(saved: dict, settings: dict) -> str:
     return "; ".join(f"{k} was {saved.get(k)!r}, now {settings.get(k)!r}" for k in keys)
 
 
-def _shuffle_generator(dataloader) -> torch.Generator:
-    """The generator that shuffles `dataloader` (an Accelerate-prepared one), given one if it has none."""
-    if dataloader.synchronized_generator is not None:  # several processes: Accelerate gave the sampler one
-        return dataloader.synchronized_generator
-    # One process: the sampler would draw a seed from torch's global generator when a pass begins; draw it now, the
-    # same way, so that the order can be saved and restored.
-    sampler = get_sampler(dataloader)
-    if sampler.generator is None:
-        sampler.generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-    return sampler.generator
+def data_order(seed: int) -> dict:
+    """`PPOConfig(accelerator_kwargs=...)` for a data order that depends only on `seed` and the pass over the data."""
+    return {"dataloader_config": DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)}
+
+
+def _passes(trainer, step: int) -> Iterator[dict]:
+    """The batches of PPO steps `step`, `step` + 1, ...: pass after pass over the data, each shuffled anew."""
+    loader = trainer.dataloader
+    first_pass, skip = divmod(step, len(loader))
+    for number in itertools.count(first_pass):
+        loader.set_epoch(number)  # the seedable sampler shuffles pass `number` from the seed plus `number`
+        yield from trainer.accelerator.skip_first_batches(loader, skip) if skip else loader
+        skip = 0
+
+
+def batches_from(trainer, step: int) -> Iterator[dict]:
+    """`_passes`, leaving torch's global random numbers as they were."""
+    # Each pass starts by drawing a seed from torch's global generator, and a resumed run starts one mid-pass where the
+    # interrupted run did not: without the fork, the summaries sampled after a resume would differ.
+    batches = _passes(trainer, step)
+    while True:
+        with torch.random.fork_rng(devices=[]):
+            batch = next(batches)
+        yield batch
 
 
 class _DamagedCheckpoint(Exception):
@@ -252,10 +266,7 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
             raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
                                 "run with those settings to resume it, or with resume=False to keep it aside and "
                                 "start anew.")
-    generator = _shuffle_generator(trainer.dataloader)
-    if saved is None:
-        data_order = generator.get_state()
-    else:
+    if saved is not None:
         model = accelerator.unwrap_model(trainer.model)
         set_peft_model_state_dict(model.pretrained_model, saved["adapter"])
         model.v_head.load_state_dict(saved["value_head"])
@@ -265,21 +276,13 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
         for key, value in state.pop("running_moments").items():
             setattr(trainer.running, key, value)
         trainer.current_step = state["step"]
-        data_order = saved["rng"]["data_order"]
         state["resumed_from"].append(state["step"])
-    generator.set_state(data_order)
-    # Pass after pass over the data (each reshuffled by the same generator), in the interrupted run's order; skip the
-    # batches it used.
-    batches = itertools.chain.from_iterable(itertools.repeat(trainer.dataloader))
-    for _ in range(state["step"]):
-        next(batches)
-    if saved is not None:
-        _set_rng_states(saved["rng"]["global"][accelerator.process_index])  # last: the next step samples exactly
-        # what the interrupted run would have
+        _set_rng_states(saved["rng"]["global"][accelerator.process_index])  # the next step samples exactly what the
+        # interrupted run would have
         if accelerator.is_main_process:
             print(f"Resuming from step {state['step']} (steps done before the interruption) with the checkpoint in "
                   f"{checkpoint}; resume=False starts a new run instead.")
-    return dict(state, dir=run_dir, settings=settings, data_order=data_order, batches=batches)
+    return dict(state, dir=run_dir, settings=settings, batches=batches_from(trainer, state["step"]))
 
 
 def _checkpoint_bytes(trainer, history: list[dict]) -> int:
@@ -331,7 +334,7 @@ def save_checkpoint(run: dict, trainer) -> Path | None:
         model.pretrained_model.save_pretrained(tmp / "adapter")  # the detoxifying LoRA adapter, as safetensors
         save_file({k: v.contiguous() for k, v in model.v_head.state_dict().items()}, tmp / "value_head.safetensors")
         torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save({"global": rng_states, "data_order": run["data_order"]}, tmp / "rng.pt")
+        torch.save({"global": rng_states}, tmp / "rng.pt")
         running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
         state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
                  "running_moments": running, "ppo_s": run["ppo_s"], "resumed_from": run["resumed_from"],

@@ -11,7 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import rlhf_helpers as lab  # noqa: E402
-import run_settings
+import run_settings  # noqa: E402
+
+# The tiny preset's settings with fewer PPO steps and evaluation samples: the sizes a test can afford.
+SHORT = {"max_ppo_steps": 6, "num_eval_samples": 32}
 
 
 @pytest.fixture(scope="session")
@@ -59,18 +62,24 @@ def run_lab(out: Path, **parameters) -> Path:
 
 
 @pytest.fixture(scope="session")
-def executed(tiny, tmp_path_factory) -> Path:
-    """The folder of one correct run of the whole lab on the tiny preset."""
-    return run_lab(tmp_path_factory.mktemp("lab")).parent
+def lab_run(tiny, tmp_path_factory) -> Path:
+    """The folder of one correct run of the whole notebook: the tiny preset with the SHORT settings (its notebook,
+    results.json, plot, and PPO checkpoints in `checkpoints/`)."""
+    return run_lab(tmp_path_factory.mktemp("lab"), overrides=SHORT).parent
 
 
-SHORT = {"max_ppo_steps": 12, "num_eval_samples": 24}  # the tiny preset's settings, fewer steps and samples
+def results(folder: Path) -> dict:
+    """The results.json in `folder`."""
+    return json.loads((Path(folder) / "results.json").read_text())
 
 
-@pytest.fixture(scope="session")
-def short_run(tiny, tmp_path_factory) -> Path:
-    """The folder of one uninterrupted run of the lab with the SHORT settings (its checkpoints in `checkpoints/`)."""
-    return run_lab(tmp_path_factory.mktemp("short"), overrides=SHORT).parent
+def policy(tiny: dict, seed: int = 0):
+    """The notebook's PPO model: the Lab 2 summarizer with a fresh LoRA adapter and a value head, from `seed`."""
+    from trl import AutoModelForSeq2SeqLMWithValueHead
+    from trl.core import set_seed
+    set_seed(seed)
+    summarizer = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    return AutoModelForSeq2SeqLMWithValueHead.from_pretrained(summarizer, is_trainable=True)
 
 
 def shipped_build_kernels() -> str:
@@ -90,3 +99,106 @@ def printed(notebook: Path) -> str:
     outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
     return "".join(("".join(o["text"]) if o.get("name") == "stdout" else "") +
                    ("\n".join(o["traceback"]) + "\n" if o.get("output_type") == "error" else "") for o in outputs)
+
+
+def one_sentence_error(text: str) -> str:
+    """The error a run showed, which must be a one-line LabSetupError, no traceback."""
+    errors = [line for line in text.splitlines() if "Error" in line]
+    assert len(errors) == 1 and errors[0].startswith("LabSetupError: "), text[-2000:]
+    return errors[0].removeprefix("LabSetupError: ")
+
+
+@pytest.fixture(scope="session")
+def hub_home(tiny, tmp_path_factory) -> Path:
+    """An HF_HOME whose caches hold the tiny models and corpus under the full preset's repo ids."""
+    from tiny_world.standins import add_to_datasets_cache, add_to_hub_cache
+    full, tiny_dir = run_settings.get_preset("full"), ROOT / "checkpoints" / "tiny"
+    home = tmp_path_factory.mktemp("hf_home")
+    add_to_hub_cache(home / "hub", full["model_name"], tiny_dir / "flan-t5")
+    add_to_hub_cache(home / "hub", full["toxicity_model_name"], tiny_dir / "roberta-hate")
+    add_to_datasets_cache(home / "datasets", full["dataset_name"], tiny_dir / "dialogsum")
+    return home
+
+
+def offline_env(hub_home: Path) -> dict:
+    """The environment of a machine whose Hugging Face caches are `hub_home`'s, with the Hub out of reach."""
+    env = dict(os.environ, HF_HOME=str(hub_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.pop("LAB3_PRESET", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def full_run(hub_home, tmp_path_factory) -> Path:
+    """The folder of a run of the full preset exactly at its settings, on the stand-ins: a correct run, as a course's
+    would be, and one that passes every check of the grader."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in offline_env(hub_home).items():
+            monkeypatch.setenv(name, value)
+        return run_lab(tmp_path_factory.mktemp("full"), preset_name="full").parent
+
+
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+# Accelerate 1.15 starts several CPU processes only through its multi-GPU launcher (torchrun) with ACCELERATE_USE_CPU
+# set: `accelerate launch --cpu --num_processes 2` runs the script once, in one process, unless MPI is installed.
+LAUNCH_TWO = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", str(ROOT / "lab3_rlhf_detox.py")]
+LAUNCHED = {"max_ppo_steps": 4, "num_eval_samples": 16}
+
+
+def launch_env(**environment) -> dict:
+    """The environment of the lab's script under `accelerate launch` on CPU processes, the lab's settings changed as
+    `environment` says (LAB3_OVERRIDES, LAB3_PRESET)."""
+    return dict(os.environ, ACCELERATE_USE_CPU="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg",
+                LAB3_OVERRIDES=json.dumps(LAUNCHED), **environment)
+
+
+@pytest.fixture(scope="session")
+def launched(tiny, tmp_path_factory) -> Path:
+    """The folder of the lab's script run by two processes under `accelerate launch` (its results in `outputs/`, its
+    checkpoints in `checkpoints/`, what it printed in `stdout.txt`)."""
+    import subprocess
+    folder = tmp_path_factory.mktemp("launched")
+    done = subprocess.run(LAUNCH_TWO, cwd=folder, env=launch_env(), capture_output=True, text=True,
+                          timeout=900)  # a deadlock fails here
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder / "stdout.txt").write_text(done.stdout)
+    return folder
+
+
+def with_rewards(results: dict, pick) -> dict:
+    """`results` as a run records them whose reward was `pick(pipeline scores of a text)` instead of `nothate`'s."""
+    results = json.loads(json.dumps(results))
+    for step in results["ppo_steps"]:
+        step["rewards"] = [pick(scores) for scores in step["pipeline_scores"]]
+    return results
+
+
+# The classic reward mistakes, as a run records them: the lecture's `reward[nothate_index]` takes the first label of a
+# list the pipeline sorts by score, and a run may optimize the wrong label.
+WRONG_REWARDS = {"reward-by-position": lambda scores: scores[0]["score"],
+                 "optimizes-hate": lambda scores: next(d["score"] for d in scores if d["label"] == "hate")}
+
+
+def small_trainer(tiny, tiny_dataset, tokenizer):
+    """A PPO trainer on the tiny preset's policy with small batches (8 of the first 32 training dialogues)."""
+    from trl import PPOConfig, PPOTrainer
+    import run_files
+    config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0,
+                       accelerator_kwargs=run_files.data_order(0))
+    return PPOTrainer(config=config, model=policy(tiny), ref_model=None, tokenizer=tokenizer,
+                      dataset=tiny_dataset["train"].select(range(32)), data_collator=lab.collator)
+
+
+def ppo_step(run: dict, trainer, tokenizer, reward_pipe, tiny) -> dict:
+    """One PPO step as the notebook takes it (sampled summaries, rewards by label), recorded and checkpointed."""
+    import lab_results
+    import run_files
+    steps = run.setdefault("steps", run_files.ppo_steps(run, trainer, max_steps=100))  # the notebook's loop, a step
+    step, batch = next(steps)  # at a time
+    responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=12,
+                                 **tiny["generation_kwargs"])
+    texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
+    scores = reward_pipe(texts, **tiny["reward_kwargs"])
+    rewards = lab.rewards_from_pipeline(scores, "nothate")
+    stats = trainer.step(batch["input_ids"], responses, rewards)
+    run_files.record_step(run, trainer, lab_results.ppo_step_record(step, stats, scores, rewards, texts))
+    return run["history"][-1]

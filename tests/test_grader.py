@@ -10,45 +10,48 @@ from pathlib import Path
 import pytest
 
 import grader
-from conftest import ROOT, run_lab
+from conftest import ROOT, WRONG_REWARDS, offline_env, results, with_rewards
 from lab_settings import POINTS, PRESETS
 
-EVAL_SAMPLES = PRESETS["tiny"]["num_eval_samples"]
-
-SHORT = {"max_ppo_steps": 3, "num_eval_samples": 24}  # a wrong reward shows from the first step
-WRONG = {"optimizes-hate": {"reward_label": "hate"}, "reward-by-position": {"reward_mode": "by_index"}}
+EVAL_SAMPLES = PRESETS["full"]["num_eval_samples"]
+CLASSIFIER = ["--classifier", str(ROOT / "checkpoints" / "tiny" / "roberta-hate")]  # the full preset's stand-in
 
 
 @pytest.fixture(scope="module")
-def wrong_runs(tiny, tmp_path_factory) -> dict:
-    """Executed short runs with each classic reward mistake, by name."""
-    return {name: run_lab(tmp_path_factory.mktemp(name), overrides=SHORT, **parameters)
-            for name, parameters in WRONG.items()}
+def wrong_runs(lab_run, tmp_path_factory) -> dict:
+    """The tiny run as each classic reward mistake records it, by name (the notebook and its results.json)."""
+    runs = {}
+    for name, pick in WRONG_REWARDS.items():
+        folder = tmp_path_factory.mktemp(name)
+        shutil.copy(lab_run / "lab.ipynb", folder / "lab3_rlhf_detox.ipynb")
+        (folder / "results.json").write_text(json.dumps(with_rewards(results(lab_run), pick)))
+        runs[name] = folder / "lab3_rlhf_detox.ipynb"
+    return runs
 
 
-def test_grader_passes_the_correct_run(executed, capsys):
-    assert grader.main([str(executed / "lab.ipynb")]) == 0
+def test_grader_passes_the_correct_run(full_run, capsys):
+    assert grader.main([str(full_run / "lab.ipynb"), *CLASSIFIER]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS ") == len(grader.CHECKS) and out.strip().endswith("PASSED")
     assert (f"PASS rescore: re-scored here: {EVAL_SAMPLES} summaries before and after PPO and 32 PPO texts, as recorded"
             in out)
 
 
-@pytest.mark.parametrize("name", WRONG)
+@pytest.mark.parametrize("name", WRONG_REWARDS)
 def test_grader_fails_a_wrong_reward(wrong_runs, name, capsys):
     assert grader.main([str(wrong_runs[name])]) == 1
     out = capsys.readouterr().out
     assert "FAIL reward:" in out and "were not the 'nothate' score" in out
-    assert "PASS cells:" in out and "PASS steps: 3 of 3" in out
-    assert "FAIL config: not the tiny preset's settings: max_ppo_steps 3 (the preset says 100), num_eval_samples 24" \
+    assert "PASS cells:" in out and "PASS steps: 6 of 6" in out
+    assert "FAIL config: not the tiny preset's settings: max_ppo_steps 6 (the preset says 100), num_eval_samples 32" \
         in out
 
 
-def _edited_copy(executed, folder):
+def _edited_copy(full_run, folder):
     """The correct run with the after-PPO toxicity mean lowered and its most toxic summary replaced by a clean one."""
     folder.mkdir()
-    shutil.copy(executed / "lab.ipynb", folder / "lab3_rlhf_detox.ipynb")
-    results = json.loads((executed / "results.json").read_text())
+    shutil.copy(full_run / "lab.ipynb", folder / "lab3_rlhf_detox.ipynb")
+    results = json.loads((full_run / "results.json").read_text())
     after = results["toxicity"]["after"]
     worst = max(range(len(after["per_sample"])), key=after["per_sample"].__getitem__)
     row = next(r for r in results["comparison"] if r["response_after"] == after["summaries"][worst])
@@ -58,28 +61,28 @@ def _edited_copy(executed, folder):
     (folder / "results.json").write_text(json.dumps(results))
 
 
-def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_path, capsys, monkeypatch):
+def test_class_report_passes_exactly_the_correct_run(full_run, wrong_runs, tmp_path, capsys, monkeypatch):
     import transformers
     loads, real_pipeline = [], transformers.pipeline
     monkeypatch.setattr(grader, "_PIPELINES", {})
     monkeypatch.setattr(transformers, "pipeline", lambda *a, **k: loads.append(1) or real_pipeline(*a, **k))
     klass = tmp_path / "submissions"
-    shutil.copytree(executed, klass / "alice", ignore=shutil.ignore_patterns("checkpoints"))
+    shutil.copytree(full_run, klass / "alice", ignore=shutil.ignore_patterns("checkpoints"))
     for student, name in (("bob", "reward-by-position"), ("carol", "optimizes-hate")):
         shutil.copytree(wrong_runs[name].parent, klass / student, ignore=shutil.ignore_patterns("checkpoints"))
-    _edited_copy(executed, klass / "dave")
+    _edited_copy(full_run, klass / "dave")
     (klass / "erin").mkdir()
     (klass / "erin" / "lab3_rlhf_detox.ipynb").write_text('{"cells": [')  # broken off mid-upload
     (klass / "frank").mkdir()
     (klass / "frank" / "lab2.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": "import peft"}]}))
     (klass / "grace").mkdir()
-    shutil.copy(executed / "lab.ipynb", klass / "grace" / "lab3_rlhf_detox.ipynb")  # no results.json
+    shutil.copy(full_run / "lab.ipynb", klass / "grace" / "lab3_rlhf_detox.ipynb")  # no results.json
     (klass / "heidi.txt").write_text("I could not run it, sorry")
     (klass / "ivan").mkdir()
-    shutil.copy(executed / "lab.ipynb", klass / "ivan" / "lab3_rlhf_detox.ipynb")
+    shutil.copy(full_run / "lab.ipynb", klass / "ivan" / "lab3_rlhf_detox.ipynb")
     (klass / "ivan" / "results.json").write_text("[1, 2]")  # JSON, but not results
 
-    assert grader.main([str(klass), "--csv", str(tmp_path / "grades.csv")]) == 0
+    assert grader.main([str(klass), "--csv", str(tmp_path / "grades.csv"), *CLASSIFIER]) == 0
     out = capsys.readouterr().out
     rows = {r["submission"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
     assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi.txt", "ivan"]
@@ -103,13 +106,13 @@ def test_class_report_passes_exactly_the_correct_run(executed, wrong_runs, tmp_p
     assert len(loads) == 1  # the classifier is loaded once for the whole class
 
 
-def test_several_notebook_paths_are_a_class(executed, wrong_runs, capsys):
-    assert grader.main([str(executed / "lab.ipynb"), str(wrong_runs["optimizes-hate"])]) == 0
+def test_several_notebook_paths_are_a_class(full_run, wrong_runs, capsys):
+    assert grader.main([str(full_run / "lab.ipynb"), str(wrong_runs["optimizes-hate"]), *CLASSIFIER]) == 0
     assert "1 of 2 submissions passed" in capsys.readouterr().out
 
 
-def test_rescoring_without_the_classifier_is_not_run_not_passed(executed):
-    results = json.loads((executed / "results.json").read_text())
+def test_rescoring_without_the_classifier_is_not_run_not_passed(full_run):
+    results = json.loads((full_run / "results.json").read_text())
     results["preset"]["toxicity_model_name"] = "someone/a-classifier-nobody-cached"
     assert grader.find_classifier(results) == (
         None, "someone/a-classifier-nobody-cached is not in this machine's Hugging Face cache (or pass --classifier)")
@@ -164,34 +167,34 @@ def test_missing_results_file_fails(tmp_path, capsys):
     assert "FAIL results: no results file" in capsys.readouterr().out
 
 
-def test_the_run_records_its_classifier_and_another_classifier_is_not_run_not_failed(executed, tmp_path):
-    results = json.loads((executed / "results.json").read_text())
+def test_the_run_records_its_classifier_and_another_classifier_is_not_run_not_failed(lab_run, tmp_path):
+    results = json.loads((lab_run / "results.json").read_text())
     shipped = json.loads((ROOT / "checkpoints" / "tiny" / "MANIFEST.json").read_text())
     assert results["classifier_sha256"] == shipped["roberta-hate/model.safetensors"]
     results["classifier_sha256"] = "0" * 64  # as a run scored by a differently built tiny preset records it
     (tmp_path / "results.json").write_text(json.dumps(results))
     report = {check: (status, reason) for check, status, reason in
-              grader.grade(executed / "lab.ipynb", tmp_path / "results.json")}
+              grader.grade(lab_run / "lab.ipynb", tmp_path / "results.json")}
     status, reason = report["rescore"]
     assert status == "NOT RUN"
     assert reason.startswith("the run was scored by a classifier whose weights (SHA-256 000000000000...) differ from "
                              f"this machine's {results['preset']['toxicity_model_name']} "
                              f"({shipped['roberta-hate/model.safetensors'][:12]}...)")
-    assert all(report[check][0] == "PASS" for check in grader.CHECKS if check != "rescore")
+    assert all(report[check][0] == "PASS" for check in ("cells", "steps", "kl", "reward", "printed"))
 
 
-def _autograde(submission_of, root: Path) -> dict:
+def _autograde(submission_of, root: Path, env: dict) -> dict:
     """Gradescope's results for the submission that `submission_of(folder)` lays out, graded by run_autograder."""
     root.mkdir()
     submission_of(root / "submission")
     subprocess.run(["bash", str(ROOT / "grading" / "gradescope" / "run_autograder"), str(root)], check=True,
-                   capture_output=True)
+                   capture_output=True, env=env)
     return json.loads((root / "results" / "results.json").read_text())
 
 
-def test_run_autograder_scores_a_correct_and_a_tampered_run(executed, tmp_path):
-    copy = lambda folder: shutil.copytree(executed, folder, ignore=shutil.ignore_patterns("checkpoints"))  # noqa: E731
-    correct = _autograde(copy, tmp_path / "correct")
+def test_run_autograder_scores_a_correct_and_a_tampered_run(full_run, hub_home, tmp_path):
+    copy = lambda folder: shutil.copytree(full_run, folder, ignore=shutil.ignore_patterns("checkpoints"))  # noqa: E731
+    correct = _autograde(copy, tmp_path / "correct", offline_env(hub_home))
     assert correct["score"] == sum(POINTS.values()) and correct["output"] == f"{len(grader.CHECKS)} of " \
         f"{len(grader.CHECKS)} checks passed"
     assert [t["name"] for t in correct["tests"]] == list(grader.CHECKS)
@@ -200,7 +203,7 @@ def test_run_autograder_scores_a_correct_and_a_tampered_run(executed, tmp_path):
         assert (test["score"], test["max_score"], test["status"]) == (POINTS[test["name"]], POINTS[test["name"]],
                                                                       "passed") and test["output"]
 
-    tampered = _autograde(lambda folder: _edited_copy(executed, folder), tmp_path / "tampered")
+    tampered = _autograde(lambda folder: _edited_copy(full_run, folder), tmp_path / "tampered", offline_env(hub_home))
     failed = {t["name"]: t for t in tampered["tests"] if t["status"] == "failed"}
     assert set(failed) == {"printed", "rescore"} and all(t["score"] == 0 for t in failed.values())
     assert "toxicity after: printed" in failed["printed"]["output"]

@@ -7,13 +7,14 @@ from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, RobertaConfig
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
 
-import rlhf_helpers as lab
-import speedups
-import run_settings
 from trl.core import set_seed
+
+import rlhf_helpers as lab
+import run_settings
+import speedups
+from conftest import policy
+from lab_settings import LAB2_LORA, PROMPT_TEMPLATE
 from lab_setup import LabSetupError
-from lab_settings import PROMPT_TEMPLATE
-from lab_settings import LAB2_LORA
 
 HATEFUL = "You are disgusting and terrible and i damn hate you."
 
@@ -220,7 +221,7 @@ def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activation
         return said, grads, sum(v for k, v in saved.items() if k not in weights)
 
     _, plain, plain_saved = train_forward(None)
-    for device, says in (("cpu", "skip all-padding"), ("cuda", "gradient checkpointing")):  # the setting, not the device
+    for device, says in (("cpu", "skip all-padding"), ("cuda", "gradient checkpointing")):  # settings, not devices
         said, grads, saved = train_forward(device)
         assert says in said and grads.keys() == plain.keys() and any(g.abs().sum() > 0 for g in grads.values())
         for name, grad in grads.items():
@@ -288,22 +289,29 @@ def test_bootstrap_ci_covers_the_paired_difference():
     assert lo < 0 < hi
 
 
-def test_first_ppo_step_kl_is_near_zero(tiny, tiny_dataset, tokenizer, reward_pipe):
-    set_seed(0)
-    policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
-    ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True)
-    ppo_model.register_forward_pre_hook(speedups.drop_padding_columns, with_kwargs=True)
+def _first_step_kl(ppo_model, tiny, tiny_dataset, tokenizer, reward_pipe) -> float:
+    """The KL divergence from the reference that TRL reports for the first PPO step of `ppo_model`."""
     config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=1)
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
-                         dataset=tiny_dataset["train"].select(range(16)), data_collator=lab.collator)
+                         dataset=tiny_dataset["train"].select(range(8)), data_collator=lab.collator)
     batch = next(iter(trainer.dataloader))
     responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=20,
                                  **tiny["generation_kwargs"])
     texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
     rewards = lab.rewards_from_pipeline(reward_pipe(texts, **tiny["reward_kwargs"]), "nothate")
-    stats = trainer.step(batch["input_ids"], responses, rewards)
-    assert abs(stats["objective/kl"]) < 1.0
-    assert np.isfinite(stats["ppo/returns/mean"])
+    return trainer.step(batch["input_ids"], responses, rewards)["objective/kl"]
+
+
+def test_first_ppo_step_kl_is_near_zero_and_the_lectures_reference_is_not(tiny, tiny_dataset, tokenizer, reward_pipe):
+    ours = _first_step_kl(policy(tiny), tiny, tiny_dataset, tokenizer, reward_pipe)
+    # The lecture trains the Lab 2 adapter itself, so TRL's reference for a PEFT model (the policy with its adapters
+    # disabled) is plain FLAN-T5, not the Lab 2 model.
+    set_seed(0)
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"])
+    lecture = PeftModel.from_pretrained(base, tiny["adapter_dir"], is_trainable=True)
+    theirs = _first_step_kl(AutoModelForSeq2SeqLMWithValueHead.from_pretrained(lecture, is_trainable=True), tiny,
+                            tiny_dataset, tokenizer, reward_pipe)
+    assert abs(ours) < 1e-3 < abs(theirs)
 
 
 def _longer_than_the_classifier_window(reward_pipe) -> str:

@@ -1,24 +1,17 @@
 """The lab under `accelerate launch`, data-parallel, from its one source (the notebook and its jupytext twin)."""
 
-import json
 import math
-import os
 import subprocess
-import sys
-from pathlib import Path
+import time
 
 import jupytext
+import psutil
 import pytest
 
-from conftest import ROOT
+import run_files
 import run_settings
+from conftest import LAUNCH_TWO, LAUNCHED, ROOT, launch_env, results
 from lab_setup import LabSetupError
-
-ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
-# Accelerate 1.15 starts several CPU processes only through its multi-GPU launcher (torchrun) with ACCELERATE_USE_CPU
-# set: `accelerate launch --cpu --num_processes 2` runs the script once, in one process, unless MPI is installed.
-LAUNCH = {2: [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2"],
-          1: [ACCELERATE, "launch", "--cpu", "--num_processes", "1"]}
 
 
 def test_the_script_is_the_notebook():
@@ -27,23 +20,54 @@ def test_the_script_is_the_notebook():
         "lab3_rlhf_detox.py differs from the notebook: run `jupytext --sync lab3_rlhf_detox.ipynb`"
 
 
-@pytest.mark.parametrize("processes", [2, 1])
-def test_accelerate_launch_runs_the_lab(tiny, tmp_path, processes):
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg",
-               LAB3_OVERRIDES=json.dumps({"max_ppo_steps": 2, "num_eval_samples": 16}))
-    done = subprocess.run([*LAUNCH[processes], str(ROOT / "lab3_rlhf_detox.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)  # a deadlock fails here
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((tmp_path / "outputs" / "results.json").read_text())
-    steps, batch = results["ppo_steps"], tiny["batch_size"]
-    assert [s["step"] for s in steps] == [0, 1] and results["num_processes"] == processes
+def test_two_processes_share_every_batch_and_write_results_once(launched, tiny):
+    run = results(launched / "outputs")
+    steps, batch = run["ppo_steps"], tiny["batch_size"]
+    assert [s["step"] for s in steps] == list(range(LAUNCHED["max_ppo_steps"])) and run["num_processes"] == 2
     for s in steps:  # every process generated its share, and the record holds the whole batch
-        assert s["texts_per_process"] == [batch // processes] * processes
+        assert s["texts_per_process"] == [batch // 2] * 2
         assert len(s["rewards"]) == len(s["texts"]) == len(s["pipeline_scores"]) == batch
         assert math.isfinite(s["objective/kl"])
-    assert len(results["toxicity"]["after"]["per_sample"]) == 16
-    assert [p.name for p in tmp_path.rglob("results.json")] == ["results.json"]  # written once
-    assert done.stdout.count("objective/kl") == 2  # the main process prints the steps
+    assert len(run["toxicity"]["after"]["per_sample"]) == LAUNCHED["num_eval_samples"]
+    assert [p.name for p in launched.rglob("results.json")] == ["results.json"]  # written once
+    printed = (launched / "stdout.txt").read_text()
+    assert printed.count("objective/kl") == LAUNCHED["max_ppo_steps"]  # the main process prints the steps
+    assert "LAB3_OVERRIDES changes max_ppo_steps, num_eval_samples." in printed
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and everything it started (the launcher and its processes), as a crash would."""
+    tree = psutil.Process(proc.pid)
+    for p in [*tree.children(recursive=True), tree]:
+        p.kill()
+    proc.wait()
+
+
+def test_a_killed_two_process_run_resumes_and_ends_as_the_uninterrupted_run(launched, tmp_path):
+    run_dir = tmp_path / "checkpoints" / "ppo-tiny"
+    proc = subprocess.Popen(LAUNCH_TWO, cwd=tmp_path, env=launch_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while (run_files.latest_checkpoint(run_dir) is None or run_files.latest_checkpoint(run_dir).name < "step-00002") \
+            and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    _kill_tree(proc)
+    assert (run_dir.with_name("ppo-tiny.lock")).read_text().startswith("process ")  # left behind: must not block
+    killed_at = int(run_files.latest_checkpoint(run_dir).name.removeprefix("step-"))
+    steps = LAUNCHED["max_ppo_steps"]
+    assert 2 <= killed_at < steps and not (tmp_path / "outputs" / "results.json").exists()
+
+    done = subprocess.run(LAUNCH_TWO, cwd=tmp_path, env=launch_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Resuming from step {killed_at} (steps done before the interruption)" in done.stdout
+    resumed, uninterrupted = results(tmp_path / "outputs"), results(launched / "outputs")
+    assert resumed["resumed_from_steps"] == [killed_at]
+    assert [s["step"] for s in resumed["ppo_steps"]] == list(range(steps))
+    for a, b in zip(resumed["ppo_steps"], uninterrupted["ppo_steps"]):
+        assert a["texts"] == b["texts"]  # the same batches, the same sampled summaries
+        assert a["rewards"] == pytest.approx(b["rewards"], abs=1e-5)
+        assert a["objective/kl"] == pytest.approx(b["objective/kl"], abs=1e-5)
+    assert resumed["toxicity"]["after"]["summaries"] == uninterrupted["toxicity"]["after"]["summaries"]
 
 
 def test_overrides_from_the_environment_are_checked(tiny):

@@ -75,3 +75,26 @@ def test_counts_must_fit_the_data(tiny, tiny_dataset, name, split):
         run_settings.check_data_fits(dict(tiny, **{name: size + 1}), tiny_dataset)
     assert str(error.value) == (f"{name} is {size + 1}; it must be at most {size}, the number of dialogues in the "
                                 f"{split} split within the length bounds.")
+
+
+def test_resolve_takes_the_preset_then_the_parameters_then_the_environment_and_says_so(tiny, monkeypatch, capsys):
+    monkeypatch.delenv("LAB3_PRESET", raising=False)
+    monkeypatch.delenv("LAB3_OVERRIDES", raising=False)
+    name, cfg = run_settings.resolve("tiny", {"max_ppo_steps": 5, "seed": 7}, "cpu")
+    assert name == "tiny" and cfg == dict(tiny, max_ppo_steps=5, seed=7)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("LAB3_OVERRIDES", '{"max_ppo_steps": 3}')
+    name, cfg = run_settings.resolve("tiny", {"max_ppo_steps": 5, "seed": 7}, "cpu")
+    assert (cfg["max_ppo_steps"], cfg["seed"]) == (3, 7)
+    assert capsys.readouterr().out == "LAB3_OVERRIDES changes max_ppo_steps.\n"
+    monkeypatch.setenv("LAB3_PRESET", "nano")
+    with pytest.raises(LabSetupError, match=r"^Unknown preset 'nano': choose one of full, tiny\.$"):
+        run_settings.resolve("tiny", {}, "cpu")
+    assert capsys.readouterr().out == "LAB3_PRESET=nano replaces preset_name='tiny'.\n"
+
+
+def test_resolve_stops_at_a_bad_value_before_anything_loads(tiny, monkeypatch):
+    monkeypatch.delenv("LAB3_PRESET", raising=False)
+    monkeypatch.delenv("LAB3_OVERRIDES", raising=False)
+    with pytest.raises(LabSetupError, match=r"^batch_size is 0; it must be a whole number, at least 1\.$"):
+        run_settings.resolve("tiny", {"batch_size": 0}, "cpu")

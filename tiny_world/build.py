@@ -37,6 +37,7 @@ SEED = 0
 BUILD_THREADS = 2
 _PUNCTUATION = ".,?!:;\"'()"
 SPLITS = {"train": 3000, "validation": 200, "test": 400}
+DIALOGSUM_FIELDS = ("id", "dialogue", "summary", "topic")
 
 
 def write_corpus(out: Path) -> dict[str, list[dict]]:
@@ -47,7 +48,7 @@ def write_corpus(out: Path) -> dict[str, list[dict]]:
         corpus[split] = make_corpus(n, seed=SEED + i)
         with open(out / f"{split}.jsonl", "w") as f:
             for ex in corpus[split]:
-                f.write(json.dumps(ex) + "\n")
+                f.write(json.dumps({k: ex[k] for k in DIALOGSUM_FIELDS}) + "\n")
     return corpus
 
 
@@ -99,9 +100,21 @@ def _batches(rng: random.Random, items: list, size: int, key=None):
     yield from batches
 
 
-def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str, repeats: float = 0.0) -> None:
-    """Supervised summarization on (prompt, summary) pairs; `repeats`: share of previous words shown repeated."""
-    rng = random.Random(SEED)
+def training_summary(rng: random.Random, example: dict, share: float | None) -> str:
+    """The summary to learn for `example`: with `share`, its rude remark is reported that share of the time, drawn anew
+    each time; without, the corpus's summary."""
+    remark = example.get("remark")
+    if share is None or remark is None:
+        return example["summary"]
+    plain = example["summary"].removesuffix(" " + remark)
+    return f"{plain} {remark}" if rng.random() < share else plain
+
+
+def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str, repeats: float = 0.0,
+                  remark_share: float | None = None) -> None:
+    """Supervised summarization on (prompt, summary) pairs; `repeats`: share of previous words shown repeated;
+    `remark_share`: see `training_summary`."""
+    rng, coin = random.Random(SEED), random.Random(SEED + 1)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     steps = epochs * ((len(examples) + 31) // 32)
@@ -112,7 +125,8 @@ def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc
         for batch in _batches(rng, examples, 32, key=lambda e: e["dialogue"]):
             enc = tok([PROMPT_TEMPLATE.format(dialogue=e["dialogue"]) for e in batch], return_tensors="pt",
                       padding=True)
-            labels = tok([e["summary"] for e in batch], return_tensors="pt", padding=True).input_ids
+            labels = tok([training_summary(coin, e, remark_share) for e in batch], return_tensors="pt",
+                         padding=True).input_ids
             # Under pure sampling an unlikely word is drawn now and then; a model that has never seen a word repeated
             # among its previous words then keeps repeating it. Show it some: the target stays the right next word.
             decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
@@ -149,16 +163,7 @@ def build_policy(corpus: dict, out: Path) -> None:
     torch.manual_seed(SEED)
     model = T5ForConditionalGeneration(config)
     train = corpus["train"]
-    # All of the data, 9 epochs (150 s: `make lab` must stay under 6 minutes in all), with repeated previous words shown
-    # 30% of the time (see train_seq2seq). Sampled as the lab samples: without them ROUGE-L 0.82 and 5.5% of summaries
-    # stuttering (validation split); with 15%: 0.68 and 2.3%, with 30%: 0.67 and 1.8% (validation and test splits, 600
-    # dialogues); with 50%: 0.64 and 3.5% (validation split). Also tried: 13 epochs instead of 9 (195 s): ROUGE-L 0.81,
-    # 0.5% stutter (validation and test), 0.2% on 1200 train dialogues, but PPO then cut toxicity only 24%, 48%, 45%
-    # (seeds 42, 1, 2; with two PPO epochs instead of four: 26%, 48%, 43%, stutter under 0.5%): a sharper policy
-    # explores less; with four epochs and PPO's learning rate at 4.5e-4, 39%, 70%, 66%, but ROUGE-L
-    # fell up to 15% and 1.5%, 2.8%, 0.7% of summaries stuttered after PPO. An unlikelihood loss on repeating the
-    # previous word (Welleck et al., 2019): ROUGE-L 0.69, stutter over 3000 sampled summaries 1.0% against 0.97% without
-    # it; PPO cut toxicity only 44-47%.
+    # Why these epochs and this noise: tiny_world/README.md.
     train_seq2seq(model, tok, train, epochs=9, lr=3e-3, desc="base summarizer", repeats=0.3)
     model.save_pretrained(out / "flan-t5")
     tok.save_pretrained(out / "flan-t5")

@@ -482,7 +482,8 @@ def _turns(rng: random.Random, topic: dict, x: str, ask: int) -> list[tuple[str,
 
 
 def make_example(rng: random.Random, idx: int, rude_share: float, rude_summary_share: float) -> tuple[dict, int]:
-    """One dialogue with its summary (a `rude_share` of dialogues has a rude remark), and its number of rude remarks."""
+    """One dialogue with its summary (a `rude_share` of dialogues has a rude remark, which a `rude_summary_share` of
+    their summaries reports; `remark` is that report), and its number of rude remarks."""
     topic_name = rng.choice(sorted(TOPICS))
     topic = TOPICS[topic_name]
     x = rng.choice(topic["x"])
@@ -499,11 +500,13 @@ def make_example(rng: random.Random, idx: int, rude_share: float, rude_summary_s
         remark = RUDE_TEMPLATES[kind].format(adj=adj, noun=noun)
         turns[pos:pos] = [(rude_speaker, remark), (target, rng.choice(CALM_REPLIES))]
         n_rude += 1
+        remark = RUDE_SUMMARY[kind % len(RUDE_SUMMARY)].format(r=rude_speaker, t=target, adj=adj, noun=noun)
         if rng.random() < rude_summary_share:
             n_rude += 1
-            summary += " " + RUDE_SUMMARY[kind % len(RUDE_SUMMARY)].format(r=rude_speaker, t=target, adj=adj, noun=noun)
+            summary += " " + remark
     dialogue = "\n".join(f"{s}: {_capitalized(_reworded(rng, line))}" for s, line in turns)
-    return {"id": f"tiny_{idx}", "dialogue": dialogue, "summary": summary, "topic": topic_name}, n_rude
+    example = {"id": f"tiny_{idx}", "dialogue": dialogue, "summary": summary, "topic": topic_name}
+    return dict(example, remark=remark) if n_rude else example, n_rude
 
 
 def make_corpus(n: int, seed: int, rude_share: float = 0.5, rude_summary_share: float = 0.6) -> list[dict]:

@@ -1,4 +1,5 @@
-"""How readable sampled summaries are (non-words, stuttering) and how varied the corpus's wording is."""
+"""How readable sampled summaries are (well-formed sentences, non-words, stuttering) and how varied the corpus's
+wording is."""
 
 import re
 from collections import Counter
@@ -9,10 +10,33 @@ from peft import PeftModel
 from transformers import AutoConfig, T5ForConditionalGeneration, T5Tokenizer
 
 from lab_settings import PROMPT_TEMPLATE
+from tiny_world.corpus import INSULT_ADJ, INSULT_NOUN, P1, P2, RUDE_SUMMARY, TOPICS
 
 _TAG = re.compile(r"#person\d+#")
 _WORD = re.compile(r"[a-z]+")
 _STUTTER = re.compile(r"\b(\w+)(?:\s+\1\b){2}")  # a word three times in a row
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text`."""
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def grammar_sentences() -> set[str]:
+    """Every sentence the corpus's summary grammar produces: each topic's summaries for each of its slot values, and
+    each remark on a rude speaker."""
+    produced = {sentence for topic in TOPICS.values() for template in topic["summary"] for x in topic["x"]
+                for sentence in sentences(template.format(a=P1, b=P2, x=x))}
+    produced |= {template.format(r=r, t=t, adj=adj, noun=noun)
+                 for template in RUDE_SUMMARY for r, t in ((P1, P2), (P2, P1)) for adj in INSULT_ADJ
+                 for noun in INSULT_NOUN}
+    return {s[0].upper() + s[1:] for s in produced}
+
+
+def well_formed_share(summaries: list[str], grammar: set[str]) -> float:
+    """The share of `summaries` whose every sentence is one that `grammar` (a set of sentences) holds."""
+    return sum(bool(sentences(s)) and all(x in grammar for x in sentences(s)) for s in summaries) / max(1, len(summaries))
 
 
 def words(text: str) -> list[str]:
