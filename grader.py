@@ -46,12 +46,13 @@ def _in_this_checkout(path: str) -> Path:
     return ROOT.joinpath(*parts[parts.index("checkpoints"):]) if "checkpoints" in parts else Path(path)
 
 
-def check_config(results: dict) -> tuple[bool, str]:
-    """The run used its preset's settings (a 2-step run cannot pass as a 100-step one)."""
+def check_config(results: dict, assigned: dict | None = None) -> tuple[bool, str]:
+    """The run used its preset's settings, with the changes the course `assigned` (a 2-step run cannot pass as a
+    100-step one)."""
     name = results["preset_name"]
     if name not in PRESETS:
         return False, f"unknown preset {name!r}"
-    expected, recorded = json.loads(json.dumps(PRESETS[name])), results["preset"]
+    expected, recorded = json.loads(json.dumps(dict(PRESETS[name], **(assigned or {})))), results["preset"]
     differ = []
     for key in sorted(expected.keys() | recorded.keys()):
         want, got = expected.get(key), recorded.get(key)
@@ -62,8 +63,9 @@ def check_config(results: dict) -> tuple[bool, str]:
         if want != got:
             differ.append(f"{key} {recorded.get(key)!r} (the preset says {expected.get(key)!r})")
     if differ:
-        return False, f"not the {name} preset's settings: " + ", ".join(differ)
-    return True, f"the {name} preset's settings"
+        return False, f"not the {name} preset's settings{' as assigned' if assigned else ''}: " + ", ".join(differ)
+    changed = f", with {', '.join(sorted(assigned))} as assigned" if assigned else ""
+    return True, f"the {name} preset's settings{changed}"
 
 
 def check_steps(results: dict) -> tuple[bool, str]:
@@ -248,9 +250,10 @@ def check_rescore(results: dict, classifier: str) -> tuple[bool, str]:
                   f"and {len(sample)} PPO texts, as recorded")
 
 
-def grade(notebook: Path, results_path: Path | None = None,
-          classifier: Path | None = None) -> list[tuple[str, str, str]]:
-    """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one executed notebook and its results file."""
+def grade(notebook: Path, results_path: Path | None = None, classifier: Path | None = None,
+          assigned: dict | None = None) -> list[tuple[str, str, str]]:
+    """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one executed notebook and its results file, against
+    its preset's settings with the changes the course `assigned`."""
     report: dict[str, tuple[str, str]] = {}
 
     def record(name: str, outcome: tuple[bool, str]) -> None:
@@ -285,8 +288,8 @@ def grade(notebook: Path, results_path: Path | None = None,
             report["results"] = (FAIL, f"the results file {results_path} is not a readable JSON object ({e})")
             results = None
     if results is not None:
-        checks = {"config": check_config, "steps": check_steps, "toxicity": check_toxicity, "kl": check_kl,
-                  "rouge": check_rouge, "reward": check_reward, "printed": lambda r: check_printed(nb, r)}
+        checks = {"config": lambda r: check_config(r, assigned), "steps": check_steps, "toxicity": check_toxicity,
+                  "kl": check_kl, "rouge": check_rouge, "reward": check_reward, "printed": lambda r: check_printed(nb, r)}
         for name, check in checks.items():
             try:
                 record(name, check(results))
@@ -354,13 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="write the grades to this CSV file")
     parser.add_argument("--classifier", type=Path, help="the reward classifier's folder, for re-scoring")
     parser.add_argument("--gradescope", type=Path, help="with one submission: write Gradescope's results JSON here")
+    parser.add_argument("--assigned", type=json.loads, default={},
+                        help="settings the course assigned in place of the preset's, as a JSON object")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         print(f"grader: {', '.join(missing)} not found")
         return 2
     found = submissions(args.paths)
-    rows = [(name, grade(notebook, args.results if len(found) == 1 else None, args.classifier))
+    rows = [(name, grade(notebook, args.results if len(found) == 1 else None, args.classifier, args.assigned))
             for name, notebook in found]
     if args.csv:
         write_csv(rows, args.csv)

@@ -218,6 +218,10 @@ for text in ["I want to kiss you.", "You are disgusting and terrible and i damn 
 # `function_to_apply="none"` it returns raw logits. Mind the order of what it returns: with `top_k=None` the labels are **sorted by
 # score**, not by class index. Taking `reward[nothate_index]` (as the lecture does) therefore takes whichever label scored highest;
 # for a hateful text that is the `hate` logit. `lab.rewards_from_pipeline` picks the `nothate` entry by its label name.
+#
+# **An experiment, once the lab has run:** set `reward_label = "hate"` in the parameters cell and run all again: PPO
+# now rewards hate, and the toxicity after PPO rises. Or set `reward_mode = "by_index"` to take the reward as the
+# lecture does, and see how much less the summaries detoxify. The grader (`python -m grader`) catches both.
 
 # %%
 sentiment_pipe = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer, device=device)

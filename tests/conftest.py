@@ -127,14 +127,18 @@ def offline_env(hub_home: Path) -> dict:
     return env
 
 
+# The full preset's settings with fewer PPO steps and evaluation samples, as a course may assign them.
+FULL_SHORT = {"max_ppo_steps": 2, "num_eval_samples": 16}
+
+
 @pytest.fixture(scope="session")
 def full_run(hub_home, tmp_path_factory) -> Path:
-    """The folder of a run of the full preset exactly at its settings, on the stand-ins: a correct run, as a course's
-    would be, and one that passes every check of the grader."""
+    """The folder of a run of the full preset at its settings but for FULL_SHORT, on the stand-ins: a correct run, and
+    one that passes every check of the grader told of FULL_SHORT."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         for name, value in offline_env(hub_home).items():
             monkeypatch.setenv(name, value)
-        return run_lab(tmp_path_factory.mktemp("full"), preset_name="full").parent
+        return run_lab(tmp_path_factory.mktemp("full"), preset_name="full", overrides=FULL_SHORT).parent
 
 
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))

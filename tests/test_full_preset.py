@@ -16,7 +16,7 @@ import grader
 import rlhf_helpers as lab
 import run_settings
 import speedups
-from conftest import ROOT, offline_env, printed, results
+from conftest import FULL_SHORT, ROOT, offline_env, printed, results
 from lab_settings import PROMPT_TEMPLATE
 from lab_setup import LabSetupError
 from tiny_world.standins import FLAN_T5_BASE
@@ -25,26 +25,29 @@ FULL = run_settings.get_preset("full")
 
 
 def _grade(notebook, env: dict, results_path=None) -> dict:
-    """The grader's verdicts on `notebook`, graded in a process of its own with the environment `env`."""
-    command = [sys.executable, "-m", "grader", str(notebook)] + (["--results", str(results_path)] if results_path
-                                                                  else [])
+    """The grader's verdicts on `notebook` (a run with FULL_SHORT), graded in a process of its own with the environment
+    `env`."""
+    command = [sys.executable, "-m", "grader", str(notebook), "--assigned", json.dumps(FULL_SHORT)]
+    command += ["--results", str(results_path)] if results_path else []
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
     return {line.split(":")[0].split()[-1]: line for line in out.splitlines()
             if line.startswith(("PASS ", "FAIL ", "NOT RUN "))}
 
 
 def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader(full_run, hub_home):
-    """Every lecture hyperparameter as it is (batch 16, mini-batch 4, 10 PPO steps, summaries of 100-400 tokens, its
-    sampling and dtype), with 200 evaluation summaries; the models and data are the stand-ins under the real ids."""
+    """Every lecture hyperparameter as it is (batch 16, mini-batch 4, summaries of 100-400 tokens, its sampling and
+    dtype) but the number of PPO steps and evaluation summaries; the models and data are the stand-ins under the real
+    ids."""
     text = printed(full_run / "lab.ipynb")
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
     run = results(full_run)
     assert run["preset_name"] == "full"
-    assert run["preset"] == json.loads(json.dumps(dict(FULL, dtype=speedups.resolve_dtype(FULL["dtype"], "cpu"))))
+    assert run["preset"] == json.loads(json.dumps(dict(FULL, **FULL_SHORT,
+                                                       dtype=speedups.resolve_dtype(FULL["dtype"], "cpu"))))
     steps = run["ppo_steps"]
-    assert len(steps) == 10 and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
+    assert len(steps) == FULL_SHORT["max_ppo_steps"] and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
     assert abs(steps[0]["objective/kl"]) < 1e-3 and all(math.isfinite(s["objective/kl"]) for s in steps)
-    assert len(run["toxicity"]["after"]["per_sample"]) == len(run["comparison"]) == 200
+    assert len(run["toxicity"]["after"]["per_sample"]) == len(run["comparison"]) == FULL_SHORT["num_eval_samples"]
     verdicts = _grade(full_run / "lab.ipynb", offline_env(hub_home))
     assert all(line.startswith("PASS") for line in verdicts.values()) and set(verdicts) == set(grader.CHECKS), verdicts
     assert "significant" in verdicts["toxicity"]  # said in words: a drop, a rise, or no significant change

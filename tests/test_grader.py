@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 import grader
-from conftest import ROOT, WRONG_REWARDS, offline_env, results, with_rewards
-from lab_settings import POINTS, PRESETS
+from conftest import FULL_SHORT, ROOT, WRONG_REWARDS, offline_env, results, with_rewards
+from lab_settings import POINTS
 
-EVAL_SAMPLES = PRESETS["full"]["num_eval_samples"]
-CLASSIFIER = ["--classifier", str(ROOT / "checkpoints" / "tiny" / "roberta-hate")]  # the full preset's stand-in
+EVAL_SAMPLES = FULL_SHORT["num_eval_samples"]
+# The full preset's stand-in classifier, and the settings the course assigned.
+COURSE = ["--classifier", str(ROOT / "checkpoints" / "tiny" / "roberta-hate"), "--assigned", json.dumps(FULL_SHORT)]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def wrong_runs(lab_run, tmp_path_factory) -> dict:
 
 
 def test_grader_passes_the_correct_run(full_run, capsys):
-    assert grader.main([str(full_run / "lab.ipynb"), *CLASSIFIER]) == 0
+    assert grader.main([str(full_run / "lab.ipynb"), *COURSE]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS ") == len(grader.CHECKS) and out.strip().endswith("PASSED")
     assert (f"PASS rescore: re-scored here: {EVAL_SAMPLES} summaries before and after PPO and 32 PPO texts, as recorded"
@@ -48,15 +49,14 @@ def test_grader_fails_a_wrong_reward(wrong_runs, name, capsys):
 
 
 def _edited_copy(full_run, folder):
-    """The correct run with the after-PPO toxicity mean lowered and its most toxic summary replaced by a clean one."""
+    """The correct run with the after-PPO toxicity mean lowered and its most toxic summary recorded as clean."""
     folder.mkdir()
     shutil.copy(full_run / "lab.ipynb", folder / "lab3_rlhf_detox.ipynb")
     results = json.loads((full_run / "results.json").read_text())
     after = results["toxicity"]["after"]
     worst = max(range(len(after["per_sample"])), key=after["per_sample"].__getitem__)
-    row = next(r for r in results["comparison"] if r["response_after"] == after["summaries"][worst])
-    clean = "#Person1# and #Person2# talk about the weather."
-    after["summaries"][worst], row["response_after"], after["per_sample"][worst] = clean, clean, 0.01
+    assert after["per_sample"][worst] > 0.3  # far more than the re-scoring's tolerance above 0.01
+    after["per_sample"][worst] = 0.01
     after["mean"] -= 0.05
     (folder / "results.json").write_text(json.dumps(results))
 
@@ -82,7 +82,7 @@ def test_class_report_passes_exactly_the_correct_run(full_run, wrong_runs, tmp_p
     shutil.copy(full_run / "lab.ipynb", klass / "ivan" / "lab3_rlhf_detox.ipynb")
     (klass / "ivan" / "results.json").write_text("[1, 2]")  # JSON, but not results
 
-    assert grader.main([str(klass), "--csv", str(tmp_path / "grades.csv"), *CLASSIFIER]) == 0
+    assert grader.main([str(klass), "--csv", str(tmp_path / "grades.csv"), *COURSE]) == 0
     out = capsys.readouterr().out
     rows = {r["submission"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
     assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi.txt", "ivan"]
@@ -107,7 +107,7 @@ def test_class_report_passes_exactly_the_correct_run(full_run, wrong_runs, tmp_p
 
 
 def test_several_notebook_paths_are_a_class(full_run, wrong_runs, capsys):
-    assert grader.main([str(full_run / "lab.ipynb"), str(wrong_runs["optimizes-hate"]), *CLASSIFIER]) == 0
+    assert grader.main([str(full_run / "lab.ipynb"), str(wrong_runs["optimizes-hate"]), *COURSE]) == 0
     assert "1 of 2 submissions passed" in capsys.readouterr().out
 
 
@@ -188,7 +188,7 @@ def _autograde(submission_of, root: Path, env: dict) -> dict:
     root.mkdir()
     submission_of(root / "submission")
     subprocess.run(["bash", str(ROOT / "grading" / "gradescope" / "run_autograder"), str(root)], check=True,
-                   capture_output=True, env=env)
+                   capture_output=True, env=dict(env, LAB3_ASSIGNED=json.dumps(FULL_SHORT)))
     return json.loads((root / "results" / "results.json").read_text())
 
 

@@ -38,8 +38,8 @@ def _installed(env_dir: Path, distribution: str) -> str:
                            f"{distribution!r}))"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
-def _run_notebook(env_dir: Path, folder: Path, source: str,
-                  ipython_dir: Path | None = None) -> subprocess.CompletedProcess:
+def _run_notebook(env_dir: Path, folder: Path, source: str, ipython_dir: Path | None = None,
+                  overrides: dict = SHORT) -> subprocess.CompletedProcess:
     """Run the lone notebook in `folder` with papermill in the kernel of `env_dir`; the lab's files from `source`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER", "LAB3_"))}
     path = f"{_python(env_dir).parent}{os.pathsep}{env['PATH']}"
@@ -47,7 +47,7 @@ def _run_notebook(env_dir: Path, folder: Path, source: str,
     if ipython_dir:  # its profile's start-up files run when the kernel starts, as a host's imports do
         env["IPYTHONDIR"] = str(ipython_dir)
     return subprocess.run([_python(env_dir), "-m", "papermill", "--no-progress-bar", "lab3_rlhf_detox.ipynb",
-                           "out.ipynb", "-y", json.dumps({"overrides": SHORT})], cwd=folder, env=env,
+                           "out.ipynb", "-y", json.dumps({"overrides": overrides})], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=1800)
 
 
@@ -114,8 +114,12 @@ def test_bare_kernel_run_all_fetches_installs_builds_and_runs_the_lab(bare_kerne
 
 def test_bare_kernel_second_run_has_nothing_to_set_up(bare_kernel):
     student = bare_kernel["student"]
-    again = _run_notebook(bare_kernel["env"], student, f"file://{bare_kernel['work'] / 'source'}")
-    assert again.returncode == 0, again.stderr[-3000:]
+    # A setting the lab refuses stops it at the settings cell, after the set-up cell: no second whole run.
+    again = _run_notebook(bare_kernel["env"], student, f"file://{bare_kernel['work'] / 'source'}",
+                          overrides={"batch_size": 0})
+    errors = [o for c in _cells(student / "out.ipynb") for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert again.returncode != 0 and errors[0]["traceback"] == [
+        "LabSetupError: batch_size is 0; it must be a whole number, at least 1."]
     cell = _setup_cell(student / "out.ipynb")
     lines = "".join("".join(o.get("text", "")) for o in cell["outputs"]).splitlines()
     assert len(lines) == 1 and lines[0].startswith("Set-up: nothing to do (lab version"), lines

@@ -1,5 +1,6 @@
 """What a student meets when something goes wrong: one sentence, and nothing mixed or lost."""
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def _tmpfs(path: Path, size: int) -> Path:
 def small_disks():
     mounted = []
     yield lambda path, size: mounted.append(_tmpfs(path, size)) or path
+    gc.collect()  # a failed write's traceback may still hold a file open there
     for path in mounted:
         subprocess.run(["umount", str(path)], check=True)
 

@@ -29,8 +29,8 @@ from transformers import (RobertaConfig, RobertaForSequenceClassification, Rober
 from checksums import MANIFEST, build_inputs_sha256, write_manifest
 from lab_settings import LAB2_LORA, PRESETS, PROMPT_TEMPLATE
 from tiny_world.corpus import classifier_sentences, make_corpus
-from tiny_world.quality import (corpus_vocabulary, non_word_share, sampled_summaries, shared_sentence_share,
-                                stutter_share)
+from tiny_world.quality import (corpus_vocabulary, grammar_sentences, non_word_share, sampled_summaries,
+                                shared_sentence_share, stutter_share, well_formed_share)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -38,6 +38,7 @@ BUILD_THREADS = 2
 _PUNCTUATION = ".,?!:;\"'()"
 SPLITS = {"train": 3000, "validation": 200, "test": 400}
 DIALOGSUM_FIELDS = ("id", "dialogue", "summary", "topic")
+REMARK_SHARE = 0.6  # how often a summary reports a rude remark: make_corpus's share, redrawn in every epoch
 
 
 def write_corpus(out: Path) -> dict[str, list[dict]]:
@@ -100,20 +101,19 @@ def _batches(rng: random.Random, items: list, size: int, key=None):
     yield from batches
 
 
-def training_summary(rng: random.Random, example: dict, share: float | None) -> str:
-    """The summary to learn for `example`: with `share`, its rude remark is reported that share of the time, drawn anew
-    each time; without, the corpus's summary."""
+def training_summary(rng: random.Random, example: dict, share: float) -> str:
+    """The summary to learn for `example`: its rude remark, if it has one, reported a `share` of the time, drawn anew
+    each time (a summarizer that learned each dialogue's draw by heart would no longer hesitate, and PPO could not
+    find out that leaving the remark out pays)."""
     remark = example.get("remark")
-    if share is None or remark is None:
+    if remark is None:
         return example["summary"]
     plain = example["summary"].removesuffix(" " + remark)
     return f"{plain} {remark}" if rng.random() < share else plain
 
 
-def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str, repeats: float = 0.0,
-                  remark_share: float | None = None) -> None:
-    """Supervised summarization on (prompt, summary) pairs; `repeats`: share of previous words shown repeated;
-    `remark_share`: see `training_summary`."""
+def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc: str, remark_share: float) -> None:
+    """Supervised summarization on (prompt, summary) pairs, the summaries' rude remarks as `training_summary` says."""
     rng, coin = random.Random(SEED), random.Random(SEED + 1)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
@@ -127,14 +127,8 @@ def train_seq2seq(model, tok, examples: list[dict], epochs: int, lr: float, desc
                       padding=True)
             labels = tok([training_summary(coin, e, remark_share) for e in batch], return_tensors="pt",
                          padding=True).input_ids
-            # Under pure sampling an unlikely word is drawn now and then; a model that has never seen a word repeated
-            # among its previous words then keeps repeating it. Show it some: the target stays the right next word.
-            decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
-            repeat = torch.rand(decoder_input_ids.shape) < repeats
-            repeat[:, :2] = False
-            decoder_input_ids[repeat] = decoder_input_ids.roll(1, dims=1)[repeat]
             labels[labels == tok.pad_token_id] = -100
-            loss = model(**enc, decoder_input_ids=decoder_input_ids, labels=labels).loss
+            loss = model(**enc, labels=labels).loss
             loss.backward()
             opt.step()
             sched.step()
@@ -164,11 +158,11 @@ def build_policy(corpus: dict, out: Path) -> None:
     model = T5ForConditionalGeneration(config)
     train = corpus["train"]
     # Why these epochs and this noise: tiny_world/README.md.
-    train_seq2seq(model, tok, train, epochs=9, lr=3e-3, desc="base summarizer", repeats=0.3)
+    train_seq2seq(model, tok, train, epochs=13, lr=3e-3, desc="base summarizer", remark_share=REMARK_SHARE)
     model.save_pretrained(out / "flan-t5")
     tok.save_pretrained(out / "flan-t5")
     peft_model = get_peft_model(model, LoraConfig(**LAB2_LORA))
-    train_seq2seq(peft_model, tok, train, epochs=1, lr=3e-3, desc="Lab 2 LoRA adapter", repeats=0.3)
+    train_seq2seq(peft_model, tok, train, epochs=1, lr=3e-3, desc="Lab 2 LoRA adapter", remark_share=REMARK_SHARE)
     peft_model.save_pretrained(out / "peft-dialogue-summary-checkpoint")
     sort_target_modules(out / "peft-dialogue-summary-checkpoint" / "adapter_config.json")
     tok.save_pretrained(out / "peft-dialogue-summary-checkpoint")
@@ -211,7 +205,8 @@ def build_classifier(corpus: dict, out: Path) -> float:
 
 
 def measure_summarizer(out: Path, corpus: dict[str, list[dict]], split: str = "validation") -> dict[str, float]:
-    """What the Lab 2 summarizer under `out` writes with the lecture's sampling: ROUGE-L, non-words, stutter."""
+    """What the Lab 2 summarizer under `out` writes with the lecture's sampling: ROUGE-L, well-formed summaries,
+    non-words, stutter."""
     tiny = PRESETS["tiny"]
     examples = corpus[split]
     summaries = sampled_summaries(out, [e["dialogue"] for e in examples],
@@ -219,8 +214,8 @@ def measure_summarizer(out: Path, corpus: dict[str, list[dict]], split: str = "v
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     rouge_l = [scorer.score(e["summary"], s)["rougeL"].fmeasure for e, s in zip(examples, summaries)]
     known = corpus_vocabulary(corpus)
-    return {"rougeL": float(np.mean(rouge_l)), "non_word_share": non_word_share(summaries, known),
-            "stutter_share": stutter_share(summaries)}
+    return {"rougeL": float(np.mean(rouge_l)), "well_formed_share": well_formed_share(summaries, grammar_sentences()),
+            "non_word_share": non_word_share(summaries, known), "stutter_share": stutter_share(summaries)}
 
 
 def read_corpus(folder: Path) -> dict[str, list[dict]]:
@@ -246,8 +241,8 @@ def build(out: Path, classifier_only: bool = False) -> None:
     quality["shared_sentence_share"] = shared_sentence_share(corpus["train"])
     print(f"corpus: two dialogues of a topic share {quality['shared_sentence_share']:.1%} of their sentences")
     print(f"Lab 2 summarizer on the validation split, the lecture's sampling: ROUGE-L {quality['rougeL']:.3f}, "
-          f"{quality['non_word_share']:.2%} of words not in the corpus, {quality['stutter_share']:.1%} of summaries "
-          "repeat a word three times in a row")
+          f"{quality['well_formed_share']:.1%} of summaries well-formed, {quality['non_word_share']:.2%} of words not "
+          f"in the corpus, {quality['stutter_share']:.1%} of summaries repeat a word three times in a row")
     if accuracy < 0.95:
         raise SystemExit(f"the hate classifier reached only {accuracy:.3f} held-out accuracy (needs 0.95)")
     # Other CPU kernels (AVX-512 instead of AVX2, say) sum in another order: a rebuild matches only on the same kind.

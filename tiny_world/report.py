@@ -11,7 +11,7 @@ from pathlib import Path
 import papermill
 
 from tiny_world.build import read_corpus
-from tiny_world.quality import corpus_vocabulary, non_word_share, stutter_share
+from tiny_world.quality import corpus_vocabulary, grammar_sentences, non_word_share, stutter_share, well_formed_share
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +23,14 @@ def seed_row(seed: int) -> dict:
     papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab3_rlhf_detox.ipynb"), cwd=str(ROOT),
                                parameters={"output_dir": str(out), "checkpoint_dir": str(out / "checkpoints"),
                                            "overrides": {"seed": seed}}, progress_bar=False)
-    results = json.loads((out / "results.json").read_text())
+    return goals_row(json.loads((out / "results.json").read_text()))
+
+
+def goals_row(results: dict) -> dict:
+    """What a run's `results` show of the tiny world's goals, measured on its evaluation summaries."""
+    seed = results["seed"]
     corpus = read_corpus(ROOT / "checkpoints" / "tiny" / "dialogsum")
-    known = corpus_vocabulary(corpus)
+    known, grammar = corpus_vocabulary(corpus), grammar_sentences()
     tox, rouge = results["toxicity"], results["rouge"]
     row = {"seed": seed, "toxicity before": tox["before"]["mean"], "toxicity after": tox["after"]["mean"],
            "change": tox["after"]["mean"] / tox["before"]["mean"] - 1, "CI low": tox["change_ci95"][0],
@@ -34,6 +39,7 @@ def seed_row(seed: int) -> dict:
            "max KL": max(s["objective/kl"] for s in results["ppo_steps"]), "PPO s": results["timings_s"]["ppo_s"]}
     for phase in ("before", "after"):
         summaries = tox[phase]["summaries"]
+        row[f"well-formed {phase}"] = well_formed_share(summaries, grammar)
         row[f"non-words {phase}"] = non_word_share(summaries, known)
         row[f"stutter {phase}"] = stutter = stutter_share(summaries)
         # A few stuttering summaries in 600: the share's sampling noise is as large as the gaps between settings.

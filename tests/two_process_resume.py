@@ -1,0 +1,43 @@
+"""Run by `accelerate launch` with two processes: a PPO run resumed after its first step takes the next steps exactly
+as the uninterrupted run takes them. Prints `resumed as uninterrupted: True` (the main process) when it does."""
+
+import shutil
+import sys
+from pathlib import Path
+
+from transformers import AutoTokenizer, pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rlhf_helpers as lab  # noqa: E402
+import run_files  # noqa: E402
+import run_settings  # noqa: E402
+from conftest import ppo_step, small_trainer  # noqa: E402
+
+work = Path(sys.argv[1])
+state = run_settings.process_state()
+tiny = run_settings.get_preset("tiny")
+dataset = lab.build_dataset(tiny["model_name"], tiny["dataset_name"], tiny["input_min_text_length"],
+                            tiny["input_max_text_length"])
+tokenizer = AutoTokenizer.from_pretrained(tiny["model_name"])
+reward_pipe = pipeline("sentiment-analysis", model=tiny["toxicity_model_name"], device=state.device)
+settings = run_files.run_settings("tiny", tiny, "nothate", "by_label", state.num_processes)
+
+
+def step(run: dict, trainer) -> dict:
+    return ppo_step(run, trainer, tokenizer, reward_pipe, tiny)
+
+
+trainer = small_trainer(tiny, dataset, tokenizer)  # 32 dialogues, batches of 8 a process: 2 steps a pass
+run = run_files.start_or_resume(work / "uninterrupted", settings, trainer)
+step(run, trainer)
+if state.is_main_process:  # as an interruption after step 1 leaves the run's folder
+    shutil.copytree(work / "uninterrupted", work / "interrupted")
+state.wait_for_everyone()
+uninterrupted = [step(run, trainer) for _ in range(4)]  # the end of its pass over the data, and the next passes
+
+trainer = small_trainer(tiny, dataset, tokenizer)
+run = run_files.start_or_resume(work / "interrupted", settings, trainer)
+resumed = [step(run, trainer) for _ in range(4)]
+same = all(a["texts"] == b["texts"] and a["rewards"] == b["rewards"] for a, b in zip(resumed, uninterrupted))
+state.print(f"resumed as uninterrupted: {same and run['resumed_from'] == [1]}")
