@@ -1,4 +1,5 @@
-"""The run's files: PPO checkpoints and resuming from them, the locks that keep two runs apart, the results on disk.
+"""The run's files: PPO checkpoints and resuming from them (with the PPO loop's bookkeeping around each step), the locks
+that keep two runs apart, the results on disk.
 
 TRL 0.11's PPOTrainer has no checkpointing, so after every step the lab saves what the next step depends on: the
 trainable weights, the optimizer, the KL coefficient and the random-number states. The data order needs no saving:
@@ -266,7 +267,6 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
             raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
                                 "run with those settings to resume it, or with resume=False to keep it aside and "
                                 "start anew.")
-    if saved is not None:
         model = accelerator.unwrap_model(trainer.model)
         set_peft_model_state_dict(model.pretrained_model, saved["adapter"])
         model.v_head.load_state_dict(saved["value_head"])
