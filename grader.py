@@ -289,7 +289,8 @@ def grade(notebook: Path, results_path: Path | None = None, classifier: Path | N
             results = None
     if results is not None:
         checks = {"config": lambda r: check_config(r, assigned), "steps": check_steps, "toxicity": check_toxicity,
-                  "kl": check_kl, "rouge": check_rouge, "reward": check_reward, "printed": lambda r: check_printed(nb, r)}
+                  "kl": check_kl, "rouge": check_rouge, "reward": check_reward,
+                  "printed": lambda r: check_printed(nb, r)}
         for name, check in checks.items():
             try:
                 record(name, check(results))

@@ -12,12 +12,12 @@ import json
 import sys
 import time
 from pathlib import Path
-import speedups
-import run_settings
-from lab_settings import PROMPT_TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import run_settings  # noqa: E402
+import speedups  # noqa: E402
+from lab_settings import PROMPT_TEMPLATE  # noqa: E402
 
 
 def main() -> None:

@@ -23,12 +23,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-import speedups
-import run_settings
-from lab_settings import LAB2_LORA
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import run_settings  # noqa: E402
+import speedups  # noqa: E402
+from lab_settings import LAB2_LORA  # noqa: E402
+
 WAYS = ("project", "lecture")
 
 
@@ -188,8 +189,6 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
 def main() -> None:
     import torch
 
-    import rlhf_helpers as lab
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[32],
                         help="response lengths (min = max new tokens), timed in turn in one process per way")
@@ -200,7 +199,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
     # Both ways default to the lecture's bfloat16 where the hardware computes it fast, else float32 (as the notebook).
-    dtype = speedups.resolve_dtype(lab.PRESETS["full"]["dtype"], "cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = speedups.resolve_dtype(run_settings.get_preset("full")["dtype"], device)
     parser.add_argument("--dtype", default=dtype, help=f"the project way's dtype (default here: {dtype})")
     parser.add_argument("--lecture-dtype", default=dtype, help=f"the lecture way's dtype (default here: {dtype})")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
