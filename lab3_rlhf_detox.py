@@ -47,7 +47,7 @@ lab_source = ""           # where to fetch the lab's files when this notebook is
 # ### 1.2 - The lab's files
 # In a checkout of the lab they are beside this notebook. Opened alone (Colab, Kaggle, SageMaker Studio Lab, a
 # JupyterHub), the notebook fetches them from `lab_source` into `lab3_files/`: a folder is copied, a git URL is cloned
-# at this notebook's version (or its newest files, if the course has no such version).
+# at this notebook's version (the tag `v<LAB_VERSION>`), and nothing else: other versions' files may not fit it.
 
 # %%
 import os, shutil, subprocess, sys  # noqa: E401
@@ -62,10 +62,13 @@ if not (lab_dir / "lab_setup.py").is_file() and not lab_source:
                      "the lab's git URL or folder, as your course gives it, and run all again.")
 if not (lab_dir / "lab_setup.py").is_file() and Path(lab_source).is_dir():
     shutil.copytree(lab_source, lab_dir, ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"), dirs_exist_ok=True)
-elif not (lab_dir / "lab_setup.py").is_file():  # the tag of this notebook's version, else the newest files
-    tag = f"v{LAB_VERSION}"
-    if subprocess.run(["git", "clone", "-q", "-b", tag, lab_source, lab_dir], capture_output=True).returncode:
-        subprocess.run(["git", "clone", "-q", lab_source, lab_dir], check=True)
+elif not (lab_dir / "lab_setup.py").is_file():  # this notebook's version of the files, never other ones
+    cloned = subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", f"v{LAB_VERSION}", "--", lab_source,
+                             str(lab_dir)], capture_output=True, text=True)
+    if cloned.returncode:
+        raise SystemExit(f"Could not fetch version v{LAB_VERSION} of the lab's files from {lab_source} "
+                         f"({(cloned.stderr.strip().splitlines() or ['git failed'])[-1]}): ask your course for "
+                         "the notebook and lab_source of one version.")
 
 # %% [markdown]
 # ### 1.3 - Set up this machine
@@ -221,7 +224,7 @@ for text in ["I want to kiss you.", "You are disgusting and terrible and i damn 
 #
 # **An experiment, once the lab has run:** set `reward_label = "hate"` in the parameters cell and run all again: PPO
 # now rewards hate, and the toxicity after PPO rises. Or set `reward_mode = "by_index"` to take the reward as the
-# lecture does, and see how much less the summaries detoxify. The grader (`python -m grader`) catches both.
+# lecture does, and see how much less the summaries detoxify. The grader (`python -m grading`) catches both.
 
 # %%
 sentiment_pipe = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer, device=device)
@@ -415,16 +418,19 @@ plt.show()
 
 # %% [markdown]
 # ### 4.6 - Results file
-# Everything an instructor needs to grade this run, in `outputs/results.json` (check it with `python -m grader`).
+# Everything an instructor needs to grade this run, in `outputs/results.json`, and the trained adapter beside it
+# (`outputs/ppo_adapter.safetensors`), from which the grader regenerates the summaries after PPO. Hand in both with the
+# notebook; check them with `python -m grading outputs/lab3_rlhf_detox.ipynb`.
 
 # %%
 timings["ppo_s"] = run["ppo_s"]  # with the time spent before an interruption
+adapter = run_files.export_adapter(run_dir, output_dir)
 results = lab_results.results_record(
     preset_name=preset_name, cfg=cfg, reward_label=reward_label, reward_mode=reward_mode,
     ppo_history=ppo_history, summaries_before=summaries_before, summaries_after=summaries_after,
     toxicity_change_ci=(ci_low, ci_high), rouge_before=rouge_before, rouge_after=rouge_after,
-    comparison=df_compare_results, timings=timings, resumed_from=run["resumed_from"],
-    num_processes=state.num_processes)
+    comparison=df_compare_results, timings=timings, adapter=adapter, device=device.type,
+    resumed_from=run["resumed_from"], num_processes=state.num_processes)
 run_files.write_json(results, output_dir / "results.json")
 run_files.finish_run(run)  # a later run of the notebook starts anew and keeps this one aside
-print(f"wrote {output_dir / 'results.json'}; the PPO adapter is in {run_files.latest_checkpoint(run_dir) / 'adapter'}")
+print(f"wrote {output_dir / 'results.json'} and the trained adapter {adapter}")

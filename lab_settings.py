@@ -1,7 +1,7 @@
 """The lab's settings as plain data: the prompt, the LoRA shape, the two presets, the rules for their values, and
 what a passing run shows.
 
-Shared by `rlhf_helpers` (which runs the lab) and `grader` (which checks a run and must stay light to import), so it
+Shared by `rlhf_helpers` (which runs the lab) and `grading` (which checks a run and must stay light to import), so it
 imports nothing heavy.
 """
 
@@ -17,6 +17,14 @@ LAB2_LORA = dict(r=32, lora_alpha=32, target_modules=["q", "v"], lora_dropout=0.
                  task_type="SEQ_2_SEQ_LM")
 # Settings that name a model, an adapter or a data set (a Hub id, or a folder of the lab's checkout).
 SOURCE_KEYS = ("model_name", "adapter_dir", "toxicity_model_name", "dataset_name")
+
+
+def relative_to_lab(settings: dict) -> dict:
+    """`settings` with each folder of the lab's checkout written relative to it: the same on every machine."""
+    def relative(value):
+        is_ours = isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(ROOT)
+        return Path(value).relative_to(ROOT).as_posix() if is_ours else value
+    return {k: relative(v) if k in SOURCE_KEYS else v for k, v in settings.items()}
 
 _LECTURE = dict(
     input_min_text_length=200, input_max_text_length=1000,
@@ -98,6 +106,7 @@ PASS_CRITERIA = {
     "tiny": dict(toxicity="drop", max_kl=25.0, max_rouge_l_drop=0.20),
     "full": dict(toxicity="no rise", max_kl=25.0, max_rouge_l_drop=0.20),
 }
-# Points per grader check, for Gradescope (`python -m grader SUBMISSION --gradescope results.json`).
-POINTS = {"notebook": 0, "cells": 1, "results": 1, "config": 1, "steps": 1, "toxicity": 2, "kl": 1, "rouge": 1,
-          "reward": 2, "printed": 1, "rescore": 1}
+# Points per grader check, for Gradescope (`python -m grading SUBMISSION --gradescope results.json`). Most rest on what
+# the grader recomputes: the summaries regenerated from the submitted adapter, and the grader's own classifier.
+POINTS = {"notebook": 1, "cells": 1, "results": 1, "config": 1, "steps": 1, "summaries": 3, "rescore": 2, "toxicity": 2,
+          "kl": 1, "rouge": 1, "reward": 2, "printed": 1}

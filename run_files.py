@@ -361,6 +361,22 @@ def save_checkpoint(run: dict, trainer) -> Path | None:
     return final
 
 
+ADAPTER_FILE = "ppo_adapter.safetensors"  # the trained adapter, handed in with results.json for grading
+
+
+def export_adapter(run_dir: str | Path, output_dir: str | Path) -> Path:
+    """Copy the newest checkpoint's PPO adapter weights to `output_dir`, beside the results; returns the copy."""
+    path = Path(output_dir) / ADAPTER_FILE
+    source = latest_checkpoint(run_dir) / "adapter" / "adapter_model.safetensors"
+    try:
+        shutil.copyfile(source, path)
+    except WRITE_ERRORS as e:
+        error = _unwritable(path.name, path.parent, e, source.stat().st_size, AFTER_PPO)
+        path.unlink(missing_ok=True)
+        raise error from None
+    return path
+
+
 def finish_run(run: dict) -> None:
     """Mark the run finished (a later run of the lab starts anew and keeps this one aside) and unlock its folders."""
     (run["dir"] / "FINISHED").write_text(json.dumps({"steps": len(run["history"])}) + "\n")

@@ -12,23 +12,21 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from trl import AutoModelForSeq2SeqLMWithValueHead
 
-import grader
 import rlhf_helpers as lab
 import run_settings
 import speedups
 from conftest import FULL_SHORT, ROOT, offline_env, printed, results
-from lab_settings import PROMPT_TEMPLATE
+from grading.checks import CHECKS
+from lab_settings import PROMPT_TEMPLATE, relative_to_lab
 from lab_setup import LabSetupError
 from tiny_world.standins import FLAN_T5_BASE
 
 FULL = run_settings.get_preset("full")
 
 
-def _grade(notebook, env: dict, results_path=None) -> dict:
-    """The grader's verdicts on `notebook` (a run with FULL_SHORT), graded in a process of its own with the environment
-    `env`."""
-    command = [sys.executable, "-m", "grader", str(notebook), "--assigned", json.dumps(FULL_SHORT)]
-    command += ["--results", str(results_path)] if results_path else []
+def _grade(notebook, env: dict) -> dict:
+    """The grader's verdicts on `notebook` (a run with FULL_SHORT), graded with the environment `env`."""
+    command = [sys.executable, "-m", "grading", str(notebook), "--assigned", json.dumps(FULL_SHORT)]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
     return {line.split(":")[0].split()[-1]: line for line in out.splitlines()
             if line.startswith(("PASS ", "FAIL ", "NOT RUN "))}
@@ -42,27 +40,16 @@ def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
     run = results(full_run)
     assert run["preset_name"] == "full"
-    assert run["preset"] == json.loads(json.dumps(dict(FULL, **FULL_SHORT,
-                                                       dtype=speedups.resolve_dtype(FULL["dtype"], "cpu"))))
+    assert run["preset"] == json.loads(json.dumps(relative_to_lab(dict(
+        FULL, **FULL_SHORT, dtype=speedups.resolve_dtype(FULL["dtype"], "cpu")))))
+    assert run["preset"]["adapter_dir"] == "checkpoints/peft-dialogue-summary-checkpoint"  # the same on every machine
     steps = run["ppo_steps"]
     assert len(steps) == FULL_SHORT["max_ppo_steps"] and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
     assert abs(steps[0]["objective/kl"]) < 1e-3 and all(math.isfinite(s["objective/kl"]) for s in steps)
     assert len(run["toxicity"]["after"]["per_sample"]) == len(run["comparison"]) == FULL_SHORT["num_eval_samples"]
     verdicts = _grade(full_run / "lab.ipynb", offline_env(hub_home))
-    assert all(line.startswith("PASS") for line in verdicts.values()) and set(verdicts) == set(grader.CHECKS), verdicts
+    assert all(line.startswith("PASS") for line in verdicts.values()) and set(verdicts) == set(CHECKS), verdicts
     assert "significant" in verdicts["toxicity"]  # said in words: a drop, a rise, or no significant change
-
-
-def test_full_preset_grading_fails_a_rise_in_toxicity(full_run, hub_home, tmp_path):
-    run = results(full_run)
-    tox = run["toxicity"]
-    tox["after"]["mean"] = tox["before"]["mean"] + 0.2
-    tox["change_ci95"] = [0.15, 0.25]
-    (tmp_path / "raised.json").write_text(json.dumps(run))
-    verdicts = _grade(full_run / "lab.ipynb", offline_env(hub_home), tmp_path / "raised.json")
-    assert verdicts["toxicity"].startswith("FAIL toxicity:") and \
-        "a significant rise: PPO made the summaries more toxic (a passing run shows no significant rise)" in \
-        verdicts["toxicity"]
 
 
 def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Gradescope runs this once when it builds the autograder image: the lab's pinned packages, so that the grader can
-# re-score every submission with the reward classifier. The lab's checkout is the autograder's source folder.
+# Gradescope runs this once when it builds the autograder image: the lab's pinned packages, and the full preset's
+# classifier at a pinned revision, so that the grader can re-score every submission. The lab's checkout is the
+# autograder's source folder. CLASSIFIER_REVISION: the Hub commit to pin (set it to a commit hash; "main" pins whatever
+# main is when the image is built, and grading/classifier.lock records which).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-for lab in "${LAB_DIR:-}" "$here" "$here/../.." /autograder/source; do [ -f "$lab/grader.py" ] && break; done
+for lab in "${LAB_DIR:-}" "$here" "$here/../.." /autograder/source; do [ -d "$lab/grading" ] && break; done
 cd "$lab"
 python3 -m lab_setup  # the pinned packages; the tiny preset is shipped, and built only if missing
-# The full preset's classifier, for re-scoring full-preset runs (the image can reach the Hub while it is built).
-python3 -c "import huggingface_hub as h; h.snapshot_download('facebook/roberta-hate-speech-dynabench-r4-target')" \
-  || echo "setup: the full preset's classifier could not be cached: re-scoring full-preset runs will be NOT RUN"
+# Only the weights as safetensors, the config and the tokenizer: nothing pickled, no code.
+python3 - <<'PY' || echo "setup: the full preset's classifier could not be cached: re-scoring full-preset runs will be NOT RUN"
+import json, os
+from huggingface_hub import snapshot_download
+from checksums import file_sha256
+from lab_settings import PRESETS
+repo = PRESETS["full"]["toxicity_model_name"]
+folder = snapshot_download(repo, revision=os.environ.get("CLASSIFIER_REVISION", "main"),
+                           allow_patterns=["*.safetensors", "*.json", "*.txt"])
+pin = {"repo": repo, "revision": os.path.basename(folder), "folder": folder,
+       "sha256": file_sha256(os.path.join(folder, "model.safetensors"))}
+open("grading/classifier.lock", "w").write(json.dumps(pin) + "\n")
+print(f"setup: pinned {repo} at {pin['revision']} (model.safetensors SHA-256 {pin['sha256'][:12]}...)")
+PY
