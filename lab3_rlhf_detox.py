@@ -62,10 +62,10 @@ if not (lab_dir / "lab_setup.py").is_file() and not lab_source:
                      "the lab's git URL or folder, as your course gives it, and run all again.")
 if not (lab_dir / "lab_setup.py").is_file() and Path(lab_source).is_dir():
     shutil.copytree(lab_source, lab_dir, ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"), dirs_exist_ok=True)
-elif not (lab_dir / "lab_setup.py").is_file() and subprocess.run(  # this notebook's version, never other files
+elif not (lab_dir / "lab_setup.py").is_file() and subprocess.run(  # this notebook's version only
         ["git", "clone", "-q", "-b", f"v{LAB_VERSION}", "--", lab_source, str(lab_dir)]).returncode:
-    raise SystemExit(f"Could not clone the lab's files at the tag v{LAB_VERSION} from {lab_source}: check lab_source, "
-                     "or ask your course for a notebook and a lab_source of the same version.")
+    raise SystemExit(f"Could not clone the lab's files at tag v{LAB_VERSION} from {lab_source}: "
+                     "check lab_source, or ask your course for a notebook and source of one version.")
 
 # %% [markdown]
 # ### 1.3 - Set up this machine
