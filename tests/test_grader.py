@@ -131,8 +131,6 @@ def graded_class(lab_run, tiny, tiny_dataset, toxicity_evaluator, tmp_path_facto
     _own_classifier(lab_run, klass / "own-classifier", trap)
     _other_adapter(lab_run, klass / "other-adapter")
     _edited(lab_run, klass / "edited")
-    for name, pick in WRONG_REWARDS.items():
-        _with(lab_run, klass / name, **{"results.json": json.dumps(with_rewards(results(lab_run), pick)).encode()})
     nb = json.loads((lab_run / "lab.ipynb").read_text())
     _with(lab_run, klass / "cells-one", **{"lab3_rlhf_detox.ipynb": json.dumps(dict(nb, cells=[1])).encode()})
     _with(lab_run, klass / "no-cell-type", **{"lab3_rlhf_detox.ipynb": json.dumps(dict(nb, cells=[
@@ -165,7 +163,7 @@ def test_honest_students_pass_every_check(graded_class):
     rows, out, _, _ = graded_class
     for student in ("alice", "eve\\x1b[2J"):
         assert all(rows[student][check] == "PASS" for check in checks.CHECKS), rows[student]
-    assert "2 of 16 submissions passed" in out
+    assert "2 of 14 submissions passed" in out
     assert "\x1b" not in out  # the name reached the terminal escaped
     assert not any("could not be graded" in r["reasons"] for r in rows.values())
 
@@ -197,14 +195,19 @@ def test_a_classifier_of_the_students_is_never_loaded(graded_class):
     assert row["rescore"] == "PASS"  # by the grader's own classifier, whatever the results name
 
 
-def test_edited_scores_and_wrong_rewards_fail_their_checks(graded_class):
-    rows = graded_class[0]
-    edited = rows["edited"]
+def test_an_edited_score_fails_the_rescore(graded_class):
+    edited = graded_class[0]["edited"]
     assert (edited["summaries"], edited["rescore"], edited["toxicity"]) == ("PASS", "FAIL", "FAIL")
     assert "1 of 32 summaries after PPO score otherwise than recorded" in edited["reasons"]
-    for name in WRONG_REWARDS:
-        assert rows[name]["reward"] == "FAIL" and "were not the 'nothate' score" in rows[name]["reasons"]
-        assert rows[name]["summaries"] == "PASS"
+    assert (edited["reward"], edited["printed"]) == ("FAIL", "FAIL") and "reward: not credited: rescore" in \
+        edited["reasons"]
+
+
+@pytest.mark.parametrize("name", WRONG_REWARDS)
+def test_the_classic_reward_mistakes_fail_the_reward_check(lab_run, name):
+    ok, reason = checks.check_reward(with_rewards(results(lab_run), WRONG_REWARDS[name]))
+    assert not ok and "rewards were not the 'nothate' score of their text" in reason
+    assert checks.check_reward(results(lab_run))[0]
 
 
 @pytest.mark.parametrize("name,check,why", [
@@ -224,7 +227,7 @@ def test_each_broken_submission_is_a_row_that_says_why(graded_class, name, check
 
 def test_a_class_is_graded_within_its_limits(graded_class):
     rows, _, seconds, _ = graded_class
-    assert len(rows) == 16
+    assert len(rows) == 14
     assert seconds < TIME_LIMIT * len(rows)  # no submission ran past its limit (the limit is tested below)
 
 
@@ -251,16 +254,19 @@ def _autograde(root: Path, submission: Path, **env) -> dict:
     return json.loads((root / "results" / "results.json").read_text())
 
 
-def test_run_autograder_scores_an_honest_and_an_edited_run_and_says_why_it_could_not_grade(lab_run, tmp_path):
+def test_run_autograder_scores_an_honest_run_and_says_why_it_could_not_grade_one(lab_run, tmp_path):
     honest = _autograde(tmp_path / "honest", _copy(lab_run, tmp_path / "a"))
     assert honest["score"] == sum(POINTS.values()) and [t["name"] for t in honest["tests"]] == list(checks.CHECKS)
-    _edited(lab_run, tmp_path / "b")
-    edited = _autograde(tmp_path / "edited", tmp_path / "b")
-    failed = {t["name"] for t in edited["tests"] if t["status"] == "failed"}
-    assert failed == {"rescore", "toxicity", "printed", "reward"}
-    assert edited["score"] == sum(POINTS.values()) - sum(POINTS[c] for c in failed)
+    assert all(t["status"] == "passed" and t["output"] for t in honest["tests"])
     slow = _autograde(tmp_path / "slow", tmp_path / "a", LAB3_TIME_LIMIT="1")
     assert slow["score"] == 0 and slow["output"] == "could not be graded: grading it took more than the limit of 1 s"
+
+
+def test_gradescope_points_follow_the_checks_that_passed():
+    report = [(c, "FAIL" if c in ("rescore", "toxicity") else "PASS", "why") for c in checks.CHECKS]
+    result = gradescope_results(report)
+    assert result["score"] == sum(POINTS.values()) - POINTS["rescore"] - POINTS["toxicity"]
+    assert result["output"] == f"{len(checks.CHECKS) - 2} of {len(checks.CHECKS)} checks passed"
 
 
 def test_a_check_not_run_scores_nothing_and_says_why():
