@@ -17,7 +17,7 @@ import pytest
 import rlhf_helpers as lab
 from conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 from grading import checks
-from grading.__main__ import grade_isolated, gradescope_results, main
+from grading.__main__ import grade_isolated, gradescope_results
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
 from lab_settings import POINTS
 
