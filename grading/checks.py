@@ -26,6 +26,12 @@ PARAMETER_TAGS = {"parameters", "injected-parameters"}  # the cells a student or
 RELEASED = ROOT / "lab3_rlhf_detox.ipynb"
 
 
+def _float32(results: dict) -> bool:
+    """Whether the run computed in float32, where the grader's numbers equal its own to rounding (bfloat16 on a GPU
+    moves scores by up to a few hundredths)."""
+    return results["preset"].get("dtype") == "float32"
+
+
 def _source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
@@ -141,8 +147,7 @@ def check_summaries(results: dict, regenerated: dict, adapter_sha256: str) -> tu
 
 def check_rescore(results: dict, rescored: dict) -> tuple[bool, str]:
     """The grader's classifier gives the toxicities and PPO scores the results file records."""
-    # Same machine and float32: equal to rounding. A bfloat16 run (a GPU) moves scores by up to a few hundredths.
-    p_tol, logit_tol = (1e-3, 1e-3) if results["preset"].get("dtype") == "float32" else (0.05, 0.15)
+    p_tol, logit_tol = (1e-3, 1e-3) if _float32(results) else (0.05, 0.15)
     wrong = []
     for phase in ("before", "after"):
         recorded, own = results["toxicity"][phase]["per_sample"], rescored["toxicity"][phase]
@@ -166,7 +171,7 @@ def check_toxicity(results: dict, own: dict) -> tuple[bool, str]:
     """Toxicity changed as the preset's criterion asks (a significant drop, or no significant rise), by the grader's
     own means and confidence interval, which the recorded ones equal."""
     tox, wanted = results["toxicity"], PASS_CRITERIA[results["preset_name"]]["toxicity"]
-    tol = 2e-3 if results["preset"].get("dtype") == "float32" else 0.05
+    tol = 2e-3 if _float32(results) else 0.05
     if not _close([tox[p][k] for p in ("before", "after") for k in ("mean", "std")] + tox["change_ci95"],
                   [own[p][k] for p in ("before", "after") for k in ("mean", "std")] + own["change_ci95"], tol):
         return False, "the recorded means, stds or confidence interval of toxicity are not those computed here"
@@ -323,5 +328,4 @@ def _grade_run(results: dict, cfg: dict, nb: dict | None, adapter_path: Path, cl
         record("toxicity", check_toxicity(results, own))
         record("rouge", check_rouge(results, own))
         if nb is not None:
-            scale = 1.0 if results["preset"].get("dtype") == "float32" else 1000.0
-            record("printed", check_printed(nb, own, scale))
+            record("printed", check_printed(nb, own, 1.0 if _float32(results) else 1000.0))
