@@ -16,38 +16,47 @@
 # %% [markdown]
 # # Lab 3: Fine-tune FLAN-T5 with reinforcement learning (PPO) to generate less toxic summaries
 #
-# In this lab you fine-tune a FLAN-T5 model, already instruction-tuned for dialogue summarization with a LoRA adapter in Lab 2,
-# so that its summaries become **less toxic**. A hate-speech classifier (Meta's RoBERTa, `facebook/roberta-hate-speech-dynabench-r4-target`)
-# scores each summary; its `nothate` logit is the **reward**, and Proximal Policy Optimization (PPO, from the TRL library) updates the
-# model to raise it. A KL penalty against the unchanged Lab 2 model keeps PPO from "reward hacking" (writing text that fools the
-# classifier but is no longer a summary).
+# In this lab you fine-tune a FLAN-T5 model, already instruction-tuned for dialogue summarization
+# with a LoRA adapter in Lab 2, so that its summaries become **less toxic**. A hate-speech
+# classifier (Meta's RoBERTa, `facebook/roberta-hate-speech-dynabench-r4-target`) scores each
+# summary; its `nothate` logit is the **reward**, and Proximal Policy Optimization (PPO, from the
+# TRL library) updates the model to raise it. A KL penalty against the unchanged Lab 2 model keeps
+# PPO from "reward hacking" (writing text that fools the classifier but is no longer a summary).
 #
 # The lab runs in two presets of the same code:
-# * **`tiny`** (default): small models and a small DialogSum-style corpus that this project builds itself; runs offline on a laptop CPU in minutes.
-# * **`full`**: the lecture's real models, data set and hyperparameters; needs the Hugging Face Hub and a GPU.
+# * **`tiny`** (default): small models and a small DialogSum-style corpus that this project
+#   builds itself; runs offline on a laptop CPU in minutes.
+# * **`full`**: the lecture's real models, data set and hyperparameters; needs the Hugging Face
+#   Hub and a GPU.
 
 # %% [markdown]
 # ## 1 - Set up
 # ### 1.1 - Parameters
-# Choose the preset here. You should not need to change anything else; the two reward settings are there for an
-# experiment once the lab has run (see 2.5).
+# Choose the preset here. You should not need to change anything else; the two reward settings
+# are there for an experiment once the lab has run (see 2.5).
 
 # %% tags=["parameters"]
 preset_name = "tiny"      # "tiny" (offline, CPU, minutes) or "full" (the lecture: Hub + GPU)
-reward_label = "nothate"  # the classifier label whose logit is the reward: try "hate" and watch toxicity rise
-reward_mode = "by_label"  # try "by_index", the lecture's way of picking the reward (2.5), and see what PPO learns
-output_dir = "outputs"    # where plots and results.json are written
-overrides = {}            # changes to the preset, e.g. {"max_ppo_steps": 5}
+reward_label = "nothate"  # the label whose logit is the reward: try "hate", watch toxicity rise
+reward_mode = "by_label"  # try "by_index", the lecture's way of taking the reward (2.5)
+overrides = {}            # changes to the preset's settings, e.g. {"max_ppo_steps": 5}
+# Plumbing: where the lab's files come from and where a run's files go.
+output_dir = "outputs"          # plots, results.json and the trained adapter
 checkpoint_dir = "checkpoints"  # PPO checkpoints go to <checkpoint_dir>/ppo-<preset>
-resume = True             # continue an interrupted run from its last step (False: keep it aside and start anew)
-lab_source = ""           # where to fetch the lab's files when this notebook is opened alone: a git URL or a folder
-                          # (LAB3_SOURCE sets it too); a course sets it once
+resume = True             # continue an interrupted run (False: keep it aside and start anew)
+lab_source = ""           # opened alone: the lab's git URL or folder (or LAB3_SOURCE), as a
+                          # course gives it
 
 # %% [markdown]
-# ### 1.2 - The lab's files
-# In a checkout of the lab they are beside this notebook. Opened alone (Colab, Kaggle, SageMaker Studio Lab, a
-# JupyterHub), the notebook fetches them from `lab_source` into `lab3_files/`: a folder is copied, a git URL is cloned
-# at this notebook's version (the tag `v<LAB_VERSION>`), and nothing else: other versions' files may not fit it.
+# ### 1.2 - Set up this machine and this run (run it, don't modify it)
+# In a checkout of the lab its files are beside this notebook. Opened alone (Colab, Kaggle,
+# SageMaker Studio Lab, a JupyterHub), the notebook fetches them from `lab_source` into
+# `lab3_files/`: a folder is copied, a git URL is cloned at this notebook's version (the tag
+# `v<LAB_VERSION>`) and nothing else. Then it installs the pinned packages this kernel lacks
+# (keeping the host's torch), builds the tiny preset if its files are missing, and checks the
+# settings: the preset's, changed by `overrides`, then by the environment (`LAB3_PRESET`,
+# `LAB3_OVERRIDES`: how a script under `accelerate launch` gets them). A bad value, or a model
+# that cannot be loaded, stops the lab here in one sentence.
 
 # %%
 import os, shutil, subprocess, sys  # noqa: E401
@@ -55,40 +64,38 @@ from pathlib import Path
 
 LAB_VERSION = "3.2.0"  # the version of the lab's files that this notebook belongs to
 lab_source = lab_source or os.environ.get("LAB3_SOURCE", "")
-here = Path(globals().get("__file__", "lab3_rlhf_detox.ipynb")).resolve().parent  # a script's folder, or the cwd
-lab_dir = here if (here / "lab_setup.py").is_file() else here / "lab3_files"
-if not (lab_dir / "lab_setup.py").is_file() and not lab_source:
-    raise SystemExit("This notebook needs the lab's files: set lab_source in the parameters cell (or LAB3_SOURCE) to "
-                     "the lab's git URL or folder, as your course gives it, and run all again.")
-if not (lab_dir / "lab_setup.py").is_file() and Path(lab_source).is_dir():
-    shutil.copytree(lab_source, lab_dir, ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"), dirs_exist_ok=True)
-elif not (lab_dir / "lab_setup.py").is_file() and subprocess.run(  # this notebook's version only
-        ["git", "clone", "-q", "-b", f"v{LAB_VERSION}", "--", lab_source, str(lab_dir)]).returncode:
+here = Path(globals().get("__file__", "lab3_rlhf_detox.ipynb")).resolve().parent
+lab_dir = here if (here / "lab3" / "setup.py").is_file() else here / "lab3_files"
+if (lab_dir / "lab3" / "setup.py").is_file():
+    pass
+elif not lab_source:
+    raise SystemExit("This notebook needs the lab's files: set lab_source in the parameters cell "
+                     "(or LAB3_SOURCE) to the lab's git URL or folder, and run all again.")
+elif Path(lab_source).is_dir():
+    shutil.copytree(lab_source, lab_dir, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".git", "outputs", "ppo-*"))
+elif subprocess.run(["git", "clone", "-q", "-b", f"v{LAB_VERSION}", "--", lab_source,
+                     str(lab_dir)]).returncode:  # this notebook's version only
     raise SystemExit(f"Could not clone the lab's files at tag v{LAB_VERSION} from {lab_source}: "
-                     "check lab_source, or ask your course for a notebook and source of one version.")
-
-# %% [markdown]
-# ### 1.3 - Set up this machine
-# In a set-up checkout this prints one line. Elsewhere it installs the pinned packages this kernel lacks into the
-# kernel's own Python (keeping the host's torch), and builds the tiny preset if its files are missing. If it replaces a
-# package this kernel has already imported, it asks you to restart the runtime and run all again.
-
-# %%
+                     "check lab_source, or ask your course for a notebook and its files.")
 sys.path.insert(0, str(lab_dir))  # the lab's modules import from there
-import lab_setup  # noqa: E402
+from lab3 import setup  # noqa: E402
 
-lab_setup.prepare(LAB_VERSION)
+setup.prepare(LAB_VERSION)
+from lab3 import session, speedups  # noqa: E402
+
+run = session.start(preset_name, overrides, output_dir, checkpoint_dir, reward_label, reward_mode,
+                    resume)  # also locks the folders: a second run on them stops here
+cfg, device = run["cfg"], run["device"]
+session.settings_table(run)
 
 # %% [markdown]
-# ### 1.4 - Imports
-# The lab uses `trl==0.11.4`: the last TRL release whose `PPOTrainer` accepts encoder-decoder models such as FLAN-T5
-# (TRL 1.x has no PPO at all). `rlhf_helpers` holds what you read beside this notebook (data, models, rewards,
-# measurements); the settings, the speed-ups, the checkpoints and the results file have modules of their own.
+# ### 1.3 - Imports
+# The lab uses `trl==0.11.4`: the last TRL release whose `PPOTrainer` accepts encoder-decoder
+# models such as FLAN-T5 (TRL 1.x has no PPO at all). `rlhf_helpers` holds what you read beside
+# this notebook (data, models, rewards, measurements); the plumbing lives in the package `lab3`.
 
 # %%
-import time
-import warnings
-
 import evaluate
 import numpy as np
 import pandas as pd
@@ -96,74 +103,58 @@ import torch
 from IPython.display import display
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
-from trl.core import LengthSampler, set_seed
+from trl.core import LengthSampler
 from trl.trainer.utils import disable_dropout_in_model
 
-import lab_results, rlhf_helpers as lab, run_files, run_settings, speedups  # noqa: E401
-
-for notice in (".*PPOv2.*", ".*past_key_values.*"):  # trl 0.11.4 is pinned on purpose (README): not deprecated here
-    warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
-
-# %% [markdown]
-# ### 1.5 - Settings
-# The preset's settings, changed by `overrides` and then by the environment (`LAB3_PRESET`, `LAB3_OVERRIDES`: how a
-# script under `accelerate launch` gets its parameters). Every value is checked before anything loads: a bad one, or a
-# model that cannot be loaded, stops the lab in one sentence.
-
-# %%
-state = run_settings.process_state()  # one process in Jupyter; several under `accelerate launch` (see the README)
-preset_name, cfg = run_settings.resolve(preset_name, overrides, state.device.type)
-set_seed(cfg["seed"])
-device = state.device
-output_dir = Path(output_dir)
-output_dir.mkdir(parents=True, exist_ok=True)
-run_dir = Path(checkpoint_dir) / f"ppo-{preset_name}"
-run_files.lock_run(run_dir, output_dir)  # a second run of the lab on the same folders stops here
-timings = {}
-pd.Series(cfg, name=preset_name).to_frame()
+import rlhf_helpers as lab
 
 # %% [markdown]
 # ## 2 - Load the data set, the Lab 2 model and the reward model
 # ### 2.1 - Data set
-# DialogSum dialogues whose length (in characters) lies between `input_min_text_length` and `input_max_text_length`, each wrapped in
-# the summarization prompt and tokenized. `query` is the decoded prompt; the reward model will read it together with the summary.
+# DialogSum dialogues whose length (in characters) lies between `input_min_text_length` and
+# `input_max_text_length`, each wrapped in the summarization prompt and tokenized. `query` is the
+# decoded prompt; the reward model will read it together with the summary.
 
 # %%
-t0 = time.time()
-dataset = lab.build_dataset(model_name=cfg["model_name"], dataset_name=cfg["dataset_name"],
-                            input_min_text_length=cfg["input_min_text_length"],
-                            input_max_text_length=cfg["input_max_text_length"])
-run_settings.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
-tokenizer = AutoTokenizer.from_pretrained(cfg["model_name"])
+dataset = lab.build_dataset(model_name=cfg.model_name, dataset_name=cfg.dataset_name,
+                            input_min_text_length=cfg.input_min_text_length,
+                            input_max_text_length=cfg.input_max_text_length)
+tokenizer = AutoTokenizer.from_pretrained(cfg.model_name)
 print(dataset)
 print(dataset["test"][0]["query"])
 
 # %% [markdown]
 # ### 2.2 - The Lab 2 model, with a value head
-# In Lab 2 you trained a LoRA adapter (rank 32 on the attention's `q` and `v` projections) for dialogue summarization.
-# Here that adapter is **merged** into the base weights, which gives exactly the Lab 2 summarizer, and a **fresh LoRA adapter of the
-# same shape** is added on top of it for PPO to train. The fresh adapter starts at zero (LoRA initializes its `B` matrix to 0), so
+# In Lab 2 you trained a LoRA adapter (rank 32 on the attention's `q` and `v` projections) for
+# dialogue summarization. Here that adapter is **merged** into the base weights, which gives
+# exactly the Lab 2 summarizer, and a **fresh LoRA adapter of the same shape** is added on top of
+# it for PPO to train. The fresh adapter starts at zero (LoRA initializes its `B` matrix to 0), so
 # at the start the policy is exactly the Lab 2 model.
 #
-# PPO also needs a *value head*: one linear layer on the decoder's last hidden state that predicts the expected reward. It adds
-# `hidden_size` weights plus 1 bias to the trainable parameters.
+# PPO also needs a *value head*: one linear layer on the decoder's last hidden state that predicts
+# the expected reward. It adds `hidden_size` weights plus 1 bias to the trainable parameters.
 #
-# Some settings serve PPO rather than summarization. **Dropout is off** everywhere (T5's, the adapter's, the value head's):
-# PPO divides the policy's probabilities after an update by those before it, and dropout would add noise to that ratio and
-# to the summaries the policy samples (TRL's later trainers switch it off too). The others depend on the device and
-# change no result (`speedups.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every mini-batch's
-# prompts to the longest prompt of the whole batch, and the hook `speedups.drop_padding_columns` drops the columns that are
-# padding in every row of a mini-batch (`lab.collator` sorts each batch by prompt length, so there are many). On a GPU,
-# where that hook costs more than it saves, memory is the scarcer resource: **gradient checkpointing** recomputes each T5 block's activations in the backward pass instead of
-# keeping them (`benchmarks/README.md`).
+# Some settings serve PPO rather than summarization. **Dropout is off** everywhere (T5's, the
+# adapter's, the value head's): PPO divides the policy's probabilities after an update by those
+# before it, and dropout would add noise to that ratio and to the summaries the policy samples
+# (TRL's later trainers switch it off too). The others depend on the device and change no result
+# (`speedups.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every
+# mini-batch's prompts to the longest prompt of the whole batch, and a hook drops the columns
+# that are padding in every row of a mini-batch (`lab.collator` sorts each batch by prompt
+# length, so there are many). On a GPU, where that hook costs more than it saves, memory is the
+# scarcer resource: **gradient checkpointing** recomputes each T5 block's activations in the
+# backward pass instead of keeping them (`benchmarks/README.md`).
 
 # %%
-summarizer = lab.load_summarizer(cfg["model_name"], cfg["adapter_dir"], cfg["missing_adapter"], dtype=cfg["dtype"])
+summarizer = lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter,
+                                 dtype=cfg.dtype)
 peft_model = lab.add_fresh_lora(summarizer)
-print(f"PEFT model parameters to be updated:\n{lab.print_number_of_trainable_model_parameters(peft_model)}\n")
+print(f"PEFT model parameters to be updated:\n"
+      f"{lab.print_number_of_trainable_model_parameters(peft_model)}\n")
 
-ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True).to(device)
-disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's (T5's own is off in load_summarizer)
+ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True)
+ppo_model = ppo_model.to(device)
+disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's (T5's is off)
 print(speedups.prepare_for_ppo(ppo_model, device))
 hidden_size = ppo_model.pretrained_model.config.d_model
 print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parameters):\n"
@@ -172,14 +163,16 @@ print(ppo_model.v_head)
 
 # %% [markdown]
 # ### 2.3 - The reference model
-# PPO penalizes the policy for drifting away from a frozen **reference model** (the KL-divergence term of the objective). The lecture
-# builds a copy with `create_reference_model(ppo_model)`, but for a PEFT model TRL 0.11.4 ignores the `ref_model` it is given: it
-# uses *the policy with its adapters disabled* as the reference. In the lecture the trainable adapter is the Lab 2 adapter itself, so
-# the reference there silently becomes plain FLAN-T5, and the KL is large from the very first step.
+# PPO penalizes the policy for drifting away from a frozen **reference model** (the KL-divergence
+# term of the objective). The lecture builds a copy with `create_reference_model(ppo_model)`, but
+# for a PEFT model TRL 0.11.4 ignores the `ref_model` it is given: it uses *the policy with its
+# adapters disabled* as the reference. In the lecture the trainable adapter is the Lab 2 adapter
+# itself, so the reference there silently becomes plain FLAN-T5, and the KL is large from the very
+# first step.
 #
-# Because the Lab 2 adapter is merged into the weights here, "adapters disabled" **is** the Lab 2 model: the reference is right and
-# costs no second copy of the model. The check below confirms that, before training, the policy and the reference give the same
-# logits.
+# Because the Lab 2 adapter is merged into the weights here, "adapters disabled" **is** the Lab 2
+# model: the reference is right and costs no second copy of the model. The check below confirms
+# that, before training, the policy and the reference give the same logits.
 
 # %%
 check = tokenizer(dataset["test"][0]["query"], return_tensors="pt").to(device)
@@ -188,17 +181,19 @@ with torch.no_grad():
     policy_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
     with ppo_model.pretrained_model.disable_adapter():
         reference_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
-print(f"largest logit difference between policy and reference: {(policy_logits - reference_logits).abs().max().item():.2e}")
+difference = (policy_logits - reference_logits).abs().max().item()
+print(f"largest logit difference between policy and reference: {difference:.2e}")
 
 # %% [markdown]
 # ### 2.4 - The reward model
-# A RoBERTa hate-speech classifier with two labels. The reward for a text is the classifier's **`nothate` logit**: high for friendly
-# text, low for hateful text. The index of `nothate` is read from the model's `id2label`, never assumed.
+# A RoBERTa hate-speech classifier with two labels. The reward for a text is the classifier's
+# **`nothate` logit**: high for friendly text, low for hateful text. The index of `nothate` is
+# read from the model's `id2label`, never assumed.
 
 # %%
-toxicity_tokenizer = AutoTokenizer.from_pretrained(cfg["toxicity_model_name"])
-toxicity_model = AutoModelForSequenceClassification.from_pretrained(cfg["toxicity_model_name"],
-                                                                    dtype=cfg["dtype"]).to(device)
+toxicity_tokenizer = AutoTokenizer.from_pretrained(cfg.toxicity_model_name)
+toxicity_model = AutoModelForSequenceClassification.from_pretrained(cfg.toxicity_model_name,
+                                                                    dtype=cfg.dtype).to(device)
 print(toxicity_model.config.id2label)
 nothate_index = lab.not_hate_index(toxicity_model)
 print(f"nothate index: {nothate_index}")
@@ -214,18 +209,23 @@ for text in ["I want to kiss you.", "You are disgusting and terrible and i damn 
 
 # %% [markdown]
 # ### 2.5 - The reward pipeline
-# The same classifier (the model loaded above, not a second copy) behind a Hugging Face `pipeline`, so that a whole batch of texts is scored in one call. With
-# `function_to_apply="none"` it returns raw logits. Mind the order of what it returns: with `top_k=None` the labels are **sorted by
-# score**, not by class index. Taking `reward[nothate_index]` (as the lecture does) therefore takes whichever label scored highest;
-# for a hateful text that is the `hate` logit. `lab.rewards_from_pipeline` picks the `nothate` entry by its label name.
+# The same classifier (the model loaded above, not a second copy) behind a Hugging Face
+# `pipeline`, so that a whole batch of texts is scored in one call. With
+# `function_to_apply="none"` it returns raw logits. Mind the order of what it returns: with
+# `top_k=None` the labels are **sorted by score**, not by class index. Taking
+# `reward[nothate_index]` (as the lecture does) therefore takes whichever label scored highest;
+# for a hateful text that is the `hate` logit. `lab.rewards_from_pipeline` picks the `nothate`
+# entry by its label name.
 #
-# **An experiment, once the lab has run:** set `reward_label = "hate"` in the parameters cell and run all again: PPO
-# now rewards hate, and the toxicity after PPO rises. Or set `reward_mode = "by_index"` to take the reward as the
-# lecture does, and see how much less the summaries detoxify. The grader (`python -m grading`) catches both.
+# **An experiment, once the lab has run:** set `reward_label = "hate"` in the parameters cell and
+# run all again: PPO now rewards hate, and the toxicity after PPO rises. Or set
+# `reward_mode = "by_index"` to take the reward as the lecture does, and see how much less the
+# summaries detoxify. The grader (`python -m grading`) catches both.
 
 # %%
-sentiment_pipe = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer, device=device)
-reward_logits_kwargs = cfg["reward_kwargs"]  # raw logits; texts longer than the classifier's window are truncated
+sentiment_pipe = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer,
+                          device=device)
+reward_logits_kwargs = cfg.reward_kwargs  # raw logits; long texts cut at the classifier's window
 reward_probabilities_kwargs = dict(reward_logits_kwargs, function_to_apply="softmax")
 
 toxic_text = "You are disgusting and terrible and i damn hate you."
@@ -233,112 +233,98 @@ print("logits:       ", sentiment_pipe(toxic_text, **reward_logits_kwargs))
 print("probabilities:", sentiment_pipe(toxic_text, **reward_probabilities_kwargs))
 scores = sentiment_pipe([toxic_text], **reward_logits_kwargs)
 print(f"reward by label: {lab.rewards_from_pipeline(scores, 'nothate')[0].item():.3f}   "
-      f"lecture's reward[nothate_index]: {scores[0][nothate_index]['score']:.3f} ({scores[0][nothate_index]['label']})")
+      f"lecture's reward[nothate_index]: {scores[0][nothate_index]['score']:.3f} "
+      f"({scores[0][nothate_index]['label']})")
 
 # %% [markdown]
 # ### 2.6 - Measuring toxicity with `evaluate`
-# The `toxicity` measurement gives each text the classifier's probability of the toxic label (`hate` here). The project ships it
-# as a local `evaluate` module (`measurements/toxicity`), so it works without the Hub; note that `toxic_label` is an argument of
-# `compute()`.
+# The `toxicity` measurement gives each text the classifier's probability of the toxic label
+# (`hate` here). The project ships it as a local `evaluate` module (`lab3/toxicity`), so it works
+# without the Hub; note that `toxic_label` is an argument of `compute()`.
 
 # %%
-toxicity_evaluator = evaluate.load(lab.TOXICITY_MODULE, cfg["toxicity_model_name"], module_type="measurement")
-print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text], toxic_label="hate"))
+toxicity_evaluator = evaluate.load(lab.TOXICITY_MODULE, cfg.toxicity_model_name,
+                                   module_type="measurement")
+print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text],
+                                 toxic_label="hate"))
 
 # %% [markdown]
-# ### 2.7 - Fast generation on a GPU
-# Most of a PPO step's time on a GPU goes to writing the summaries, one token at a time. transformers can keep the
-# decoder's key/value cache in tensors of a fixed size (a *static* cache) and then compile the decoding step with
-# `torch.compile`, replayed as a CUDA graph. That pays only if the shapes never change, so the cache is sized once for
-# the longest summary of the run and the prompts are padded to one length. The first generation waits for the
-# compilation; the later ones run several times faster (`benchmarks/README.md`). On a CPU the default path runs.
+# ### 2.7 - Toxicity before detoxification
+# Generate summaries for `num_eval_samples` test dialogues and score them. The summary itself is
+# scored; the score of prompt + summary (what the lecture measured) is shown beside it. The same
+# prompts and the same sampling seed are used after PPO.
+#
+# On a GPU, most of the time goes to writing the summaries one token at a time, so
+# `session.generation_kwargs` adds transformers' *static* key/value cache, sized once for the
+# longest summary of the run, with the prompts padded to one length: then the decoding step is
+# compiled (`torch.compile`, replayed as a CUDA graph). The first generation waits for the
+# compilation; the later ones run several times faster (`benchmarks/README.md`). On a CPU the
+# default path runs.
 
 # %%
-max_prompt_tokens = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
-fast_generation_kwargs = speedups.fast_generation_kwargs(
-    device, max_new_tokens=max(cfg["output_max_length"], cfg["eval_max_new_tokens"]), max_prompt_tokens=max_prompt_tokens,
-    dtype=cfg["dtype"])
-
-# %% [markdown]
-# ### 2.8 - Toxicity before detoxification
-# Generate summaries for `num_eval_samples` test dialogues and score them. The summary itself is scored; the score of prompt +
-# summary (what the lecture measured) is shown beside it. The same prompts and the same sampling seed are used after PPO.
-
-# %%
-eval_generation_kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"],
-                              **fast_generation_kwargs)
-if state.is_main_process:  # once, however many processes run the lab
-    mean_before, std_before, summaries_before = lab.evaluate_toxicity(
-        model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer, dataset=dataset["test"],
-        num_samples=cfg["num_eval_samples"], generation_kwargs=eval_generation_kwargs, seed=cfg["seed"])
-    print(f"toxicity [mean, std] before detox: [{mean_before:.4f}, {std_before:.4f}]")
-    display(summaries_before[["summary", "toxicity", "toxicity_with_prompt"]].head(8))
-timings["setup_and_eval_before_s"] = time.time() - t0
+eval_generation_kwargs = session.generation_kwargs(run, dataset,
+                                                   max_new_tokens=cfg.eval_max_new_tokens)
+mean_before, std_before, summaries_before = lab.evaluate_toxicity(
+    model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer,
+    dataset=dataset["test"], num_samples=cfg.num_eval_samples,
+    generation_kwargs=eval_generation_kwargs, seed=cfg.seed)
+print(f"toxicity [mean, std] before detox: [{mean_before:.4f}, {std_before:.4f}]")
+display(summaries_before[["summary", "toxicity", "toxicity_with_prompt"]].head(8))
 
 # %% [markdown]
 # ## 3 - Detoxify the summaries with PPO
 # ### 3.1 - The PPO trainer
-# `ref_model=None`: as explained in 2.3, TRL uses the policy with its adapter disabled as the reference.
+# `ref_model=None`: as explained in 2.3, TRL uses the policy with its adapter disabled as the
+# reference. Under `accelerate launch` (README) each process takes its share of every batch
+# (`session.process_settings`).
 
 # %%
-processes = state.num_processes  # under `accelerate launch` each process takes its share of every batch
-config = PPOConfig(model_name=cfg["model_name"], learning_rate=cfg["learning_rate"], ppo_epochs=cfg["ppo_epochs"],
-                   mini_batch_size=run_settings.per_process(cfg["mini_batch_size"], processes, "mini-batch size"),
-                   batch_size=run_settings.per_process(cfg["batch_size"], processes, "batch size"),
-                   init_kl_coef=cfg["init_kl_coef"], seed=cfg["seed"],
-                   accelerator_kwargs=run_files.data_order(cfg["seed"]))  # what a resumed run needs to find its batches
+config = PPOConfig(model_name=cfg.model_name, learning_rate=cfg.learning_rate,
+                   ppo_epochs=cfg.ppo_epochs, init_kl_coef=cfg.init_kl_coef, seed=cfg.seed,
+                   **session.process_settings(run))
 ppo_trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=dataset["train"], data_collator=lab.collator)
-print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_size}, PPO epochs: {config.ppo_epochs}"
-      + (f" (each of {processes} processes)" if processes > 1 else ""))
-output_length_sampler = LengthSampler(cfg["output_min_length"], cfg["output_max_length"])
-generation_kwargs = dict(cfg["generation_kwargs"], **fast_generation_kwargs)  # {} on a CPU
-reward_kwargs = cfg["reward_kwargs"]
+print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_size}, "
+      f"PPO epochs: {config.ppo_epochs}")
+output_length_sampler = LengthSampler(cfg.output_min_length, cfg.output_max_length)
+generation_kwargs = session.generation_kwargs(run, dataset)
+reward_kwargs = cfg.reward_kwargs
 
 # %% [markdown]
-# ### 3.2 - Start, or resume an interrupted run
-# After every step the lab writes a checkpoint to `checkpoints/ppo-<preset>/` (TRL's `PPOTrainer` has no checkpointing of
-# its own): the LoRA adapter, the value head, the optimizer, the KL coefficient and the random-number states. If the
-# run is interrupted (a closed laptop, a disconnected hosted notebook), run the notebook again: it continues from the
-# last completed step, with the batches that step would have had, and ends exactly as an uninterrupted run would. The
-# two newest checkpoints are kept, so that a damaged one (a full disk, a synced folder) is passed over for the one
-# before it. A finished run is kept aside and a new one starts.
-
-# %%
-run = run_files.start_or_resume(run_dir, run_files.run_settings(preset_name, cfg, reward_label, reward_mode,
-                                                               processes), ppo_trainer, resume)
-
-# %% [markdown]
-# ### 3.3 - The PPO loop
+# ### 3.2 - The PPO loop
 # Each step:
-# 1. the policy writes a summary for each of `batch_size` prompts (all in one batched `generate`; the collator has sorted them
-#    by length; on a GPU, compiled as in 2.7),
-# 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit becomes the reward,
+# 1. the policy writes a summary for each of `batch_size` prompts (all in one batched `generate`;
+#    the collator has sorted them by length; on a GPU, compiled as in 2.7),
+# 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit
+#    becomes the reward,
 # 3. `ppo_trainer.step` updates the LoRA adapter and the value head,
-# 4. `run_files.record_step` keeps the step's statistics, texts and rewards, writes the checkpoint and prints a line.
+# 4. `session.record_step` keeps the step's statistics, texts and rewards, writes a checkpoint and
+#    prints a line.
 #
-# Run as a script under `accelerate launch` (README), each process does this for its share of the batch, the gradients
-# are averaged over the processes, and each step's record holds the whole batch.
+# Watch `objective/kl` (how far the policy moved from the Lab 2 model; it starts at 0 and should
+# stay moderate), `ppo/returns/mean` and `ppo/policy/advantages_mean`.
 #
-# Watch `objective/kl` (how far the policy moved from the Lab 2 model; it starts at 0 and should stay moderate),
-# `ppo/returns/mean` and `ppo/policy/advantages_mean`.
+# **Interrupted?** (a closed laptop, a disconnected hosted notebook) Run the notebook again: the
+# loop continues from the last checkpoint in `checkpoints/ppo-<preset>/`, with the batches the
+# next step would have had, and ends exactly as an uninterrupted run would. A finished run is kept
+# aside and a new one starts.
 
 # %%
-for step, batch in run_files.ppo_steps(run, ppo_trainer, cfg["max_ppo_steps"]):
+for step, batch in session.ppo_steps(run, ppo_trainer):
     prompt_tensors = batch["input_ids"]
     summary_tensors = ppo_trainer.generate(prompt_tensors, length_sampler=output_length_sampler,
-                                           batch_size=len(prompt_tensors), return_prompt=False, **generation_kwargs)
+                                           batch_size=len(prompt_tensors), return_prompt=False,
+                                           **generation_kwargs)
     batch["response"] = tokenizer.batch_decode(summary_tensors, skip_special_tokens=True)
 
     query_response_pairs = [q + " " + r for q, r in zip(batch["query"], batch["response"])]
     rewards = sentiment_pipe(query_response_pairs, **reward_kwargs)
-    reward_tensors = lab.rewards_from_pipeline(rewards, reward_label, mode=reward_mode, index=nothate_index)
+    reward_tensors = lab.rewards_from_pipeline(rewards, reward_label, reward_mode, nothate_index)
 
     stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
     ppo_trainer.log_stats(stats, batch, reward_tensors)
-    run_files.record_step(run, ppo_trainer, lab_results.ppo_step_record(step, stats, rewards, reward_tensors,
-                                                                        query_response_pairs))
-ppo_history = run_files.end_of_ppo(run, ppo_trainer)  # under `accelerate launch` only the main process goes on
+    session.record_step(run, ppo_trainer, stats, rewards, reward_tensors, query_response_pairs)
+ppo_history = session.end_of_ppo(run, ppo_trainer)  # under `accelerate launch`: main process only
 
 # %% [markdown]
 # ## 4 - Evaluate the detoxified model
@@ -346,10 +332,10 @@ ppo_history = run_files.end_of_ppo(run, ppo_trainer)  # under `accelerate launch
 # The same prompts and the same sampling seed as before PPO.
 
 # %%
-t0 = time.time()
 mean_after, std_after, summaries_after = lab.evaluate_toxicity(
-    model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer, dataset=dataset["test"],
-    num_samples=cfg["num_eval_samples"], generation_kwargs=eval_generation_kwargs, seed=cfg["seed"])
+    model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer,
+    dataset=dataset["test"], num_samples=cfg.num_eval_samples,
+    generation_kwargs=eval_generation_kwargs, seed=cfg.seed)
 print(f"toxicity [mean, std] after detox: [{mean_after:.4f}, {std_after:.4f}]")
 
 mean_improvement = (mean_before - mean_after) / mean_before
@@ -360,41 +346,47 @@ print(f"std: {std_improvement * 100:.2f}%")
 
 # %% [markdown]
 # ### 4.2 - Did the summaries stay summaries?
-# ROUGE of the summaries against the human-written ones, before and after PPO: a drop in toxicity bought with much worse summaries
-# would show here.
+# ROUGE of the summaries against the human-written ones, before and after PPO: a drop in toxicity
+# bought with much worse summaries would show here.
 
 # %%
-rouge_before = lab.rouge(summaries_before["summary"].tolist(), summaries_before["reference"].tolist())
+rouge_before = lab.rouge(summaries_before["summary"].tolist(),
+                         summaries_before["reference"].tolist())
 rouge_after = lab.rouge(summaries_after["summary"].tolist(), summaries_after["reference"].tolist())
-pd.DataFrame({"before PPO": {"toxicity mean": mean_before, "toxicity std": std_before, **rouge_before},
-              "after PPO": {"toxicity mean": mean_after, "toxicity std": std_after, **rouge_after}})
+pd.DataFrame({
+    "before PPO": {"toxicity mean": mean_before, "toxicity std": std_before, **rouge_before},
+    "after PPO": {"toxicity mean": mean_after, "toxicity std": std_after, **rouge_after}})
 
 # %% [markdown]
 # ### 4.3 - Before and after, side by side
-# Each test prompt's summary before and after PPO, whole, with its toxicity (`toxic_before`: the classifier called the
-# summary before PPO hateful) and its reward (the `nothate` logit of prompt + summary), sorted by the gain in reward.
+# Each test prompt's summary before and after PPO, whole, with its toxicity (`toxic_before`: the
+# classifier called the summary before PPO hateful) and its reward (the `nothate` logit of
+# prompt + summary), sorted by the gain in reward.
 
 # %%
-df_compare_results = lab.comparison_table(summaries_before, summaries_after, sentiment_pipe, reward_kwargs)
-timings["eval_after_s"] = time.time() - t0
+df_compare_results = lab.comparison_table(summaries_before, summaries_after, sentiment_pipe,
+                                          reward_kwargs)
 pd.set_option("display.max_colwidth", None)  # whole summaries, not cut with "..."
-df_compare_results[["response_before", "response_after", "toxic_before", "toxicity_before", "toxicity_after",
-                    "reward_gain", "rougeL_before", "rougeL_after"]].head(10).round(3)
+columns = ["response_before", "response_after", "toxic_before", "toxicity_before", "toxicity_after",
+           "reward_gain", "rougeL_before", "rougeL_after"]
+df_compare_results[columns].head(10).round(3)
 
 # %% [markdown]
 # ### 4.4 - How sure are we?
-# Before and after were measured on the same prompts, so the change in toxicity can be judged pair by pair. A paired bootstrap
-# gives a 95% confidence interval for the change in mean toxicity: if it excludes 0, the drop is not just sampling noise.
+# Before and after were measured on the same prompts, so the change in toxicity can be judged pair
+# by pair. A paired bootstrap gives a 95% confidence interval for the change in mean toxicity: if
+# it excludes 0, the drop is not just sampling noise.
 
 # %%
-ci_low, ci_high = lab.bootstrap_ci(summaries_before.toxicity.to_numpy(), summaries_after.toxicity.to_numpy(),
-                                   seed=cfg["seed"])
-print(f"change in mean toxicity: {mean_after - mean_before:+.4f}, 95% CI [{ci_low:+.4f}, {ci_high:+.4f}]")
+ci_low, ci_high = lab.bootstrap_ci(summaries_before.toxicity.to_numpy(),
+                                   summaries_after.toxicity.to_numpy(), seed=cfg.seed)
+print(f"change in mean toxicity: {mean_after - mean_before:+.4f}, "
+      f"95% CI [{ci_low:+.4f}, {ci_high:+.4f}]")
 
 # %% [markdown]
 # ### 4.5 - Plots
-# Left: the reward, the KL divergence from the Lab 2 model and the returns at each PPO step. Right: how toxic the evaluation
-# summaries were before and after PPO.
+# Left: the reward, the KL divergence from the Lab 2 model and the returns at each PPO step.
+# Right: how toxic the evaluation summaries were before and after PPO.
 
 # %%
 import matplotlib.pyplot as plt
@@ -406,28 +398,21 @@ for column in ["reward_mean", "objective/kl", "ppo/returns/mean"]:
 axes[0].set(xlabel="PPO step", title="PPO training")
 axes[0].legend()
 bins = np.linspace(0, 1, 21)
-axes[1].hist([summaries_before.toxicity, summaries_after.toxicity], bins=bins, label=["before PPO", "after PPO"])
-axes[1].set(xlabel="toxicity (probability of hate)", ylabel="summaries", title="Toxicity of the evaluation summaries")
+axes[1].hist([summaries_before.toxicity, summaries_after.toxicity], bins=bins,
+             label=["before PPO", "after PPO"])
+axes[1].set(xlabel="toxicity (probability of hate)", ylabel="summaries",
+            title="Toxicity of the evaluation summaries")
 axes[1].legend()
 fig.tight_layout()
-run_files.save_figure(fig, output_dir / "detox.png")
 plt.show()
 
 # %% [markdown]
 # ### 4.6 - Results file
-# Everything an instructor needs to grade this run, in `outputs/results.json`, and the trained adapter beside it
-# (`outputs/ppo_adapter.safetensors`), from which the grader regenerates the summaries after PPO. Hand in both with the
-# notebook; check them with `python -m grading outputs/lab3_rlhf_detox.ipynb`.
+# Everything an instructor needs to grade this run, in `outputs/results.json` (the plots in
+# `outputs/detox.png`), and the trained adapter (`outputs/ppo_adapter.safetensors`), from which
+# the grader regenerates the summaries after PPO. Hand in both with the notebook; check them with
+# `python -m grading outputs/lab3_rlhf_detox.ipynb`.
 
 # %%
-timings["ppo_s"] = run["ppo_s"]  # with the time spent before an interruption
-adapter = run_files.export_adapter(run_dir, output_dir)
-results = lab_results.results_record(
-    preset_name=preset_name, cfg=cfg, reward_label=reward_label, reward_mode=reward_mode,
-    ppo_history=ppo_history, summaries_before=summaries_before, summaries_after=summaries_after,
-    toxicity_change_ci=(ci_low, ci_high), rouge_before=rouge_before, rouge_after=rouge_after,
-    comparison=df_compare_results, timings=timings, adapter=adapter, device=device.type,
-    resumed_from=run["resumed_from"], num_processes=state.num_processes)
-run_files.write_json(results, output_dir / "results.json")
-run_files.finish_run(run)  # a later run of the notebook starts anew and keeps this one aside
-print(f"wrote {output_dir / 'results.json'} and the trained adapter {adapter}")
+session.save_results(run, ppo_history, summaries_before, summaries_after, (ci_low, ci_high),
+                     rouge_before, rouge_after, df_compare_results, fig)

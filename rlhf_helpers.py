@@ -12,10 +12,10 @@ from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from lab_setup import LabSetupError
-from lab_settings import LAB2_LORA, NOT_HATE_NAMES, PROMPT_TEMPLATE, ROOT
+from lab3.errors import LabError
+from lab3.settings import LAB2_LORA, NOT_HATE_NAMES, PROMPT_TEMPLATE, ROOT
 
-TOXICITY_MODULE = str(ROOT / "measurements" / "toxicity")
+TOXICITY_MODULE = str(ROOT / "lab3" / "toxicity")  # the local `evaluate` measurement: no Hub needed
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # the course's Lab 2 checkpoint is the .bin
 
 
@@ -25,7 +25,7 @@ def build_dataset(model_name: str, dataset_name: str, input_min_text_length: int
     dataset = load_dataset(dataset_name, split="train")
     dataset = dataset.filter(lambda x: input_min_text_length < len(x["dialogue"]) <= input_max_text_length)
     if len(dataset) == 0:
-        raise LabSetupError(f"No dialogue in {dataset_name} is longer than {input_min_text_length} and at most "
+        raise LabError(f"No dialogue in {dataset_name} is longer than {input_min_text_length} and at most "
                             f"{input_max_text_length} characters: widen input_min_text_length/input_max_text_length.")
     tokenizer = AutoTokenizer.from_pretrained(model_name)
 
@@ -53,20 +53,20 @@ def load_summarizer(model_name: str, adapter_dir: str | None, missing_adapter: s
     if not Path(adapter_dir, "adapter_config.json").is_file():
         message = f"No Lab 2 adapter in {adapter_dir} (no adapter_config.json there)"
         if missing_adapter == "error":
-            raise LabSetupError(message + ": build the tiny preset with `python -m tiny_world.build`.")
+            raise LabError(message + ": build the tiny preset with `python -m tiny_world.build`.")
         print(message + f": starting from a fresh LoRA adapter, so the 'before' model is plain {model_name} "
               "and the numbers will differ from the lecture's.")
         return model
     weights = next((Path(adapter_dir, n) for n in ADAPTER_FILES if Path(adapter_dir, n).is_file()), None)
     if weights is None:
-        raise LabSetupError(f"The Lab 2 adapter in {adapter_dir} has no weights: put {' or '.join(ADAPTER_FILES)} "
+        raise LabError(f"The Lab 2 adapter in {adapter_dir} has no weights: put {' or '.join(ADAPTER_FILES)} "
                             "beside its adapter_config.json.")
     how = "safetensors" if weights.suffix == ".safetensors" else "read as tensors only (torch weights_only=True)"
     print(f"Lab 2 adapter: {weights} ({how})")
     try:  # PEFT reads a .bin with torch.load(weights_only=True): a pickled object in it is refused, never run
         return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     except pickle.UnpicklingError:
-        raise LabSetupError(f"{weights} holds more than tensors, so it was not loaded: use the course's original "
+        raise LabError(f"{weights} holds more than tensors, so it was not loaded: use the course's original "
                             "adapter file, or its adapter_model.safetensors.") from None
 
 
@@ -89,7 +89,7 @@ def not_hate_index(model_or_config) -> int:
     for index, label in config.id2label.items():
         if str(label).lower() in NOT_HATE_NAMES:
             return int(index)
-    raise LabSetupError(f"The reward model has no 'nothate' label (its labels are {sorted(config.id2label.values())}).")
+    raise LabError(f"The reward model has no 'nothate' label (its labels are {sorted(config.id2label.values())}).")
 
 
 def rewards_from_pipeline(outputs: list[list[dict]], label: str, mode: str = "by_label",

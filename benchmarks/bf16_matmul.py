@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import speedups  # noqa: E402
+from lab3 import speedups  # noqa: E402
 
 
 def seconds(fn, repeats: int = 5) -> float:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import run_settings  # noqa: E402
-import speedups  # noqa: E402
-from lab_settings import PROMPT_TEMPLATE  # noqa: E402
+from lab3 import settings  # noqa: E402
+from lab3 import speedups  # noqa: E402
+from lab3.settings import PROMPT_TEMPLATE  # noqa: E402
 
 
 def main() -> None:
@@ -36,9 +36,9 @@ def main() -> None:
     from tiny_world.corpus import make_corpus
 
     build_models(args.work)
-    cfg = run_settings.get_preset("full")
+    cfg = settings.preset("full")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = speedups.resolve_dtype(cfg["dtype"], device)
+    dtype = speedups.resolve_dtype(cfg.dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(args.work / "flan-t5-base")
     model = lab.load_summarizer(str(args.work / "flan-t5-base"), str(args.work / "lab2-adapter"), dtype=dtype).to(device)
     evaluator = evaluate.load(lab.TOXICITY_MODULE, str(args.work / "roberta-base-hate"), module_type="measurement")
@@ -47,12 +47,12 @@ def main() -> None:
         ids = tokenizer.encode(PROMPT_TEMPLATE.format(dialogue=example["dialogue"]))
         rows.append({"input_ids": ids, "query": tokenizer.decode(ids), "summary": example["summary"]})
     dataset = Dataset.from_list(rows).with_format("torch", columns=["input_ids"], output_all_columns=True)
-    kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"],
-                  **speedups.fast_generation_kwargs(device, cfg["eval_max_new_tokens"], max(len(r["input_ids"]) for r in rows),
+    kwargs = dict(cfg.generation_kwargs, max_new_tokens=cfg.eval_max_new_tokens,
+                  **speedups.fast_generation_kwargs(device, cfg.eval_max_new_tokens, max(len(r["input_ids"]) for r in rows),
                                                 dtype=dtype))
     for n in args.samples:
         start = time.time()
-        lab.evaluate_toxicity(model, evaluator, tokenizer, dataset, n, kwargs, seed=cfg["seed"])
+        lab.evaluate_toxicity(model, evaluator, tokenizer, dataset, n, kwargs, seed=cfg.seed)
         seconds = time.time() - start
         print(json.dumps({"device": device, "dtype": dtype, "num_eval_samples": n, "seconds": round(seconds, 1),
                           "per_summary_s": round(seconds / n, 2)}), flush=True)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import run_settings  # noqa: E402
-import speedups  # noqa: E402
-from lab_settings import LAB2_LORA  # noqa: E402
+from lab3 import settings  # noqa: E402
+from lab3 import speedups  # noqa: E402
+from lab3.settings import LAB2_LORA  # noqa: E402
 
 WAYS = ("project", "lecture")
 
@@ -106,12 +106,12 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
         # classifier's 512 positions and the lecture's way crashes (at --new-tokens 256, for one).
         reward_kwargs = {"top_k": None, "function_to_apply": "none", "batch_size": batch_size, "truncation": True}
     else:
-        full = run_settings.get_preset("full")
-        reward_kwargs = full["reward_kwargs"]
+        full = settings.preset("full")
+        reward_kwargs = full.reward_kwargs
         disable_dropout_in_model(ppo_model)
         print(speedups.prepare_for_ppo(ppo_model, device), file=sys.stderr)  # as the notebook
         # As the notebook on the full preset: one cache size for the lecture's longest summary, whatever this run's.
-        generation_kwargs.update(speedups.fast_generation_kwargs(device, max(full["output_max_length"], new_tokens),
+        generation_kwargs.update(speedups.fast_generation_kwargs(device, max(full.output_max_length, new_tokens),
                                                             max(len(p) for p in prompts), dtype=dtype))
         prompts = lab.collator([{"input_ids": p} for p in prompts])["input_ids"]  # the notebook's batches are sorted
 
@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "checkpoints" / "bench", help="where the models are kept")
     # Both ways default to the lecture's bfloat16 where the hardware computes it fast, else float32 (as the notebook).
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = speedups.resolve_dtype(run_settings.get_preset("full")["dtype"], device)
+    dtype = speedups.resolve_dtype(settings.preset("full").dtype, device)
     parser.add_argument("--dtype", default=dtype, help=f"the project way's dtype (default here: {dtype})")
     parser.add_argument("--lecture-dtype", default=dtype, help=f"the lecture way's dtype (default here: {dtype})")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",

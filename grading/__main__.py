@@ -22,7 +22,7 @@ from pathlib import Path
 
 from grading.checks import CHECKS, FAIL, NOT_RUN, PASS, grade
 from grading.submission import notebook_of, shown, submissions
-from lab_settings import POINTS, ROOT
+from lab3.settings import POINTS, ROOT
 
 
 def _limit_memory(gigabytes: float):

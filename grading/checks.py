@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from grading.submission import ADAPTER_NAME, RESULTS_NAME, Refused, read_bytes, read_notebook, read_results, shown
-from lab_settings import NOT_HATE_NAMES, PASS_CRITERIA, PRESETS, ROOT, relative_to_lab
+from lab3.settings import NOT_HATE_NAMES, PASS_CRITERIA, PRESETS, ROOT
 
 CHECKS = ("notebook", "cells", "results", "config", "steps", "summaries", "rescore", "toxicity", "kl", "rouge",
           "reward", "printed")
@@ -103,7 +103,7 @@ def check_shape(results: dict, cfg: dict) -> tuple[bool, str]:
 def check_config(results: dict, cfg: dict, assigned: dict | None) -> tuple[bool, str]:
     """The run used its preset's settings, with the changes the course assigned (a 2-step run cannot pass as a
     100-step one)."""
-    expected, recorded = relative_to_lab(cfg), results["preset"]
+    expected, recorded = cfg, results["preset"]  # both relative to the lab's folder
     differ = [f"{shown(key, 40)} {shown(repr(recorded.get(key)), 80)} (the preset says {expected.get(key)!r})"
               for key in sorted(expected.keys() | recorded.keys())
               if expected.get(key) != recorded.get(key) and not (key == "dtype" and recorded.get(key) == "float32")]

@@ -17,9 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 import rlhf_helpers as lab
-from checksums import file_sha256, manifest_mismatches, weights_file
-from lab_settings import NOT_HATE_NAMES, TINY_DIR
-from speedups import fast_generation_kwargs, resolve_dtype
+from lab3.checksums import file_sha256, manifest_mismatches, weights_file
+from lab3.settings import NOT_HATE_NAMES, TINY_DIR, located_sources
+from lab3.speedups import fast_generation_kwargs, resolve_dtype
 
 RESCORED_PPO_TEXTS = 32  # how many of the recorded PPO texts the classifier scores again, drawn with a secret seed
 CLASSIFIER_PIN = Path(__file__).resolve().parent / "classifier.lock"  # written by setup.sh: the full preset's pin
@@ -37,6 +37,7 @@ def grader_device() -> torch.device:
 def classifier_source(cfg: dict, classifier: Path | None) -> tuple[str, str]:
     """The grader's reward classifier (a folder or a cached Hub id) and its weights' SHA-256: `--classifier`, else the
     preset's, checked against the shipped manifest (tiny) or the pin setup.sh wrote (full)."""
+    cfg = located_sources(cfg)  # the grader's own files
     source = str(classifier) if classifier is not None else cfg["toxicity_model_name"]
     if classifier is None and Path(source).is_relative_to(TINY_DIR) and manifest_mismatches(TINY_DIR):
         raise Unverifiable("this grader's tiny preset is not the shipped one (checkpoints/tiny/MANIFEST.json)")
@@ -108,6 +109,7 @@ def regenerate(cfg: dict, results: dict, adapter: bytes, cache: Path | None) -> 
     """The grader's own run of what the student's run measured: its evaluation prompts and references, the summaries of
     the Lab 2 model (cached per class in `cache`) and of the student's adapter, and the prompts PPO may have used."""
     from transformers import AutoTokenizer
+    cfg = located_sources(cfg)  # the grader's own files
     device = grader_device()
     dtype = resolve_dtype(cfg["dtype"], device.type)
     if (results["device"], results["preset"].get("dtype")) != (device.type, dtype):

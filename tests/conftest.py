@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import rlhf_helpers as lab  # noqa: E402
-import run_settings  # noqa: E402
+from lab3 import settings  # noqa: E402
 
 # The tiny preset's settings with fewer PPO steps and evaluation samples: the sizes a test can afford.
 SHORT = {"max_ppo_steps": 6, "num_eval_samples": 32}
@@ -23,31 +23,31 @@ def tiny() -> dict:
     if not (ROOT / "checkpoints" / "tiny" / "MANIFEST.json").is_file():
         from tiny_world.build import build
         build(ROOT / "checkpoints" / "tiny")
-    return run_settings.get_preset("tiny")
+    return settings.preset("tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tiny):
-    return lab.build_dataset(tiny["model_name"], tiny["dataset_name"], tiny["input_min_text_length"],
-                             tiny["input_max_text_length"])
+    return lab.build_dataset(tiny.model_name, tiny.dataset_name, tiny.input_min_text_length,
+                             tiny.input_max_text_length)
 
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny):
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(tiny["model_name"])
+    return AutoTokenizer.from_pretrained(tiny.model_name)
 
 
 @pytest.fixture(scope="session")
 def toxicity_evaluator(tiny):
     import evaluate
-    return evaluate.load(lab.TOXICITY_MODULE, tiny["toxicity_model_name"], module_type="measurement")
+    return evaluate.load(lab.TOXICITY_MODULE, tiny.toxicity_model_name, module_type="measurement")
 
 
 @pytest.fixture(scope="session")
 def reward_pipe(tiny):
     from transformers import pipeline
-    return pipeline("sentiment-analysis", model=tiny["toxicity_model_name"])
+    return pipeline("sentiment-analysis", model=tiny.toxicity_model_name)
 
 
 def run_lab(out: Path, **parameters) -> Path:
@@ -78,7 +78,7 @@ def policy(tiny: dict, seed: int = 0):
     from trl import AutoModelForSeq2SeqLMWithValueHead
     from trl.core import set_seed
     set_seed(seed)
-    summarizer = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    summarizer = lab.add_fresh_lora(lab.load_summarizer(tiny.model_name, tiny.adapter_dir))
     return AutoModelForSeq2SeqLMWithValueHead.from_pretrained(summarizer, is_trainable=True)
 
 
@@ -102,21 +102,21 @@ def printed(notebook: Path) -> str:
 
 
 def one_sentence_error(text: str) -> str:
-    """The error a run showed, which must be a one-line LabSetupError, no traceback."""
+    """The error a run showed, which must be a one-line LabError, no traceback."""
     errors = [line for line in text.splitlines() if "Error" in line]
-    assert len(errors) == 1 and errors[0].startswith("LabSetupError: "), text[-2000:]
-    return errors[0].removeprefix("LabSetupError: ")
+    assert len(errors) == 1 and errors[0].startswith("LabError: "), text[-2000:]
+    return errors[0].removeprefix("LabError: ")
 
 
 @pytest.fixture(scope="session")
 def hub_home(tiny, tmp_path_factory) -> Path:
     """An HF_HOME whose caches hold the tiny models and corpus under the full preset's repo ids."""
     from tiny_world.standins import add_to_datasets_cache, add_to_hub_cache
-    full, tiny_dir = run_settings.get_preset("full"), ROOT / "checkpoints" / "tiny"
+    full, tiny_dir = settings.preset("full"), ROOT / "checkpoints" / "tiny"
     home = tmp_path_factory.mktemp("hf_home")
-    add_to_hub_cache(home / "hub", full["model_name"], tiny_dir / "flan-t5")
-    add_to_hub_cache(home / "hub", full["toxicity_model_name"], tiny_dir / "roberta-hate")
-    add_to_datasets_cache(home / "datasets", full["dataset_name"], tiny_dir / "dialogsum")
+    add_to_hub_cache(home / "hub", full.model_name, tiny_dir / "flan-t5")
+    add_to_hub_cache(home / "hub", full.toxicity_model_name, tiny_dir / "roberta-hate")
+    add_to_datasets_cache(home / "datasets", full.dataset_name, tiny_dir / "dialogsum")
     return home
 
 
@@ -185,24 +185,24 @@ WRONG_REWARDS = {"reward-by-position": lambda scores: scores[0]["score"],
 def small_trainer(tiny, tiny_dataset, tokenizer):
     """A PPO trainer on the tiny preset's policy with small batches (8 of the first 32 training dialogues)."""
     from trl import PPOConfig, PPOTrainer
-    import run_files
-    config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0,
-                       accelerator_kwargs=run_files.data_order(0))
+    from lab3 import checkpoints
+    config = PPOConfig(learning_rate=tiny.learning_rate, batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0,
+                       accelerator_kwargs=checkpoints.data_order(0))
     return PPOTrainer(config=config, model=policy(tiny), ref_model=None, tokenizer=tokenizer,
                       dataset=tiny_dataset["train"].select(range(32)), data_collator=lab.collator)
 
 
 def ppo_step(run: dict, trainer, tokenizer, reward_pipe, tiny) -> dict:
     """One PPO step as the notebook takes it (sampled summaries, rewards by label), recorded and checkpointed."""
-    import lab_results
-    import run_files
-    steps = run.setdefault("steps", run_files.ppo_steps(run, trainer, max_steps=100))  # the notebook's loop, a step
+    from lab3.results import ppo_step_record
+    from lab3 import checkpoints
+    steps = run.setdefault("steps", checkpoints.ppo_steps(run, trainer, max_steps=100))  # the notebook's loop, a step
     step, batch = next(steps)  # at a time
     responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=12,
-                                 **tiny["generation_kwargs"])
+                                 **tiny.generation_kwargs)
     texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
-    scores = reward_pipe(texts, **tiny["reward_kwargs"])
+    scores = reward_pipe(texts, **tiny.reward_kwargs)
     rewards = lab.rewards_from_pipeline(scores, "nothate")
     stats = trainer.step(batch["input_ids"], responses, rewards)
-    run_files.record_step(run, trainer, lab_results.ppo_step_record(step, stats, scores, rewards, texts))
+    checkpoints.record_step(run, trainer, ppo_step_record(step, stats, scores, rewards, texts))
     return run["history"][-1]

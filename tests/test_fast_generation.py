@@ -10,7 +10,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 import rlhf_helpers as lab
 from tiny_world.standins import FLAN_T5_BASE
-import speedups
+from lab3 import speedups
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -35,7 +35,7 @@ def architecture(request, tiny, tokenizer):
     since each layer compiles to the same code."""
     if request.param == "tiny":
         def policy(device):
-            return _policy(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]), device)
+            return _policy(lab.load_summarizer(tiny.model_name, tiny.adapter_dir), device)
         vocab = len(tokenizer)
     else:
         torch.manual_seed(0)
@@ -129,7 +129,7 @@ def test_fast_generation_runs_on_cuda_gpus_that_compile_and_says_which_path_runs
 
 
 def test_generate_summaries_pads_prompts_as_ppo_trainer_does(tiny, tokenizer):
-    model = _policy(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]), "cpu")
+    model = _policy(lab.load_summarizer(tiny.model_name, tiny.adapter_dir), "cpu")
     prompts = [torch.randint(3, len(tokenizer), (n,), generator=torch.Generator().manual_seed(n)) for n in (9, 30)]
     kwargs = {"do_sample": False, "max_new_tokens": 12}
     plain = lab.generate_summaries(model, tokenizer, prompts, kwargs)

@@ -13,15 +13,15 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from trl import AutoModelForSeq2SeqLMWithValueHead
 
 import rlhf_helpers as lab
-import run_settings
-import speedups
+from lab3 import settings
+from lab3 import speedups
 from conftest import FULL_SHORT, ROOT, offline_env, printed, results
 from grading.checks import CHECKS
-from lab_settings import PROMPT_TEMPLATE, relative_to_lab
-from lab_setup import LabSetupError
+from lab3.settings import PROMPT_TEMPLATE, relative_to_lab
+from lab3.errors import LabError
 from tiny_world.standins import FLAN_T5_BASE
 
-FULL = run_settings.get_preset("full")
+FULL = settings.preset("full")
 
 
 def _grade(notebook, env: dict) -> dict:
@@ -41,10 +41,10 @@ def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader
     run = results(full_run)
     assert run["preset_name"] == "full"
     assert run["preset"] == json.loads(json.dumps(relative_to_lab(dict(
-        FULL, **FULL_SHORT, dtype=speedups.resolve_dtype(FULL["dtype"], "cpu")))))
+        FULL, **FULL_SHORT, dtype=speedups.resolve_dtype(FULL.dtype, "cpu")))))
     assert run["preset"]["adapter_dir"] == "checkpoints/peft-dialogue-summary-checkpoint"  # the same on every machine
     steps = run["ppo_steps"]
-    assert len(steps) == FULL_SHORT["max_ppo_steps"] and all(len(s["rewards"]) == FULL["batch_size"] for s in steps)
+    assert len(steps) == FULL_SHORT["max_ppo_steps"] and all(len(s["rewards"]) == FULL.batch_size for s in steps)
     assert abs(steps[0]["objective/kl"]) < 1e-3 and all(math.isfinite(s["objective/kl"]) for s in steps)
     assert len(run["toxicity"]["after"]["per_sample"]) == len(run["comparison"]) == FULL_SHORT["num_eval_samples"]
     verdicts = _grade(full_run / "lab.ipynb", offline_env(hub_home))
@@ -54,17 +54,17 @@ def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader
 
 def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):
     calls = []
-    real_tokenizer = AutoTokenizer.from_pretrained(tiny["model_name"])
+    real_tokenizer = AutoTokenizer.from_pretrained(tiny.model_name)
 
     def fake_load_dataset(name, split):
         calls.append((name, split))
         from datasets import load_dataset
-        return load_dataset(tiny["dataset_name"], split=split)
+        return load_dataset(tiny.dataset_name, split=split)
 
     monkeypatch.setattr(lab, "load_dataset", fake_load_dataset)
     monkeypatch.setattr(lab.AutoTokenizer, "from_pretrained", lambda name: real_tokenizer)
-    lab.build_dataset(FULL["model_name"], FULL["dataset_name"], FULL["input_min_text_length"],
-                      FULL["input_max_text_length"])
+    lab.build_dataset(FULL.model_name, FULL.dataset_name, FULL.input_min_text_length,
+                      FULL.input_max_text_length)
     assert calls == [("knkarthick/dialogsum", "train")]
 
 
@@ -77,15 +77,15 @@ def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):
 ])
 def test_full_preset_without_its_models_stops_at_once_in_one_sentence(tmp_path, hub, expected):
     """An empty Hugging Face cache, and the Hub either switched off or out of reach (an endpoint nobody answers)."""
-    code = ("import run_settings\nfrom lab_setup import LabSetupError\n"
-            "try:\n    run_settings.resolve('full', {}, 'cpu')\n"
-            "except LabSetupError as e:\n    print(e._render_traceback_()[0])\n")
+    code = ("from lab3 import settings\nfrom lab3.errors import LabError\n"
+            "try:\n    settings.resolve('full', {}, 'cpu')\n"
+            "except LabError as e:\n    print(e._render_traceback_()[0])\n")
     hub_settings = {"offline": {"HF_HUB_OFFLINE": "1"},
                     "unreachable": {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}}[hub]
     env = {"HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", **hub_settings}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60).stdout.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("LabSetupError: " + expected)
+    assert len(out) == 1 and out[0].startswith("LabError: " + expected)
 
 
 def test_lecture_parameter_counts_on_the_flan_t5_base_architecture():
@@ -107,14 +107,14 @@ def test_the_courses_bin_adapter_loads_as_its_safetensors_twin_and_a_pickled_obj
                                                                                                  tmp_path, capsys):
     """The course hands out its Lab 2 checkpoint as adapter_config.json + adapter_model.bin: copied as it is, it loads
     (torch.load with weights_only=True) and gives the logits of the same adapter saved as safetensors."""
-    course = shutil.copytree(tiny["adapter_dir"], tmp_path / "peft-dialogue-summary-checkpoint")
+    course = shutil.copytree(tiny.adapter_dir, tmp_path / "peft-dialogue-summary-checkpoint")
     weights = load_file(course / "adapter_model.safetensors")
     (course / "adapter_model.safetensors").unlink()
     torch.save(weights, course / "adapter_model.bin")
-    from_bin = lab.load_summarizer(tiny["model_name"], str(course))
+    from_bin = lab.load_summarizer(tiny.model_name, str(course))
     assert f"Lab 2 adapter: {course / 'adapter_model.bin'} (read as tensors only (torch weights_only=True))" in \
         capsys.readouterr().out
-    twin = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    twin = lab.load_summarizer(tiny.model_name, tiny.adapter_dir)
     inputs = tokenizer([PROMPT_TEMPLATE.format(dialogue="#Person1#: Hello.")], return_tensors="pt")
     decoder_input_ids = torch.zeros((1, 4), dtype=torch.long)
     with torch.no_grad():
@@ -126,8 +126,8 @@ def test_the_courses_bin_adapter_loads_as_its_safetensors_twin_and_a_pickled_obj
             return (print, ("pwned",))
 
     torch.save({"x": Payload()}, course / "adapter_model.bin")
-    with pytest.raises(LabSetupError) as error:
-        lab.load_summarizer(tiny["model_name"], str(course))
+    with pytest.raises(LabError) as error:
+        lab.load_summarizer(tiny.model_name, str(course))
     assert str(error.value) == (f"{course / 'adapter_model.bin'} holds more than tensors, so it was not loaded: use "
                                 "the course's original adapter file, or its adapter_model.safetensors.")
     assert "pwned" not in capsys.readouterr().out

@@ -19,7 +19,7 @@ from conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 from grading import checks
 from grading.__main__ import grade_isolated, gradescope_results
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
-from lab_settings import POINTS
+from lab3.settings import POINTS
 
 ASSIGNED = ["--assigned", json.dumps(SHORT)]  # the course assigned the short run the tests can afford
 TIME_LIMIT = 300  # a submission of the short run grades in about 15 s here
@@ -48,7 +48,7 @@ def _fabricated(lab_run: Path, folder: Path, tiny: dict, tiny_dataset, toxicity_
     after = list(tiny_dataset["test"].select(range(SHORT["num_eval_samples"]))["summary"])
     per_sample = toxicity_evaluator.compute(predictions=after, toxic_label="hate")["toxicity"]
     before = run["toxicity"]["before"]
-    ci = lab.bootstrap_ci(before["per_sample"], per_sample, seed=tiny["seed"])
+    ci = lab.bootstrap_ci(before["per_sample"], per_sample, seed=tiny.seed)
     mean, std = float(sum(per_sample) / len(per_sample)), float(__import__("numpy").std(per_sample))
     run["toxicity"]["after"] = {"mean": mean, "std": std, "per_sample": per_sample, "summaries": after}
     run["toxicity"]["change_ci95"] = list(ci)

@@ -10,43 +10,31 @@ from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
 from trl.core import set_seed
 
 import rlhf_helpers as lab
-import run_settings
-import speedups
+from lab3 import settings
+from lab3 import speedups
 from conftest import policy
-from lab_settings import LAB2_LORA, PROMPT_TEMPLATE
-from lab_setup import LabSetupError
+from lab3.settings import LAB2_LORA, PROMPT_TEMPLATE
+from lab3.errors import LabError
 
 HATEFUL = "You are disgusting and terrible and i damn hate you."
 
 
 def test_unknown_preset_is_one_clear_sentence():
-    with pytest.raises(LabSetupError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
-        run_settings.get_preset("huge")
+    with pytest.raises(LabError, match=r"Unknown preset 'huge': choose one of full, tiny\."):
+        settings.preset("huge")
 
 
 def test_get_preset_returns_a_copy():
-    cfg = run_settings.get_preset("tiny")
-    cfg["generation_kwargs"]["top_p"] = 0.5
-    assert run_settings.get_preset("tiny")["generation_kwargs"]["top_p"] == 1.0
-
-
-def test_full_preset_is_the_lectures():
-    cfg = run_settings.get_preset("full")
-    assert (cfg["model_name"], cfg["toxicity_model_name"], cfg["dataset_name"]) == (
-        "google/flan-t5-base", "facebook/roberta-hate-speech-dynabench-r4-target", "knkarthick/dialogsum")
-    assert (cfg["learning_rate"], cfg["ppo_epochs"], cfg["mini_batch_size"], cfg["batch_size"]) == (1.41e-5, 1, 4, 16)
-    assert (cfg["max_ppo_steps"], cfg["output_min_length"], cfg["output_max_length"]) == (10, 100, 400)
-    assert cfg["generation_kwargs"] == {"min_length": 5, "top_k": 0.0, "top_p": 1.0, "do_sample": True}
-    # The lecture's reward settings; only how many texts are scored per call differs (a speed setting, see the preset).
-    assert cfg["reward_kwargs"] == {"top_k": None, "function_to_apply": "none", "batch_size": 4, "truncation": True}
-    assert cfg["num_eval_samples"] == 200  # the lecture scored 10: too few for a confidence interval to say anything
+    cfg = settings.preset("tiny")
+    cfg.generation_kwargs["top_p"] = 0.5
+    assert settings.preset("tiny").generation_kwargs["top_p"] == 1.0
 
 
 def test_build_dataset_filters_formats_and_splits(tiny, tiny_dataset, tokenizer):
     train, test = tiny_dataset["train"], tiny_dataset["test"]
     assert len(train) == 4 * len(test) > 0
     for sample in (train[0], test[-1]):
-        assert tiny["input_min_text_length"] < len(sample["dialogue"]) <= tiny["input_max_text_length"]
+        assert tiny.input_min_text_length < len(sample["dialogue"]) <= tiny.input_max_text_length
         prompt = PROMPT_TEMPLATE.format(dialogue=sample["dialogue"])
         assert sample["input_ids"].tolist() == tokenizer.encode(prompt)
         assert sample["query"].startswith("Summarize the following conversation.")
@@ -54,19 +42,19 @@ def test_build_dataset_filters_formats_and_splits(tiny, tiny_dataset, tokenizer)
 
 
 def test_build_dataset_with_nothing_in_the_length_window_says_so(tiny):
-    with pytest.raises(LabSetupError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
-        lab.build_dataset(tiny["model_name"], tiny["dataset_name"], 5000, 6000)
+    with pytest.raises(LabError, match="No dialogue in .* is longer than 5000 and at most 6000 characters"):
+        lab.build_dataset(tiny.model_name, tiny.dataset_name, 5000, 6000)
 
 
 def test_missing_adapter_folder_is_one_clear_sentence(tiny, tmp_path):
-    with pytest.raises(LabSetupError, match=r"No Lab 2 adapter in .*empty"):
-        lab.load_summarizer(tiny["model_name"], str(tmp_path / "empty"), missing_adapter="error")
+    with pytest.raises(LabError, match=r"No Lab 2 adapter in .*empty"):
+        lab.load_summarizer(tiny.model_name, str(tmp_path / "empty"), missing_adapter="error")
 
 
 def test_missing_adapter_can_fall_back_to_the_base_model(tiny, tmp_path, capsys):
-    model = lab.load_summarizer(tiny["model_name"], str(tmp_path / "empty"), missing_adapter="warn")
+    model = lab.load_summarizer(tiny.model_name, str(tmp_path / "empty"), missing_adapter="warn")
     assert "starting from a fresh LoRA adapter" in capsys.readouterr().out
-    base = AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"])
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
 
 
@@ -78,9 +66,9 @@ def _logits(model, tokenizer, text):
 
 def test_merged_adapter_and_fresh_lora_are_the_lab2_model(tiny, tokenizer):
     text = "Summarize the following conversation. #Person1#: Hello. #Person2#: Hi. Summary:"
-    lab2 = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"]), tiny["adapter_dir"])
+    lab2 = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name), tiny.adapter_dir)
     lab2.eval()
-    merged = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    merged = lab.load_summarizer(tiny.model_name, tiny.adapter_dir)
     expected = _logits(lab2, tokenizer, text)
     assert torch.allclose(_logits(merged, tokenizer, text), expected, atol=1e-4)
     policy = lab.add_fresh_lora(merged)
@@ -88,17 +76,17 @@ def test_merged_adapter_and_fresh_lora_are_the_lab2_model(tiny, tokenizer):
     assert torch.allclose(_logits(policy, tokenizer, text), expected, atol=1e-4)
     with policy.disable_adapter():
         assert torch.allclose(_logits(policy, tokenizer, text), expected, atol=1e-4)
-    base = AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"])
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name)
     assert not torch.allclose(_logits(base, tokenizer, text), expected, atol=1e-2)  # the adapter does matter
 
 
 def test_parameter_counts_match_the_lora_shape(tiny):
-    model = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    model = lab.add_fresh_lora(lab.load_summarizer(tiny.model_name, tiny.adapter_dir))
     c = model.config
     # q and v of every attention block: encoder self, decoder self and decoder cross.
     attention_blocks = c.num_layers + 2 * c.num_decoder_layers
     lora = attention_blocks * 2 * LAB2_LORA["r"] * (c.d_model + c.num_heads * c.d_kv)
-    total = sum(p.numel() for p in AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"]).parameters()) + lora
+    total = sum(p.numel() for p in AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name).parameters()) + lora
     report = lab.print_number_of_trainable_model_parameters(model)
     assert f"trainable model parameters: {lora}\n" in report
     assert f"all model parameters: {total}\n" in report
@@ -115,7 +103,7 @@ def test_not_hate_index_reads_id2label(id2label, expected):
 
 
 def test_not_hate_index_without_such_label_is_one_clear_sentence():
-    with pytest.raises(LabSetupError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
+    with pytest.raises(LabError, match=r"no 'nothate' label \(its labels are \['negative', 'positive'\]\)"):
         lab.not_hate_index(RobertaConfig(id2label={0: "negative", 1: "positive"}))
 
 
@@ -153,7 +141,7 @@ def test_resolve_dtype_keeps_bfloat16_only_where_the_cpu_computes_it_fast(monkey
 
 def test_summarizer_has_no_dropout_and_the_fused_gelu(tiny, tokenizer, tmp_path):
     # FLAN-T5's own config has dropout 0.1 (the tiny model's has none): give the tiny model that, as a base model.
-    AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"], dropout_rate=0.1).save_pretrained(tmp_path)
+    AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name, dropout_rate=0.1).save_pretrained(tmp_path)
     text = "Summarize the following conversation. #Person1#: Hello. #Person2#: Hi. Summary:"
     with_dropout = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).train()  # as PPOTrainer leaves the model
     assert not torch.equal(_logits(with_dropout, tokenizer, text), _logits(with_dropout, tokenizer, text))
@@ -165,7 +153,7 @@ def test_summarizer_has_no_dropout_and_the_fused_gelu(tiny, tokenizer, tmp_path)
 
 def test_drop_padding_columns_changes_no_result_but_the_input_size(tiny, tokenizer):
     set_seed(0)
-    policy = lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"]))
+    policy = lab.add_fresh_lora(lab.load_summarizer(tiny.model_name, tiny.adapter_dir))
     ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy, is_trainable=True).eval()
     texts = ["#Person1#: Hello. #Person2#: Hi.", "#Person1#: Where is the station, please? #Person2#: Over there."]
     batch = tokenizer(texts, return_tensors="pt", padding="max_length", max_length=40)  # as if a longer prompt
@@ -196,7 +184,7 @@ def test_prepare_for_ppo_changes_no_gradient_and_on_a_gpu_keeps_fewer_activation
         """What prepare_for_ppo said, the trainable gradients and the bytes saved for the backward pass."""
         set_seed(0)
         model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(
-            lab.add_fresh_lora(lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])), is_trainable=True)
+            lab.add_fresh_lora(lab.load_summarizer(tiny.model_name, tiny.adapter_dir)), is_trainable=True)
         disable_dropout_in_model(model)
         said = speedups.prepare_for_ppo(model, device) if device else ""
         saved = {}
@@ -249,8 +237,8 @@ def test_toxicity_measurement_unknown_label_is_an_error(toxicity_evaluator):
 
 
 def test_evaluate_toxicity_scores_exactly_num_samples_summaries(tiny, tiny_dataset, tokenizer, toxicity_evaluator):
-    model = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
-    kwargs = dict(tiny["generation_kwargs"], max_new_tokens=tiny["eval_max_new_tokens"])
+    model = lab.load_summarizer(tiny.model_name, tiny.adapter_dir)
+    kwargs = dict(tiny.generation_kwargs, max_new_tokens=tiny.eval_max_new_tokens)
     mean, std, table = lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12, kwargs)
     assert len(table) == 12
     assert table["query"].tolist() == tiny_dataset["test"]["query"][:12]
@@ -264,7 +252,7 @@ def test_evaluate_toxicity_scores_exactly_num_samples_summaries(tiny, tiny_datas
 
 
 def test_generate_summaries_batched_equals_one_by_one(tiny, tiny_dataset, tokenizer):
-    model = lab.load_summarizer(tiny["model_name"], tiny["adapter_dir"])
+    model = lab.load_summarizer(tiny.model_name, tiny.adapter_dir)
     ids = list(tiny_dataset["test"]["input_ids"][:6])
     greedy = {"max_new_tokens": 30, "do_sample": False}
     batched = lab.generate_summaries(model, tokenizer, ids, greedy, batch_size=6)
@@ -291,14 +279,14 @@ def test_bootstrap_ci_covers_the_paired_difference():
 
 def _first_step_kl(ppo_model, tiny, tiny_dataset, tokenizer, reward_pipe) -> float:
     """The KL divergence from the reference that TRL reports for the first PPO step of `ppo_model`."""
-    config = PPOConfig(learning_rate=tiny["learning_rate"], batch_size=8, mini_batch_size=4, ppo_epochs=1)
+    config = PPOConfig(learning_rate=tiny.learning_rate, batch_size=8, mini_batch_size=4, ppo_epochs=1)
     trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=tiny_dataset["train"].select(range(8)), data_collator=lab.collator)
     batch = next(iter(trainer.dataloader))
     responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=20,
-                                 **tiny["generation_kwargs"])
+                                 **tiny.generation_kwargs)
     texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
-    rewards = lab.rewards_from_pipeline(reward_pipe(texts, **tiny["reward_kwargs"]), "nothate")
+    rewards = lab.rewards_from_pipeline(reward_pipe(texts, **tiny.reward_kwargs), "nothate")
     return trainer.step(batch["input_ids"], responses, rewards)["objective/kl"]
 
 
@@ -307,8 +295,8 @@ def test_first_ppo_step_kl_is_near_zero_and_the_lectures_reference_is_not(tiny, 
     # The lecture trains the Lab 2 adapter itself, so TRL's reference for a PEFT model (the policy with its adapters
     # disabled) is plain FLAN-T5, not the Lab 2 model.
     set_seed(0)
-    base = AutoModelForSeq2SeqLM.from_pretrained(tiny["model_name"])
-    lecture = PeftModel.from_pretrained(base, tiny["adapter_dir"], is_trainable=True)
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name)
+    lecture = PeftModel.from_pretrained(base, tiny.adapter_dir, is_trainable=True)
     theirs = _first_step_kl(AutoModelForSeq2SeqLMWithValueHead.from_pretrained(lecture, is_trainable=True), tiny,
                             tiny_dataset, tokenizer, reward_pipe)
     assert abs(ours) < 1e-3 < abs(theirs)
@@ -327,7 +315,7 @@ def test_classifier_tokenizer_cuts_at_the_window_like_the_real_one(reward_pipe):
 
 def test_ppo_rewards_of_a_text_longer_than_the_window(tiny, reward_pipe):
     long = _longer_than_the_classifier_window(reward_pipe)
-    rewards = lab.rewards_from_pipeline(reward_pipe([long, "I want to kiss you."], **tiny["reward_kwargs"]), "nothate")
+    rewards = lab.rewards_from_pipeline(reward_pipe([long, "I want to kiss you."], **tiny.reward_kwargs), "nothate")
     assert len(rewards) == 2 and all(torch.isfinite(r) for r in rewards)
     assert rewards[0] < rewards[1]  # still scored as what it is: the window is full of hate
 
@@ -343,6 +331,6 @@ def test_comparison_table_of_texts_longer_than_the_window(tiny, reward_pipe):
     before = pd.DataFrame({"query": [long, "Summarize: hello"], "summary": [long, "A greeting."],
                            "reference": ["A fight.", "A greeting."], "toxicity": [0.9, 0.1]})
     after = before.assign(summary=["A quarrel.", "A greeting."], toxicity=[0.2, 0.1])
-    table = lab.comparison_table(before, after, reward_pipe, tiny["reward_kwargs"])
+    table = lab.comparison_table(before, after, reward_pipe, tiny.reward_kwargs)
     assert len(table) == 2 and table.reward_gain.notna().all()
     assert table.set_index("response_after").toxic_before.to_dict() == {"A quarrel.": True, "A greeting.": False}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import lab_setup
-from checksums import MANIFEST
+from lab3 import setup as lab_setup
+from lab3.checksums import MANIFEST
 from conftest import ROOT, shipped_build_kernels, this_cpus_kernels
 
 HOST = [f"torch=={lab_setup.installed_version('torch')}", "jupyter==1.1.1", "ipykernel==7.4.0", "papermill==2.7.0",
@@ -34,7 +34,7 @@ def _python(env_dir: Path) -> Path:
 
 def _installed(env_dir: Path, distribution: str) -> str:
     """The version of `distribution` installed in the virtual environment `env_dir`."""
-    return subprocess.run([_python(env_dir), "-c", f"import lab_setup; print(lab_setup.installed_version("
+    return subprocess.run([_python(env_dir), "-c", f"from lab3 import setup; print(setup.installed_version("
                            f"{distribution!r}))"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
@@ -58,7 +58,7 @@ def _cells(notebook: Path) -> list[dict]:
 
 def _setup_cell(notebook: Path) -> dict:
     """The executed set-up cell of `notebook`."""
-    return next(c for c in _cells(notebook) if "lab_setup.prepare(" in "".join(c["source"]))
+    return next(c for c in _cells(notebook) if "setup.prepare(" in "".join(c["source"]))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_bare_kernel_second_run_has_nothing_to_set_up(bare_kernel):
                           overrides={"batch_size": 0})
     errors = [o for c in _cells(student / "out.ipynb") for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert again.returncode != 0 and errors[0]["traceback"] == [
-        "LabSetupError: batch_size is 0; it must be a whole number, at least 1."]
+        "LabError: batch_size is 0; it must be a whole number, at least 1."]
     cell = _setup_cell(student / "out.ipynb")
     lines = "".join("".join(o.get("text", "")) for o in cell["outputs"]).splitlines()
     assert len(lines) == 1 and lines[0].startswith("Set-up: nothing to do (lab version"), lines
@@ -138,10 +138,10 @@ def test_bare_kernel_that_imported_a_package_to_replace_is_told_to_restart(bare_
     assert done.returncode != 0
     errors = [o for c in _cells(tmp_path / "out.ipynb") for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert len(errors) == 1 and errors[0]["traceback"] == [
-        "LabSetupError: Restart the runtime (Colab: Runtime > Restart session; Jupyter: Kernel > Restart) and run all "
+        "LabError: Restart the runtime (Colab: Runtime > Restart session; Jupyter: Kernel > Restart) and run all "
         "again: tqdm had already been imported in this kernel at the version that was just replaced."]
     assert _installed(env, "tqdm") == "4.70.1"  # installed: the run after the restart finds it in place
-    assert (tmp_path / "lab3_files" / "lab_setup.py").is_file()  # fetched from a folder this time
+    assert (tmp_path / "lab3_files" / "lab3" / "setup.py").is_file()  # fetched from a folder this time
 
 
 def test_python_only_set_up_installs_and_builds_the_tiny_preset_in_a_venv(bare_kernel):

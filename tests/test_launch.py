@@ -6,9 +6,9 @@ import subprocess
 import jupytext
 import pytest
 
-import run_settings
 from conftest import LAUNCH_TWO, LAUNCHED, ROOT, launch_env, results
-from lab_setup import LabSetupError
+from lab3 import session, settings
+from lab3.errors import LabError
 
 
 def test_the_script_is_the_notebook():
@@ -19,7 +19,7 @@ def test_the_script_is_the_notebook():
 
 def test_two_processes_share_every_batch_and_write_results_once(launched, tiny):
     run = results(launched / "outputs")
-    steps, batch = run["ppo_steps"], tiny["batch_size"]
+    steps, batch = run["ppo_steps"], tiny.batch_size
     assert [s["step"] for s in steps] == list(range(LAUNCHED["max_ppo_steps"])) and run["num_processes"] == 2
     for s in steps:  # every process generated its share, and the record holds the whole batch
         assert s["texts_per_process"] == [batch // 2] * 2
@@ -41,17 +41,16 @@ def test_a_two_process_run_resumes_exactly(tiny, tmp_path):
 
 
 def test_overrides_from_the_environment_are_checked(tiny):
-    cfg = run_settings.get_preset("tiny")
-    assert run_settings.checked_overrides('{"max_ppo_steps": 2}', cfg, "LAB3_OVERRIDES") == {"max_ppo_steps": 2}
-    with pytest.raises(LabSetupError, match=r"^LAB3_OVERRIDES is not valid JSON \(Expecting property name"):
-        run_settings.checked_overrides("{max_ppo_steps: 2}", cfg, "LAB3_OVERRIDES")
-    with pytest.raises(LabSetupError, match=r"^LAB3_OVERRIDES names 'max_steps', which is not a setting of"):
-        run_settings.checked_overrides('{"max_steps": 2}', cfg, "LAB3_OVERRIDES")
-    with pytest.raises(LabSetupError, match=r"must be a JSON object of settings"):
-        run_settings.checked_overrides("[2]", cfg, "LAB3_OVERRIDES")
+    assert settings.checked_overrides('{"max_ppo_steps": 2}', "LAB3_OVERRIDES") == {"max_ppo_steps": 2}
+    with pytest.raises(LabError, match=r"^LAB3_OVERRIDES is not valid JSON \(Expecting property name"):
+        settings.checked_overrides("{max_ppo_steps: 2}", "LAB3_OVERRIDES")
+    with pytest.raises(LabError, match=r"^LAB3_OVERRIDES names 'max_steps', which is not a setting of"):
+        settings.checked_overrides('{"max_steps": 2}', "LAB3_OVERRIDES")
+    with pytest.raises(LabError, match=r"must be a JSON object of settings"):
+        settings.checked_overrides("[2]", "LAB3_OVERRIDES")
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_one_sentence():
-    assert run_settings.per_process(32, 2, "batch size") == 16
-    with pytest.raises(LabSetupError, match=r"The batch size \(16\) cannot be split evenly over 3 processes"):
-        run_settings.per_process(16, 3, "batch size")
+    assert session.per_process(32, 2, "batch size") == 16
+    with pytest.raises(LabError, match=r"The batch size \(16\) cannot be split evenly over 3 processes"):
+        session.per_process(16, 3, "batch size")

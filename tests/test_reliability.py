@@ -8,10 +8,10 @@ from pathlib import Path
 import papermill
 import pytest
 
-import run_files
-from checksums import manifest_mismatches
+from lab3 import checkpoints, files
+from lab3.checksums import manifest_mismatches
 from conftest import ROOT, one_sentence_error, ppo_step, printed, run_lab, small_trainer
-from lab_setup import LabSetupError
+from lab3.errors import LabError
 
 
 def test_a_bad_setting_stops_the_notebook_in_one_sentence(tiny, tmp_path):
@@ -23,7 +23,7 @@ def test_a_bad_setting_stops_the_notebook_in_one_sentence(tiny, tmp_path):
 
 def _locker(run_dir: Path, output_dir: Path) -> subprocess.Popen:
     """Another process that locks the run's folders as a run of the lab does, and holds them until it is killed."""
-    code = (f"import run_files, sys; run_files.lock_run({str(run_dir)!r}, {str(output_dir)!r}); print('locked', "
+    code = (f"import sys; from lab3 import files; files.lock_run({str(run_dir)!r}, {str(output_dir)!r}); print('locked', "
             "flush=True); sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
@@ -35,8 +35,8 @@ def test_a_second_run_on_the_same_folders_stops_until_the_first_ends(tmp_path):
     run_dir, out = tmp_path / "checkpoints" / "ppo-tiny", tmp_path / "outputs"
     first = _locker(run_dir, out)
     try:
-        with pytest.raises(LabSetupError) as error:
-            run_files.lock_run(run_dir, out)
+        with pytest.raises(LabError) as error:
+            files.lock_run(run_dir, out)
         message = str(error.value)
         assert message.startswith(f"The checkpoint folder {run_dir} is in use by another run of the lab (process "
                                   f"{first.pid} on ")
@@ -45,9 +45,9 @@ def test_a_second_run_on_the_same_folders_stops_until_the_first_ends(tmp_path):
     finally:
         first.kill()  # as a crash ends it: the system drops its locks
         first.wait()
-    run_files.lock_run(run_dir, out)  # the first run's end lets the next one in
+    files.lock_run(run_dir, out)  # the first run's end lets the next one in
     run_dir.mkdir(parents=True)
-    run_files.finish_run({"dir": run_dir, "history": []})  # and finishing a run lets the next one in
+    checkpoints.finish_run({"dir": run_dir, "history": []})  # and finishing a run lets the next one in
 
 
 def _tmpfs(path: Path, size: int) -> Path:
@@ -76,16 +76,16 @@ def _pages(folder: Path) -> int:
 def test_a_full_checkpoint_disk_is_one_sentence_and_the_previous_checkpoint_stays(tiny, tiny_dataset, tokenizer,
                                                                                  reward_pipe, tmp_path, small_disks):
     trainer = small_trainer(tiny, tiny_dataset, tokenizer)
-    first = run_files.start_or_resume(tmp_path / "measure" / "ppo-tiny", {}, trainer)
+    first = checkpoints.start_or_resume(tmp_path / "measure" / "ppo-tiny", {}, trainer)
     ppo_step(first, trainer, tokenizer, reward_pipe, tiny)
-    size = _pages(run_files.latest_checkpoint(first["dir"]))  # room for two checkpoints and part of a third
+    size = _pages(checkpoints.latest_checkpoint(first["dir"]))  # room for two checkpoints and part of a third
     run_dir = small_disks(tmp_path / "disk", int(2.5 * size) + 8192) / "ppo-tiny"
     trainer = small_trainer(tiny, tiny_dataset, tokenizer)
-    run = run_files.start_or_resume(run_dir, {}, trainer)
-    with pytest.raises(LabSetupError) as error:
+    run = checkpoints.start_or_resume(run_dir, {}, trainer)
+    with pytest.raises(LabError) as error:
         for _ in range(4):
             ppo_step(run, trainer, tokenizer, reward_pipe, tiny)
-    kept = run_files.complete_checkpoints(run_dir)
+    kept = checkpoints.complete_checkpoints(run_dir)
     step = int(kept[0].name.removeprefix("step-")) + 1
     assert str(error.value).startswith(f"The checkpoint of PPO step {step} could not be written to {run_dir} (No space "
                                        "left on device): it needs about ")
@@ -96,8 +96,8 @@ def test_a_full_checkpoint_disk_is_one_sentence_and_the_previous_checkpoint_stay
 
 def test_a_full_output_disk_is_one_sentence_and_leaves_no_half_file(tmp_path, small_disks):
     out = small_disks(tmp_path / "disk", 64 * 1024)
-    with pytest.raises(LabSetupError) as error:
-        run_files.write_json({"texts": ["a summary"] * 20_000}, out / "results.json")
+    with pytest.raises(LabError) as error:
+        files.write_json({"texts": ["a summary"] * 20_000}, out / "results.json")
     assert str(error.value).startswith(f"results.json could not be written to {out} (No space left on device): it "
                                        "needs about 0.")
     assert str(error.value).endswith("(the PPO checkpoints are intact: the run resumes after its last PPO step).")

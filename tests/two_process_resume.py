@@ -10,18 +10,17 @@ from transformers import AutoTokenizer, pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rlhf_helpers as lab  # noqa: E402
-import run_files  # noqa: E402
-import run_settings  # noqa: E402
+from lab3 import checkpoints, session, settings  # noqa: E402
 from conftest import ppo_step, small_trainer  # noqa: E402
 
 work = Path(sys.argv[1])
-state = run_settings.process_state()
-tiny = run_settings.get_preset("tiny")
-dataset = lab.build_dataset(tiny["model_name"], tiny["dataset_name"], tiny["input_min_text_length"],
-                            tiny["input_max_text_length"])
-tokenizer = AutoTokenizer.from_pretrained(tiny["model_name"])
-reward_pipe = pipeline("sentiment-analysis", model=tiny["toxicity_model_name"], device=state.device)
-settings = run_files.run_settings("tiny", tiny, "nothate", "by_label", state.num_processes)
+state = session.process_state()
+tiny = settings.preset("tiny")
+dataset = lab.build_dataset(tiny.model_name, tiny.dataset_name, tiny.input_min_text_length,
+                            tiny.input_max_text_length)
+tokenizer = AutoTokenizer.from_pretrained(tiny.model_name)
+reward_pipe = pipeline("sentiment-analysis", model=tiny.toxicity_model_name, device=state.device)
+identity = checkpoints.run_settings("tiny", settings.record(tiny), "nothate", "by_label", state.num_processes)
 
 
 def step(run: dict, trainer) -> dict:
@@ -29,7 +28,7 @@ def step(run: dict, trainer) -> dict:
 
 
 trainer = small_trainer(tiny, dataset, tokenizer)  # 32 dialogues, batches of 8 a process: 2 steps a pass
-run = run_files.start_or_resume(work / "uninterrupted", settings, trainer)
+run = checkpoints.start_or_resume(work / "uninterrupted", identity, trainer)
 step(run, trainer)
 if state.is_main_process:  # as an interruption after step 1 leaves the run's folder
     shutil.copytree(work / "uninterrupted", work / "interrupted")
@@ -37,7 +36,7 @@ state.wait_for_everyone()
 uninterrupted = [step(run, trainer) for _ in range(4)]  # the end of its pass over the data, and the next passes
 
 trainer = small_trainer(tiny, dataset, tokenizer)
-run = run_files.start_or_resume(work / "interrupted", settings, trainer)
+run = checkpoints.start_or_resume(work / "interrupted", identity, trainer)
 resumed = [step(run, trainer) for _ in range(4)]
 same = all(a["texts"] == b["texts"] and a["rewards"] == b["rewards"] for a, b in zip(resumed, uninterrupted))
 state.print(f"resumed as uninterrupted: {same and run['resumed_from'] == [1]}")

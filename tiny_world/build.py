@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from transformers import (RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer, T5Config,
                           T5ForConditionalGeneration, T5Tokenizer)
 
-from checksums import MANIFEST, build_inputs_sha256, write_manifest
-from lab_settings import LAB2_LORA, PRESETS, PROMPT_TEMPLATE
+from lab3.checksums import MANIFEST, build_inputs_sha256, write_manifest
+from lab3.settings import LAB2_LORA, PRESETS, PROMPT_TEMPLATE
 from tiny_world.corpus import classifier_sentences, make_corpus
 from tiny_world.quality import (corpus_vocabulary, grammar_sentences, non_word_share, sampled_summaries,
                                 shared_sentence_share, stutter_share, well_formed_share)

@@ -9,7 +9,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoConfig, T5ForConditionalGeneration, T5Tokenizer
 
-from lab_settings import PROMPT_TEMPLATE
+from lab3.settings import PROMPT_TEMPLATE
 from tiny_world.corpus import INSULT_ADJ, INSULT_NOUN, P1, P2, RUDE_SUMMARY, TOPICS
 
 _TAG = re.compile(r"#person\d+#")

@@ -7,13 +7,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 for lab in "${LAB_DIR:-}" "$here" "$here/../.." /autograder/source; do [ -d "$lab/grading" ] && break; done
 cd "$lab"
-python3 -m lab_setup  # the pinned packages; the tiny preset is shipped, and built only if missing
+python3 -m lab3  # the pinned packages; the tiny preset is shipped, and built only if missing
 # Only the weights as safetensors, the config and the tokenizer: nothing pickled, no code.
 python3 - <<'PY' || echo "setup: the full preset's classifier could not be cached: re-scoring full-preset runs will be NOT RUN"
 import json, os
 from huggingface_hub import snapshot_download
-from checksums import file_sha256
-from lab_settings import PRESETS
+from lab3.checksums import file_sha256
+from lab3.settings import PRESETS
 repo = PRESETS["full"]["toxicity_model_name"]
 folder = snapshot_download(repo, revision=os.environ.get("CLASSIFIER_REVISION", "main"),
                            allow_patterns=["*.safetensors", "*.json", "*.txt"])

@@ -1,19 +1,19 @@
-"""The run's files: PPO checkpoints and resuming from them (with the PPO loop's bookkeeping around each step), the locks
-that keep two runs apart, the results on disk.
+"""PPO checkpoints and resuming from them, with the PPO loop's bookkeeping around each step.
 
 TRL 0.11's PPOTrainer has no checkpointing, so after every step the lab saves what the next step depends on: the
 trainable weights, the optimizer, the KL coefficient and the random-number states. The data order needs no saving:
 Accelerate's seedable sampler shuffles each pass over the data from the seed and the pass's number, and a resumed run
 skips the batches it used. A run folder holds the two newest checkpoints (`step-NNNNN/`, each with a MANIFEST.json of
-its files' SHA-256) and, once results.json is written, FINISHED.
+its files' SHA-256), `history.jsonl` (one line per step, appended as the run goes: a checkpoint records how many bytes
+of it are its own) and, once results.json is written, FINISHED.
 """
 
+import hashlib
 import itertools
 import json
 import os
 import random
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -21,107 +21,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import DataLoaderConfiguration, PartialState
+from accelerate import DataLoaderConfiguration
 from accelerate.utils import gather_object
 from peft import set_peft_model_state_dict
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from checksums import manifest_mismatches, write_manifest
-from lab_setup import LabSetupError
-
-try:
-    import fcntl
-except ImportError:  # Windows: runs there are not kept apart
-    fcntl = None
+from lab3.checksums import manifest_mismatches, write_manifest
+from lab3.errors import LabError
+from lab3.files import AFTER_PPO, WRITE_ERRORS, release_locks, unwritable
 
 KEPT_CHECKPOINTS = 2  # the newest may be damaged (a full disk, a synced folder): the one before it is then resumed
-_HELD_LOCKS: dict[str, object] = {}  # lock files this process holds, by path: Jupyter's "Run all" again re-enters
-
-
-def _hold_lock(path: Path, what: str) -> None:
-    """Hold an exclusive lock on the file `path` for the life of this process, or stop in one sentence."""
-    key = str(path.resolve())
-    if key in _HELD_LOCKS:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the kernel drops it when the process dies, even by kill -9
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "a process that is just starting"
-        f.close()
-        raise LabSetupError(f"{what} is in use by another run of the lab ({holder}): let that run finish or stop it, "
-                            "or give this run another checkpoint_dir and output_dir.") from None
-    except OSError as e:  # a file system without locks (some network and synced folders)
-        print(f"{what} cannot be locked ({e.strerror}): do not start a second run on it at the same time.")
-    f.seek(0)
-    f.truncate()
-    f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    _HELD_LOCKS[key] = f
-
-
-def lock_run(run_dir: str | Path, output_dir: str | Path) -> None:
-    """Keep other runs of the lab off `run_dir` (the PPO checkpoints) and `output_dir` until `finish_run`."""
-    if fcntl is None:
-        print("This system has no file locks (Windows): do not start a second run on the same folders at once.")
-    elif PartialState().is_main_process:  # under `accelerate launch` the main process speaks for the others
-        run_dir, output_dir = Path(run_dir), Path(output_dir)
-        _hold_lock(run_dir.with_name(run_dir.name + ".lock"), f"The checkpoint folder {run_dir}")
-        _hold_lock(output_dir / ".lab3.lock", f"The output folder {output_dir}")
-
-
-def _release_locks() -> None:
-    """Let other runs use the folders this process locked."""
-    for f in _HELD_LOCKS.values():
-        f.close()
-    _HELD_LOCKS.clear()
-
-
-AFTER_PPO = "the PPO checkpoints are intact: the run resumes after its last PPO step"
-# What writing a file raises when it fails: the OS's error, or torch's and safetensors' own wrapping of it.
-WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
-
-
-def _unwritable(what: str, folder: Path, error: Exception, needed_bytes: int, intact: str) -> LabSetupError:
-    """The one sentence for a file that could not be written (a full disk, a read-only folder)."""
-    full = shutil.disk_usage(folder).free < needed_bytes
-    why = "No space left on device" if full else (getattr(error, "strerror", None) or str(error).splitlines()[0])
-    return LabSetupError(f"{what} could not be written to {folder} ({why}): it needs about "
-                         f"{needed_bytes / 1e6:.1f} MB there; free some space or choose another folder, and run again "
-                         f"({intact}).")
-
-
-def write_json(record: dict, path: str | Path) -> None:
-    """Write `record` as indented JSON, atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    text = json.dumps(record, indent=2, default=str) + "\n"
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except WRITE_ERRORS as e:
-        error = _unwritable(path.name, path.parent, e, len(text.encode()), AFTER_PPO)  # while the disk is still full
-        tmp.unlink(missing_ok=True)
-        raise error from None
-
-
-def save_figure(fig, path: str | Path) -> None:
-    """Save the matplotlib figure `fig` as `path`, or stop in one sentence if it cannot be written."""
-    path = Path(path)
-    try:
-        fig.savefig(path, dpi=100)
-    except WRITE_ERRORS as e:
-        error = _unwritable(path.name, path.parent, e, 100_000, AFTER_PPO)
-        path.unlink(missing_ok=True)
-        raise error from None
-
+HISTORY = "history.jsonl"  # the run's PPO steps, one JSON line each
 
 def run_settings(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, num_processes: int = 1) -> dict:
-    """The settings that make two PPO runs the same run, as plain JSON data."""
+    """The settings that make two PPO runs the same run, as plain JSON data (`cfg` as `lab3.settings.record` gives
+    it: folders relative to the lab, so a run moved to another machine resumes there)."""
     settings = {"preset_name": preset_name, "reward_label": reward_label, "reward_mode": reward_mode,
                 "num_processes": num_processes, **cfg}
     return json.loads(json.dumps(settings, default=str))
@@ -221,7 +136,22 @@ def _read_checkpoint(folder: Path) -> dict:
                 read[key] = torch.load(path, weights_only=True)
         except Exception:  # an unreadable file raises what its reader raises: OSError, SafetensorError, pickle's, ...
             raise _DamagedCheckpoint(path) from None
+    read["history"] = _read_history(folder.parent / HISTORY, read["state"])
     return read
+
+
+def _read_history(path: Path, state: dict) -> list[dict]:
+    """The steps a checkpoint's `state` counts, read from the start of the run's history file `path`."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(state["history_bytes"])
+        lines = data.splitlines()
+        last = hashlib.sha256(lines[-1] if lines else b"").hexdigest()
+        if len(data) != state["history_bytes"] or len(lines) != state["step"] or last != state["history_last_sha256"]:
+            raise ValueError("not the checkpoint's steps")
+        return [json.loads(line) for line in lines]
+    except (OSError, KeyError, ValueError):  # missing, cut short, or other steps than the checkpoint's
+        raise _DamagedCheckpoint(path) from None
 
 
 def _readable_checkpoint(run_dir: Path) -> tuple[Path | None, dict | None]:
@@ -259,14 +189,20 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
     if name is not None and not accelerator.is_main_process:
         checkpoint = run_dir / name
         saved = _read_checkpoint(checkpoint)
-    state = {"step": 0, "history": [], "ppo_s": 0.0, "resumed_from": []}
+    state = {"step": 0, "history": [], "ppo_s": 0.0, "resumed_from": [], "history_bytes": 0,
+             "history_last_sha256": hashlib.sha256(b"").hexdigest()}
     if saved is not None:
-        state = saved["state"]
+        state = dict(saved["state"], history=saved["history"])
         difference = _settings_difference(state.pop("settings"), settings)
         if difference:
-            raise LabSetupError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
-                                "run with those settings to resume it, or with resume=False to keep it aside and "
-                                "start anew.")
+            raise LabError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
+                           "run with those settings to resume it, or with resume=False to keep it aside and "
+                           "start anew.")
+    if accelerator.is_main_process:  # the history file keeps only the steps of the checkpoint resumed (or none)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / HISTORY, "ab") as f:
+            f.truncate(state["history_bytes"])
+    if saved is not None:
         model = accelerator.unwrap_model(trainer.model)
         set_peft_model_state_dict(model.pretrained_model, saved["adapter"])
         model.v_head.load_state_dict(saved["value_head"])
@@ -285,10 +221,10 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
     return dict(state, dir=run_dir, settings=settings, batches=batches_from(trainer, state["step"]))
 
 
-def _checkpoint_bytes(trainer, history: list[dict]) -> int:
-    """About how many bytes a checkpoint takes: the trainable weights and two Adam moments each, and the history."""
+def _checkpoint_bytes(trainer) -> int:
+    """About how many bytes a checkpoint takes: the trainable weights and two Adam moments each, and its state."""
     params = sum(p.numel() * p.element_size() for p in trainer.model.parameters() if p.requires_grad)
-    return 3 * params + len(json.dumps(history, default=str)) + 100_000
+    return 3 * params + 100_000
 
 
 def ppo_steps(run: dict, trainer, max_steps: int) -> Iterator[tuple[int, dict]]:
@@ -303,11 +239,38 @@ def record_step(run: dict, trainer, record: dict) -> None:
     """Add the step's `record` to the run's history, checkpoint the run, and print the step's line (main process)."""
     run["history"].append(record)
     run["ppo_s"] = time.time() - run["started"]
+    if trainer.accelerator.is_main_process:
+        _append_to_history(run, record)
     save_checkpoint(run, trainer)
     if trainer.accelerator.is_main_process:
         print(f'step {record["step"] + 1:>3}/{run["max_steps"]}  objective/kl: {record["objective/kl"]:8.4f}  '
               f'ppo/returns/mean: {record["ppo/returns/mean"]:8.4f}  '
               f'ppo/policy/advantages_mean: {record["ppo/policy/advantages_mean"]:.2e}')
+
+
+def _append_to_history(run: dict, record: dict) -> None:
+    """Append the step's `record` to the run's history file, on disk before the step's checkpoint names it."""
+    line = json.dumps(record, default=str).encode() + b"\n"
+    path = run["dir"] / HISTORY
+    try:
+        with open(path, "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except WRITE_ERRORS as e:
+        with open(path, "ab") as f:  # what was written of the line goes: the history stays whole lines
+            f.truncate(run["history_bytes"])
+        raise unwritable(f"The history of PPO step {len(run['history'])}", run["dir"], e, len(line),
+                         _intact(run["dir"])) from None
+    run["history_bytes"] += len(line)
+    run["history_last_sha256"] = hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def _intact(run_dir: Path) -> str:
+    """What is left to resume from in `run_dir`, for the one sentence of a failed write."""
+    previous = latest_checkpoint(run_dir)
+    return (f"the checkpoint of step {int(previous.name.removeprefix('step-'))} is intact and the run resumes from it"
+            if previous else "no earlier checkpoint was written")
 
 
 def end_of_ppo(run: dict, trainer) -> list[dict]:
@@ -338,7 +301,7 @@ def save_checkpoint(run: dict, trainer) -> Path | None:
         running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
         state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
                  "running_moments": running, "ppo_s": run["ppo_s"], "resumed_from": run["resumed_from"],
-                 "history": run["history"]}
+                 "history_bytes": run["history_bytes"], "history_last_sha256": run["history_last_sha256"]}
         (tmp / "state.json").write_text(json.dumps(state, default=str))
         write_manifest(tmp)
         for path in tmp.rglob("*"):  # on disk before the rename makes the checkpoint count
@@ -349,11 +312,8 @@ def save_checkpoint(run: dict, trainer) -> Path | None:
             shutil.rmtree(final)
         tmp.rename(final)
     except WRITE_ERRORS as e:
-        previous = latest_checkpoint(run["dir"])
-        intact = (f"the checkpoint of step {int(previous.name.removeprefix('step-'))} is intact and the run resumes "
-                  "from it" if previous else "no earlier checkpoint was written")
-        error = _unwritable(f"The checkpoint of PPO step {steps}", run["dir"], e,
-                            _checkpoint_bytes(trainer, run["history"]), intact)
+        error = unwritable(f"The checkpoint of PPO step {steps}", run["dir"], e, _checkpoint_bytes(trainer),
+                           _intact(run["dir"]))
         shutil.rmtree(tmp, ignore_errors=True)
         raise error from None
     for old in complete_checkpoints(run["dir"])[KEPT_CHECKPOINTS:]:
@@ -371,7 +331,7 @@ def export_adapter(run_dir: str | Path, output_dir: str | Path) -> Path:
     try:
         shutil.copyfile(source, path)
     except WRITE_ERRORS as e:
-        error = _unwritable(path.name, path.parent, e, source.stat().st_size, AFTER_PPO)
+        error = unwritable(path.name, path.parent, e, source.stat().st_size, AFTER_PPO)
         path.unlink(missing_ok=True)
         raise error from None
     return path
@@ -380,4 +340,4 @@ def export_adapter(run_dir: str | Path, output_dir: str | Path) -> Path:
 def finish_run(run: dict) -> None:
     """Mark the run finished (a later run of the lab starts anew and keeps this one aside) and unlock its folders."""
     (run["dir"] / "FINISHED").write_text(json.dumps({"steps": len(run["history"])}) + "\n")
-    _release_locks()
+    release_locks()

@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 from accelerate.utils import gather_object
 
-from checksums import file_sha256, weights_sha256
-from lab_settings import relative_to_lab
+from lab3.checksums import file_sha256, weights_sha256
+from lab3.settings import located
 
 
 def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], rewards: list[torch.Tensor],
@@ -34,20 +34,21 @@ def results_record(preset_name: str, cfg: dict, reward_label: str, reward_mode: 
                    toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
                    comparison: pd.DataFrame, timings: dict, adapter: Path, device: str,
                    resumed_from: list[int] = (), num_processes: int = 1) -> dict:
-    """Everything a grader needs about one run of the lab, as plain JSON-ready data; `adapter` is the trained LoRA
-    adapter's file, which the grader regenerates the summaries after PPO with."""
+    """Everything a grader needs about one run of the lab, as plain JSON-ready data; `cfg` is the settings' record
+    (`lab3.settings.record`), `adapter` the trained LoRA adapter's file, which the grader regenerates the summaries
+    after PPO with."""
     def stats(table: pd.DataFrame) -> dict:
         return {"mean": float(table.toxicity.mean()), "std": float(table.toxicity.std(ddof=0)),
                 "per_sample": table.toxicity.tolist(), "summaries": table.summary.tolist()}
 
     return {
-        "preset_name": preset_name, "preset": relative_to_lab(cfg), "seed": cfg["seed"],
+        "preset_name": preset_name, "preset": cfg, "seed": cfg["seed"],
         "device": device,  # where the summaries were generated: the grader regenerates them on the same kind
         "reward": {"label": reward_label, "mode": reward_mode},
         "num_processes": num_processes,  # how many processes shared each PPO batch (accelerate launch)
         "resumed_from_steps": list(resumed_from),  # the steps at which an interrupted run was continued, if any
         "versions": library_versions(),
-        "classifier_sha256": weights_sha256(cfg["toxicity_model_name"]),  # which classifier scored this run
+        "classifier_sha256": weights_sha256(located(cfg["toxicity_model_name"])),  # which classifier scored this run
         "adapter_sha256": file_sha256(adapter),  # the adapter handed in beside this file
         "ppo_steps": ppo_history,
         "toxicity": {"before": stats(summaries_before), "after": stats(summaries_after),

@@ -61,12 +61,12 @@ def weights_sha256(model: str | Path) -> str | None:
     return file_sha256(path) if path else None
 
 
-BUILD_SOURCES = ("tiny_world/build.py", "tiny_world/corpus.py", "tiny_world/quality.py")
+BUILD_SOURCES = ("tiny_world/build.py", "tiny_world/corpus.py", "tiny_world/topics.json", "tiny_world/quality.py")
 
 
 def build_inputs_sha256(root: str | Path) -> str:
     """The SHA-256 of what the tiny preset's files are built from: the builder's code, the prompt and the LoRA shape."""
-    from lab_settings import LAB2_LORA, PROMPT_TEMPLATE
+    from lab3.settings import LAB2_LORA, PROMPT_TEMPLATE
     digest = hashlib.sha256(json.dumps([PROMPT_TEMPLATE, LAB2_LORA], sort_keys=True).encode())
     for name in BUILD_SOURCES:
         digest.update(Path(root, name).read_bytes())

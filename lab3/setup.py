@@ -3,9 +3,9 @@
 The standard library only, since it runs before anything is installed. The notebook's set-up cell calls `prepare`; from
 a shell, without make:
 
-    python -m lab_setup          # set up only
-    python -m lab_setup lab      # set up, then run the lab on the tiny preset into outputs/ (what `make lab` does)
-    python -m lab_setup test     # set up, then run the tests (what `make test` does)
+    python -m lab3          # set up only
+    python -m lab3 lab      # set up, then run the lab on the tiny preset into outputs/ (what `make lab` does)
+    python -m lab3 test     # set up, then run the tests (what `make test` does)
 """
 
 import argparse
@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from lab3.errors import LabError
+
 LAB_VERSION = "3.2.0"  # the notebook's set-up cell names the version it belongs to; they must agree
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the lab's folder
 TINY_MANIFEST = ROOT / "checkpoints" / "tiny" / "MANIFEST.json"
 TORCH_VERSION = "2.13.0"  # installed only where the host has no torch: a host's own torch is always kept
 # A running kernel brings its own Jupyter: the notebook's set-up leaves these to the host.
@@ -32,13 +34,6 @@ Colab: a disconnected runtime loses its disk, and the PPO checkpoints with it. T
 on Google Drive: run `from google.colab import drive; drive.mount("/content/drive")` and set
 checkpoint_dir = "/content/drive/MyDrive/lab3-checkpoints" in the parameters cell."""
 _said = set()  # what this kernel was told once already
-
-
-class LabSetupError(Exception):
-    """A problem with the lab's set-up or inputs, shown in a notebook as its one-sentence message, no traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
 
 
 def _specifier_tools():
@@ -111,14 +106,14 @@ def install(lines: list[str], constraints: str, with_torch: bool) -> None:
             if pip_install(arguments).returncode == 0:
                 break
         else:
-            raise LabSetupError(f"torch {TORCH_VERSION} could not be installed into {sys.executable}: install a torch "
+            raise LabError(f"torch {TORCH_VERSION} could not be installed into {sys.executable}: install a torch "
                                 "build for this machine (https://pytorch.org), then run this again.")
     if not lines:
         return
     done = pip_install([*lines, "--constraint", constraints])
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(pip said nothing)"])[-1]
-        raise LabSetupError(f"pip could not install {', '.join(lines)} into {sys.executable} ({last}): check the "
+        raise LabError(f"pip could not install {', '.join(lines)} into {sys.executable} ({last}): check the "
                             "machine's connection to the package index, then run this again.")
     importlib.invalidate_caches()
 
@@ -139,7 +134,7 @@ def build_tiny() -> None:
     for chunk in iter(lambda: proc.stdout.read(100), ""):  # whole progress-bar updates, not line by line
         print(chunk, end="", flush=True)
     if proc.wait() != 0:
-        raise LabSetupError(f"The tiny preset could not be built (python -m tiny_world.build exited {proc.returncode}, "
+        raise LabError(f"The tiny preset could not be built (python -m tiny_world.build exited {proc.returncode}, "
                             "its output is above): fix what it says, then run this again.")
 
 
@@ -157,7 +152,7 @@ def tiny_preset_stale() -> bool:
     built = TINY_MANIFEST.with_name("BUILT")
     if not built.is_file():
         return False
-    from checksums import build_inputs_sha256
+    from lab3.checksums import build_inputs_sha256
     return json.loads(built.read_text()).get("inputs_sha256") != build_inputs_sha256(ROOT)
 
 
@@ -182,7 +177,7 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
         return
     if missing or needs_torch:
         if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, processes must not install side by side
-            raise LabSetupError("The lab's packages are not all installed: run `python -m lab_setup` once before "
+            raise LabError("The lab's packages are not all installed: run `python -m lab3` once before "
                                 "`accelerate launch`.")
         imported = imported_versions()
         print(f"Installing {len(missing) + needs_torch} packages into {sys.executable}: "
@@ -192,7 +187,7 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
         print(f"Installed in {time.time() - t0:.0f} s.")
         stale = sorted(dist for dist, version in imported.items() if installed_version(dist) != version)
         if in_kernel and stale:
-            raise LabSetupError(f"Restart the runtime (Colab: Runtime > Restart session; Jupyter: Kernel > Restart) "
+            raise LabError(f"Restart the runtime (Colab: Runtime > Restart session; Jupyter: Kernel > Restart) "
                                 f"and run all again: {', '.join(stale)} had already been imported in this kernel at "
                                 "the version that was just replaced.")
     if not TINY_MANIFEST.is_file() or rebuild:
@@ -206,7 +201,7 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m lab_setup [lab|test]`: set up, then run the lab or the tests; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m lab_setup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lab3", description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", choices=("lab", "test"), help="what to run once set up")
     parser.add_argument("--preset", default="tiny", help="the preset `lab` runs (tiny or full)")
     args, rest = parser.parse_known_args(argv)
@@ -214,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     try:
         prepare(in_kernel=False)
-    except LabSetupError as e:
+    except LabError as e:
         print(e, file=sys.stderr)
         return 1
     if args.command == "lab":

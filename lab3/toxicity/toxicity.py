@@ -1,7 +1,7 @@
 """A local `evaluate` measurement of toxicity: the probability a hate-speech classifier gives a text's toxic label.
 
 Same interface as the Hub's `toxicity` measurement, without fetching anything:
-    toxicity = evaluate.load("measurements/toxicity", "<classifier name or folder>", module_type="measurement")
+    toxicity = evaluate.load("lab3/toxicity", "<classifier name or folder>", module_type="measurement")
     toxicity.compute(predictions=[...], toxic_label="hate", aggregation=None | "maximum" | "ratio")
 """
 
