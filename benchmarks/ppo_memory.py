@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import rlhf_helpers as lab  # noqa: E402
 from benchmarks.ppo_step import build_models  # noqa: E402
-from lab3 import speedups
+from lab3 import speedups  # noqa: E402
 
 MB = 2**20
 

@@ -13,6 +13,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import rlhf_helpers as lab  # noqa: E402
 from lab3 import settings  # noqa: E402
 
+# A test that needs one of these is in the `slow` tier (pytest.ini): each runs the whole lab, or more.
+SLOW_FIXTURES = {"lab_run", "full_run", "launched", "graded_class", "bare_kernel"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that needs a fixture of SLOW_FIXTURES."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 # The tiny preset's settings with fewer PPO steps and evaluation samples: the sizes a test can afford.
 SHORT = {"max_ppo_steps": 6, "num_eval_samples": 32}
 
@@ -50,22 +61,27 @@ def reward_pipe(tiny):
     return pipeline("sentiment-analysis", model=tiny.toxicity_model_name)
 
 
-def run_lab(out: Path, **parameters) -> Path:
-    """Execute the lab notebook headless into `out` (with results.json beside it); returns the executed notebook."""
+def run_lab(out: Path, alone: bool = False, **parameters) -> Path:
+    """Execute the lab notebook headless into `out` (with results.json beside it); returns the executed notebook.
+    `alone`: as a notebook opened without the lab's files meets it, in `out`, fetching them from this checkout."""
     import papermill
     out.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab.ipynb"), cwd=str(ROOT),
+    where = {"lab_source": str(ROOT)} if alone else {}
+    papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab.ipynb"),
+                               cwd=str(out if alone else ROOT),
                                parameters={"preset_name": "tiny", "output_dir": str(out),
-                                           "checkpoint_dir": str(out / "checkpoints"), **parameters},
+                                           "checkpoint_dir": str(out / "checkpoints"), **where, **parameters},
                                progress_bar=False)
     return out / "lab.ipynb"
 
 
 @pytest.fixture(scope="session")
 def lab_run(tiny, tmp_path_factory) -> Path:
-    """The folder of one correct run of the whole notebook: the tiny preset with the SHORT settings (its notebook,
-    results.json, plot, and PPO checkpoints in `checkpoints/`)."""
-    return run_lab(tmp_path_factory.mktemp("lab"), overrides=SHORT).parent
+    """The folder of one correct run of the whole notebook, opened alone (it copies the lab's files from this checkout
+    into `lab3_files/` beside it): the tiny preset with the SHORT settings (its notebook, results.json, plot, and PPO
+    checkpoints in `checkpoints/`). The suite's other whole runs are the full preset's in the checkout (`full_run`)
+    and the script's under `accelerate launch` (`launched`)."""
+    return run_lab(tmp_path_factory.mktemp("lab"), alone=True, overrides=SHORT).parent
 
 
 def results(folder: Path) -> dict:

@@ -1,5 +1,6 @@
 """The full preset's real loading path, offline: stand-ins under the real Hub ids in a Hugging Face cache."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -17,7 +18,7 @@ from lab3 import settings
 from lab3 import speedups
 from conftest import FULL_SHORT, ROOT, offline_env, printed, results
 from grading.checks import CHECKS
-from lab3.settings import PROMPT_TEMPLATE, relative_to_lab
+from lab3.settings import PROMPT_TEMPLATE
 from lab3.errors import LabError
 from tiny_world.standins import FLAN_T5_BASE
 
@@ -40,8 +41,8 @@ def test_full_preset_at_the_lectures_settings_runs_offline_and_passes_the_grader
     assert "No Lab 2 adapter in" in text and "the 'before' model is plain google/flan-t5-base" in text
     run = results(full_run)
     assert run["preset_name"] == "full"
-    assert run["preset"] == json.loads(json.dumps(relative_to_lab(dict(
-        FULL, **FULL_SHORT, dtype=speedups.resolve_dtype(FULL.dtype, "cpu")))))
+    assert run["preset"] == settings.record(dataclasses.replace(
+        FULL, **FULL_SHORT, dtype=speedups.resolve_dtype(FULL.dtype, "cpu")))
     assert run["preset"]["adapter_dir"] == "checkpoints/peft-dialogue-summary-checkpoint"  # the same on every machine
     steps = run["ppo_steps"]
     assert len(steps) == FULL_SHORT["max_ppo_steps"] and all(len(s["rewards"]) == FULL.batch_size for s in steps)

@@ -32,6 +32,7 @@ def test_two_processes_share_every_batch_and_write_results_once(launched, tiny):
     assert "LAB3_OVERRIDES changes max_ppo_steps, num_eval_samples." in printed
 
 
+@pytest.mark.slow  # two processes under `accelerate launch`
 def test_a_two_process_run_resumes_exactly(tiny, tmp_path):
     """Each process restores its own random numbers, and both find their share of the batches where they stopped."""
     script = [*LAUNCH_TWO[:-1], str(ROOT / "tests" / "two_process_resume.py"), str(tmp_path)]

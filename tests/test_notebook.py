@@ -14,11 +14,19 @@ def _code_lines(cell: dict) -> int:
     return sum(bool(line.strip()) and not line.strip().startswith("#") for line in lines)
 
 
-def test_the_loop_cell_is_the_lectures_loop_and_no_cell_is_long():
-    cells = [c for c in json.loads((ROOT / "lab3_rlhf_detox.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
-    loop = next(c for c in cells if "ppo_trainer.step(" in "".join(c["source"]))
+def test_the_loop_cell_is_the_lectures_loop_and_only_the_set_up_cell_is_plumbing():
+    cells = json.loads((ROOT / "lab3_rlhf_detox.ipynb").read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    loop = next(c for c in code if "ppo_trainer.step(" in "".join(c["source"]))
     assert _code_lines(loop) <= 13
-    assert max(_code_lines(c) for c in cells) <= 15
+    set_up = [c for c in code if "setup.prepare(" in "".join(c["source"])]
+    assert len(set_up) == 1 and _code_lines(set_up[0]) <= 30  # fetching, installing, settings, locks: one cell
+    after = code[code.index(set_up[0]) + 1:]
+    assert max(_code_lines(c) for c in after) <= 15
+    plumbing = ("lab3.", "import os", "sys.path", "lock_run", "is_main_process", "timings", "start_or_resume")
+    assert not [c["source"] for c in after if any(word in "".join(c["source"]) for word in plumbing)]
+    # Colab wraps longer lines.
+    assert max(len(line) for c in cells for line in "".join(c["source"]).splitlines()) <= 100
 
 
 def test_ppo_ran_every_step_from_the_lab2_model(lab_run):
@@ -42,21 +50,11 @@ def test_side_by_side_table_has_rows(lab_run):
 
 def test_side_by_side_table_shows_whole_summaries_and_what_was_toxic(lab_run):
     nb = json.loads((lab_run / "lab.ipynb").read_text())
-    cell = next(c for c in nb["cells"] if "df_compare_results[[" in "".join(c["source"]))
+    cell = next(c for c in nb["cells"] if "df_compare_results[columns]" in "".join(c["source"]))
     html = "".join(next(o for o in cell["outputs"] if "data" in o)["data"]["text/html"])
     assert "toxic_before" in html and "..." not in html
     for row in results(lab_run)["comparison"][:10]:  # the rows shown, in full
         assert row["response_before"] in html and row["response_after"] in html
-
-
-def test_ppo_loop_prints_one_line_per_step(lab_run):
-    nb = json.loads((lab_run / "lab.ipynb").read_text())
-    cell = next(c for c in nb["cells"] if "ppo_trainer.step(" in "".join(c["source"]))
-    printed = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
-                      for o in cell["outputs"] if o.get("name") == "stdout").splitlines()
-    assert [line[:len(f"step {STEPS:>3}/{STEPS}")] for line in printed] == [f"step {s:>3}/{STEPS}"
-                                                                            for s in range(1, STEPS + 1)]
-    assert all("objective/kl" in line and "ppo/returns/mean" in line for line in printed)
 
 
 def test_outputs_hold_the_plot_and_the_statistics(lab_run):

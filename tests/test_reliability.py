@@ -14,6 +14,7 @@ from conftest import ROOT, one_sentence_error, ppo_step, printed, run_lab, small
 from lab3.errors import LabError
 
 
+@pytest.mark.slow  # the notebook, until its settings stop it
 def test_a_bad_setting_stops_the_notebook_in_one_sentence(tiny, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError):
         run_lab(tmp_path, overrides={"learning_rate": "3e-4"})
