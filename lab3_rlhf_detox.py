@@ -44,6 +44,8 @@ overrides = {}            # changes to the preset's settings, e.g. {"max_ppo_ste
 output_dir = "outputs"          # plots, results.json and the trained adapter
 checkpoint_dir = "checkpoints"  # PPO checkpoints go to <checkpoint_dir>/ppo-<preset>
 resume = True             # continue an interrupted run (False: keep it aside and start anew)
+log_every = 10            # print a line every this many PPO steps (Jupyter also draws them live)
+tracker = ""              # "" (none), "tensorboard" or "trackio": logs under <output_dir>/trackers
 lab_source = ""           # opened alone: the lab's git URL or folder (or LAB3_SOURCE), as a
                           # course gives it
 
@@ -85,7 +87,7 @@ setup.prepare(LAB_VERSION)
 from lab3 import session, speedups  # noqa: E402
 
 run = session.start(preset_name, overrides, output_dir, checkpoint_dir, reward_label, reward_mode,
-                    resume)  # also locks the folders: a second run on them stops here
+                    resume, log_every, tracker)  # also locks the folders: a second run stops here
 cfg, device = run["cfg"], run["device"]
 session.settings_table(run)
 
@@ -298,11 +300,14 @@ reward_kwargs = cfg.reward_kwargs
 # 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit
 #    becomes the reward,
 # 3. `ppo_trainer.step` updates the LoRA adapter and the value head,
-# 4. `session.record_step` keeps the step's statistics, texts and rewards, writes a checkpoint and
-#    prints a line.
+# 4. `session.record_step` keeps the step's statistics, texts and rewards, writes a checkpoint,
+#    and shows the step (TRL's `log_stats`, for the tracker if you chose one).
 #
-# Watch `objective/kl` (how far the policy moved from the Lab 2 model; it starts at 0 and should
-# stay moderate), `ppo/returns/mean` and `ppo/policy/advantages_mean`.
+# **Watch it learn.** In Jupyter a figure below the cell is redrawn as PPO goes: the mean reward
+# (should rise), the KL from the Lab 2 model (starts at 0 and should stay moderate) and the share of
+# summaries the classifier calls hateful (should fall), with a few of the newest rollouts under it:
+# a reward hack shows first in what the policy writes. The progress bar carries the reward and the
+# KL, and a line is printed every `log_every` steps.
 #
 # **Interrupted?** (a closed laptop, a disconnected hosted notebook) Run the notebook again: the
 # loop continues from the last checkpoint in `checkpoints/ppo-<preset>/`, with the batches the
@@ -322,7 +327,6 @@ for step, batch in session.ppo_steps(run, ppo_trainer):
     reward_tensors = lab.rewards_from_pipeline(rewards, reward_label, reward_mode, nothate_index)
 
     stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
-    ppo_trainer.log_stats(stats, batch, reward_tensors)
     session.record_step(run, ppo_trainer, stats, rewards, reward_tensors, query_response_pairs)
 ppo_history = session.end_of_ppo(run, ppo_trainer)  # under `accelerate launch`: main process only
 

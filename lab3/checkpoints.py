@@ -230,22 +230,18 @@ def _checkpoint_bytes(trainer) -> int:
 def ppo_steps(run: dict, trainer, max_steps: int) -> Iterator[tuple[int, dict]]:
     """Each PPO step still to take, with its batch, under a progress bar; `record_step` then keeps what it did."""
     run["max_steps"], run["started"] = max_steps, time.time() - run["ppo_s"]  # PPO time before an interruption counts
-    steps = tqdm(range(run["step"], max_steps), initial=run["step"], total=max_steps, desc="PPO steps",
-                 disable=not trainer.accelerator.is_main_process)
-    yield from zip(steps, run["batches"])
+    run["bar"] = tqdm(range(run["step"], max_steps), initial=run["step"], total=max_steps, desc="PPO steps",
+                      disable=not trainer.accelerator.is_main_process)
+    yield from zip(run["bar"], run["batches"])
 
 
 def record_step(run: dict, trainer, record: dict) -> None:
-    """Add the step's `record` to the run's history, checkpoint the run, and print the step's line (main process)."""
+    """Add the step's `record` to the run's history and checkpoint the run."""
     run["history"].append(record)
     run["ppo_s"] = time.time() - run["started"]
     if trainer.accelerator.is_main_process:
         _append_to_history(run, record)
     save_checkpoint(run, trainer)
-    if trainer.accelerator.is_main_process:
-        print(f'step {record["step"] + 1:>3}/{run["max_steps"]}  objective/kl: {record["objective/kl"]:8.4f}  '
-              f'ppo/returns/mean: {record["ppo/returns/mean"]:8.4f}  '
-              f'ppo/policy/advantages_mean: {record["ppo/policy/advantages_mean"]:.2e}')
 
 
 def _append_to_history(run: dict, record: dict) -> None:

@@ -1,9 +1,11 @@
-"""One run of the lab, as the notebook sees it: the set-up cell's work (processes, settings, seed, locks), the sizes
-and data order PPO needs per process, the fast generation path, the PPO loop's bookkeeping, and the results file.
+"""One run of the lab, as the notebook sees it: the set-up cell's work (processes, settings, seed, locks), the sizes,
+data order and tracker PPO needs, the fast generation path, the PPO loop's bookkeeping and live view, and the results
+file.
 
 `start` returns the run as a dict that the notebook hands back to the other functions here.
 """
 
+import importlib.util
 import time
 import warnings
 from pathlib import Path
@@ -13,7 +15,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from trl.core import set_seed
 
-from lab3 import checkpoints, files, results, settings, speedups
+from lab3 import checkpoints, files, live, results, settings, speedups, trackers
 from lab3.errors import LabError
 
 
@@ -31,9 +33,15 @@ def per_process(size: int, num_processes: int, what: str) -> int:
     return size // num_processes
 
 
+TRACKERS = {"tensorboard": "tensorboard==2.21.0", "trackio": "trackio==0.43.0"}  # requirements-trackers.txt
+
+
 def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_dir: str, reward_label: str,
-          reward_mode: str, resume: bool = True) -> dict:
+          reward_mode: str, resume: bool = True, log_every: int = 10, tracker: str = "") -> dict:
     """The run the notebook's parameters describe: settings checked, seed set, its folders locked."""
+    _check_tracker(tracker)
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise LabError(f"log_every is {log_every!r}; it must be a whole number of PPO steps, at least 1.")
     for notice in (".*PPOv2.*", ".*past_key_values.*"):  # trl 0.11.4 is pinned on purpose (README)
         warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
     state = process_state()  # one process in Jupyter; several under `accelerate launch` (README)
@@ -45,7 +53,24 @@ def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_d
     files.lock_run(run_dir, output_dir)  # a second run of the lab on the same folders stops here
     return {"preset_name": preset_name, "cfg": cfg, "state": state, "device": state.device, "output_dir": output_dir,
             "run_dir": run_dir, "reward_label": reward_label, "reward_mode": reward_mode, "resume": resume,
-            "started": time.time(), "timings": {}}
+            "started": time.time(), "timings": {}, "live": live.start(log_every), "tracker": tracker}
+
+
+def _check_tracker(tracker: str) -> None:
+    """Stop in one sentence when `tracker` is not one the lab logs to, or its package is not installed."""
+    if tracker and tracker not in TRACKERS:
+        raise LabError(f"tracker is {tracker!r}; it must be '' (none) or one of {', '.join(map(repr, TRACKERS))}.")
+    if tracker and importlib.util.find_spec(tracker) is None:
+        raise LabError(f"tracker={tracker!r} needs the {tracker} package, which this Python lacks: run "
+                       f"`pip install {TRACKERS[tracker]}` (or `pip install -r requirements-trackers.txt`), "
+                       "then run the lab again.")
+
+
+def run_name(run: dict) -> str:
+    """The run's name in a tracker: what tells two runs of a sweep, or of two students, apart."""
+    cfg = run["cfg"]
+    return (f"{run['preset_name']}-kl{cfg.init_kl_coef:g}-lr{cfg.learning_rate:g}-seed{cfg.seed}"
+            f"-{run['reward_mode']}-{run['reward_label']}")
 
 
 def settings_table(run: dict) -> pd.DataFrame:
@@ -71,9 +96,17 @@ def generation_kwargs(run: dict, dataset, **changes) -> dict:
 def process_settings(run: dict) -> dict:
     """`PPOConfig` arguments of the processes: each one's share of a batch, and the data order a resumed run finds."""
     cfg, processes = run["cfg"], run["state"].num_processes
-    return {"batch_size": per_process(cfg.batch_size, processes, "batch size"),
-            "mini_batch_size": per_process(cfg.mini_batch_size, processes, "mini-batch size"),
-            "accelerator_kwargs": checkpoints.data_order(cfg.seed)}
+    kwargs = {"batch_size": per_process(cfg.batch_size, processes, "batch size"),
+              "mini_batch_size": per_process(cfg.mini_batch_size, processes, "mini-batch size"),
+              "accelerator_kwargs": checkpoints.data_order(cfg.seed)}
+    return dict(kwargs, **_tracker_settings(run))
+
+
+def _tracker_settings(run: dict) -> dict:
+    """`PPOConfig` arguments of the run's tracker, writing under `<output_dir>/trackers/` ({} without one)."""
+    if not run["tracker"]:
+        return {}
+    return {"log_with": trackers.tracker(run["tracker"], run_name(run), run["output_dir"] / "trackers")}
 
 
 def ppo_steps(run: dict, trainer):
@@ -88,11 +121,16 @@ def ppo_steps(run: dict, trainer):
 def record_step(run: dict, trainer, stats: dict, scores: list[list[dict]], rewards: list, texts: list[str]) -> None:
     """Keep what the step did (its statistics, texts, scores and rewards) and checkpoint the run."""
     step = len(run["ppo"]["history"])
-    checkpoints.record_step(run["ppo"], trainer, results.ppo_step_record(step, stats, scores, rewards, texts))
+    record = results.ppo_step_record(step, stats, scores, rewards, texts)
+    checkpoints.record_step(run["ppo"], trainer, record)
+    if trainer.accelerator.is_main_process:
+        live.log_to_tracker(trainer.accelerator, record)
+        live.show(run["live"], run["ppo"]["history"], run["cfg"].max_ppo_steps, run["ppo"]["bar"])
 
 
 def end_of_ppo(run: dict, trainer) -> list[dict]:
     """The run's PPO steps, once every process has taken them; only the main process goes on from here."""
+    trainer.accelerator.end_training()  # the tracker's files complete
     history = checkpoints.end_of_ppo(run["ppo"], trainer)
     run["after_ppo"] = time.time()
     return history

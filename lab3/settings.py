@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab3.errors import LabError
 
-ROOT = Path(__file__).resolve().parents[1]  # the lab's folder: paths in the presets and in results.json are relative to it
+ROOT = Path(__file__).resolve().parents[1]  # the lab's folder: the presets and results.json name paths relative to it
 TINY_DIR = ROOT / "checkpoints" / "tiny"  # the tiny preset's files, shipped with the lab (MANIFEST.json: their SHA-256)
 # Label names that mean "not hate" in a hate-speech classifier's id2label.
 NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")

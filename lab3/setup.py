@@ -165,7 +165,9 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
     if os.environ.get("COLAB_RELEASE_TAG") and "colab" not in _said:
         _said.add("colab")
         print(COLAB_DRIVE_HINT)
-    wanted = requirements("requirements.txt") + ([] if in_kernel else requirements("requirements-dev.txt"))
+    # From a shell (`make lab`, `make test`) also the tests' packages and the optional trackers, which the tests use.
+    wanted = requirements("requirements.txt") + ([] if in_kernel else requirements("requirements-dev.txt",
+                                                                                   "requirements-trackers.txt"))
     if in_kernel:
         wanted = [line for line in wanted if requirement_name(line) not in KERNEL_OWN]
     missing = unmet(wanted)

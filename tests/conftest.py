@@ -198,12 +198,13 @@ WRONG_REWARDS = {"reward-by-position": lambda scores: scores[0]["score"],
                  "optimizes-hate": lambda scores: next(d["score"] for d in scores if d["label"] == "hate")}
 
 
-def small_trainer(tiny, tiny_dataset, tokenizer):
-    """A PPO trainer on the tiny preset's policy with small batches (8 of the first 32 training dialogues)."""
+def small_trainer(tiny, tiny_dataset, tokenizer, **config):
+    """A PPO trainer on the tiny preset's policy with small batches (8 of the first 32 training dialogues); `config`:
+    more PPOConfig arguments."""
     from trl import PPOConfig, PPOTrainer
     from lab3 import checkpoints
     config = PPOConfig(learning_rate=tiny.learning_rate, batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0,
-                       accelerator_kwargs=checkpoints.data_order(0))
+                       accelerator_kwargs=checkpoints.data_order(0), **config)
     return PPOTrainer(config=config, model=policy(tiny), ref_model=None, tokenizer=tokenizer,
                       dataset=tiny_dataset["train"].select(range(32)), data_collator=lab.collator)
 

@@ -57,6 +57,17 @@ def test_side_by_side_table_shows_whole_summaries_and_what_was_toxic(lab_run):
         assert row["response_before"] in html and row["response_after"] in html
 
 
+def test_the_ppo_cell_shows_a_live_figure_and_rollouts_and_a_screen_of_text(lab_run):
+    nb = json.loads((lab_run / "lab.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "ppo_trainer.step(" in "".join(c["source"]))
+    text = "".join("".join(o["text"]) for o in cell["outputs"] if o["output_type"] == "stream")
+    assert len(text.splitlines()) <= 15
+    assert text.splitlines()[-1].startswith(f"step {STEPS:>3}/{STEPS}  reward:")  # the last step's line
+    shown = [o["data"] for o in cell["outputs"] if o["output_type"] == "display_data"]
+    assert any("image/png" in d for d in shown)  # the live figure, as it was after the last step
+    assert any("summary" in "".join(d.get("text/html", "")) for d in shown)  # the newest rollouts
+
+
 def test_outputs_hold_the_plot_and_the_statistics(lab_run):
     assert (lab_run / "detox.png").stat().st_size > 10_000
     run = results(lab_run)
