@@ -5,7 +5,7 @@
 Takes STEPS PPO steps of the tiny preset (batch 64, the tests' 12-token summaries: shorter steps than the lab's 30 to
 50 tokens, so the share printed is an upper bound), timing each step, and times the live view's redraw (the figure
 rendered to PNG and the rollouts table) after each; prints both and the redraw's share of PPO's time at the notebook's
-cadence (a redraw every 5 steps).
+cadence (a redraw every 10 steps in a run of more than 20).
 """
 
 import statistics
@@ -46,7 +46,7 @@ def main(steps: int = 6) -> None:
         redraw_s.append(time.perf_counter() - start)
     step, redraw = statistics.median(step_s), statistics.median(redraw_s)
     print(f"PPO step (median of {steps}): {step:.3f} s; live-view redraw: {redraw * 1000:.0f} ms; "
-          f"redraw every 5 steps / PPO time = {redraw / 5 / step:.2%}")
+          f"redraw every 10 steps / PPO time = {redraw / 10 / step:.2%}")
 
 
 if __name__ == "__main__":

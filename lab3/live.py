@@ -49,7 +49,7 @@ def figure_png(history: list[dict], max_steps: int) -> bytes:
     for ax, (title, values) in zip(axes, series):
         ax.plot(steps, values, marker=".")
         ax.set(title=title, xlabel="PPO step", xlim=(0, max_steps + 1))
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.18, top=0.88, wspace=0.25)  # tight_layout costs more
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -57,7 +57,7 @@ def figure_png(history: list[dict], max_steps: int) -> bytes:
 
 def start(log_every: int, every: int | None = None) -> dict:
     """The live view's state: a line every `log_every` steps, the figure and table redrawn every `every` steps (in a
-    kernel; default: every step while the steps are few, then every fifth)."""
+    kernel; default: every step while the steps are few, then every tenth)."""
     return {"log_every": log_every, "every": every, "kernel": in_kernel(), "handles": None}
 
 
@@ -68,7 +68,7 @@ def show(view: dict, history: list[dict], max_steps: int, bar=None) -> None:
     if bar is not None:
         bar.set_postfix({"reward": f"{record['reward_mean']:.3f}", "kl": f"{record['objective/kl']:.4f}"},
                         refresh=False)
-    every = view["every"] or (1 if max_steps <= 20 else 5)
+    every = view["every"] or (1 if max_steps <= 20 else 10)
     if view["kernel"] and (done % every == 0 or done == max_steps):
         from IPython.display import Image, display
         table = rollouts(record).style.format(precision=3).hide(axis="index")  # whole summaries

@@ -24,13 +24,13 @@ def _record(step: int) -> dict:
 
 
 def test_the_live_view_is_redrawn_in_place_in_a_kernel():
-    """In a real kernel, 20 of 100 steps: one figure and one table displayed, then updated every 5 steps; 2 lines."""
+    """In a real kernel, 30 of 100 steps: one figure and one table displayed, then updated every 10 steps; 3 lines."""
     from jupyter_client.manager import start_new_kernel
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
     code = ("import sys; sys.path[:0] = [{root!r}, {tests!r}]\n"
             "from test_live import _record\nfrom lab3 import live\n"
             "view, history = live.start(log_every=10), []\n"
-            "for step in range(20):\n    history.append(_record(step))\n    live.show(view, history, 100)\n"
+            "for step in range(30):\n    history.append(_record(step))\n    live.show(view, history, 100)\n"
             ).format(root=str(ROOT), tests=str(ROOT / "tests"))
     try:
         msg_id = client.execute(code)
@@ -49,9 +49,9 @@ def test_the_live_view_is_redrawn_in_place_in_a_kernel():
         client.stop_channels()
         manager.shutdown_kernel(now=True)
     assert kinds.count("display_data") == 2  # the figure and the rollouts, shown once
-    assert kinds.count("update_display_data") == 2 * 3  # both redrawn at steps 10, 15 and 20 (5 was the first)
-    assert printed.splitlines() == ["step  10/100  reward:   0.900  kl:  0.0900  hateful:  50%",
-                                    "step  20/100  reward:   1.900  kl:  0.1900  hateful:  50%"]
+    assert kinds.count("update_display_data") == 2 * 2  # both redrawn at steps 20 and 30 (10 was the first)
+    assert printed.splitlines() == [f"step  {n}0/100  reward:   {n - 0.1:.3f}  kl:  {n / 10 - 0.01:.4f}  hateful:  50%"
+                                    for n in (1, 2, 3)]
 
 
 def test_outside_a_kernel_a_line_every_log_every_steps_and_the_bar_carries_reward_and_kl(capsys):
