@@ -1,6 +1,7 @@
 """Watching PPO learn: the live view in a Jupyter kernel, a line every few steps elsewhere, and the trackers (TensorBoard
 and Trackio, offline), read back with their own readers."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +11,8 @@ import pytest
 from tqdm import tqdm
 
 from conftest import ROOT, ppo_step, small_trainer
-from lab3 import live, trackers
+from lab3 import live, session, setup, trackers
+from lab3.errors import LabError
 
 
 def _record(step: int) -> dict:
@@ -125,3 +127,16 @@ def test_trackio_local_store_has_one_value_a_step_of_reward_and_kl_and_two_runs(
         assert [row["step"] for row in rows] == [0, 1, 2]
         assert [row["env/reward_mean"] for row in rows] == pytest.approx([r["reward_mean"] for r in records])
         assert [row["objective/kl"] for row in rows] == pytest.approx([r["objective/kl"] for r in records])
+
+
+def test_a_tracker_the_lab_does_not_know_or_cannot_import_is_one_sentence(monkeypatch):
+    with pytest.raises(LabError, match=r"^tracker is 'mlflow'; it must be '' \(none\) or one of 'tensorboard', "
+                                       r"'trackio'\.$"):
+        session._check_tracker("mlflow")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a Python without the package
+    with pytest.raises(LabError) as error:
+        session._check_tracker("trackio")
+    assert str(error.value) == ("tracker='trackio' needs the trackio package, which this Python lacks: run "
+                                "`pip install trackio==0.43.0` (or `pip install -r requirements-trackers.txt`), then "
+                                "run the lab again.")
+    assert sorted(session.TRACKERS.values()) == sorted(setup.requirements("requirements-trackers.txt"))
