@@ -130,8 +130,9 @@ def record_step(run: dict, trainer, stats: dict, scores: list[list[dict]], rewar
 
 def end_of_ppo(run: dict, trainer) -> list[dict]:
     """The run's PPO steps, once every process has taken them; only the main process goes on from here."""
-    trainer.accelerator.end_training()  # the tracker's files complete
     history = checkpoints.end_of_ppo(run["ppo"], trainer)
+    for tracker in trainer.accelerator.trackers:  # not end_training(): it ends the processes' group too
+        tracker.finish()
     run["after_ppo"] = time.time()
     return history
 

@@ -81,7 +81,8 @@ def _steps_logged_to(kind: str, folder, tiny, tiny_dataset, tokenizer, reward_pi
     records = [ppo_step(run, trainer, tokenizer, reward_pipe, tiny) for _ in range(3)]
     for record in records:
         live.log_to_tracker(trainer.accelerator, record)
-    trainer.accelerator.end_training()
+    for tracker in trainer.accelerator.trackers:  # as `session.end_of_ppo` closes them
+        tracker.finish()
     return records
 
 
