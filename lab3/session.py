@@ -15,7 +15,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from trl.core import set_seed
 
-from lab3 import checkpoints, files, live, results, settings, speedups, trackers
+from lab3 import checkpoints, files, live, results, settings, setup, speedups, trackers
 from lab3.errors import LabError
 
 
@@ -33,7 +33,8 @@ def per_process(size: int, num_processes: int, what: str) -> int:
     return size // num_processes
 
 
-TRACKERS = {"tensorboard": "tensorboard==2.21.0", "trackio": "trackio==0.43.0"}  # requirements-trackers.txt
+# The trackers the lab logs to, each with its pinned requirement (the optional `requirements-trackers.txt`).
+TRACKERS = {setup.requirement_name(line): line for line in setup.requirements("requirements-trackers.txt")}
 
 
 def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_dir: str, reward_label: str,
