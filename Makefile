@@ -1,9 +1,10 @@
-# The README's two commands: `make lab` (set up, build the tiny preset if missing, run the lab) and `make test`.
+# The README's two commands: `make lab` (set up, build the tiny preset if missing, run the lab) and `make test`;
+# `make assign` builds the assignment (dist/student, dist/autograder).
 # Each is `python -m lab3 lab|test`, which needs no make (lab3/setup.py).
 PY ?= python3
 PRESET ?= tiny
 
-.PHONY: lab test setup
+.PHONY: lab test setup assign
 
 lab:
 	$(PY) -m lab3 lab --preset $(PRESET)
@@ -13,3 +14,6 @@ test:
 
 setup:
 	$(PY) -m lab3
+
+assign:
+	$(PY) -m lab3 && $(PY) -m grading.assign dist

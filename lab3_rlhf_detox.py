@@ -29,6 +29,28 @@
 # * **`full`**: the lecture's real models, data set and hyperparameters; needs the Hugging Face
 #   Hub and a GPU.
 
+# %% [raw]
+# # ASSIGNMENT CONFIG
+# # Otter Assign (python -m grading.assign): the student notebook and the autograder.
+# name: lab3-rlhf-detox
+# init_cell: false
+# check_all_cell: false
+# export_cell: false
+# run_tests: false
+# solutions_pdf: false
+# tests:
+#     files: false
+#     ok_format: false
+# files:
+#     - lab3
+#     - rlhf_helpers.py
+#     - requirements.txt
+#     - requirements-trackers.txt
+#     - tiny_world
+#     - checkpoints
+# autograder_files:
+#     - grading
+
 # %% [markdown]
 # ## 1 - Set up
 # ### 1.1 - Parameters
@@ -163,6 +185,11 @@ print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parame
       f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
 print(ppo_model.v_head)
 
+# %% [raw]
+# # BEGIN QUESTION
+# name: reference
+# points: 2
+
 # %% [markdown]
 # ### 2.3 - The reference model
 # PPO penalizes the policy for drifting away from a frozen **reference model** (the KL-divergence
@@ -175,16 +202,66 @@ print(ppo_model.v_head)
 # Because the Lab 2 adapter is merged into the weights here, "adapters disabled" **is** the Lab 2
 # model: the reference is right and costs no second copy of the model. The check below confirms
 # that, before training, the policy and the reference give the same logits.
+#
+# **Exercise (reference, 2 points).** Compute `reference_logits`, the reference's logits for the
+# same input, as TRL will compute them (`ppo_model.pretrained_model.disable_adapter()` is a
+# context manager). The difference must be ~0: a reference that is not the model PPO starts from
+# (plain FLAN-T5, say) makes the KL penalty pull the policy toward another model.
+
+# %% [raw]
+# # BEGIN SOLUTION
 
 # %%
 check = tokenizer(dataset["test"][0]["query"], return_tensors="pt").to(device)
 decoder_input_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
 with torch.no_grad():
     policy_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
+    # BEGIN SOLUTION
     with ppo_model.pretrained_model.disable_adapter():
         reference_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
+    # END SOLUTION
+    """ # BEGIN PROMPT
+    raise NotImplementedError("Exercise reference: compute reference_logits (2.3).")
+    """; # END PROMPT
 difference = (policy_logits - reference_logits).abs().max().item()
 print(f"largest logit difference between policy and reference: {difference:.2e}")
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+""" # BEGIN TEST CONFIG
+failure_message: The reference must give the policy's logits before PPO (difference ~0); plain
+  FLAN-T5 lacks the Lab 2 adapter. Take the policy's own forward pass with its adapter disabled.
+""" # END TEST CONFIG
+def test_reference_is_the_lab2_model(policy_logits, reference_logits, torch):
+    assert isinstance(reference_logits, torch.Tensor), "reference_logits is not computed yet"
+    assert reference_logits.shape == policy_logits.shape
+    assert (policy_logits - reference_logits).abs().max().item() < 1e-4
+
+
+test_reference_is_the_lab2_model(policy_logits, reference_logits, torch)
+
+# %%
+""" # BEGIN TEST CONFIG
+hidden: true
+""" # END TEST CONFIG
+def test_reference_hidden(ppo_model, check, decoder_input_ids, reference_logits):
+    from grading import exercises  # the autograder's: not handed out
+    exercises.reference(ppo_model, check, decoder_input_ids, reference_logits)
+
+
+test_reference_hidden(ppo_model, check, decoder_input_ids, reference_logits)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
 
 # %% [markdown]
 # ### 2.4 - The reward model
@@ -216,8 +293,7 @@ for text in ["I want to kiss you.", "You are disgusting and terrible and i damn 
 # `function_to_apply="none"` it returns raw logits. Mind the order of what it returns: with
 # `top_k=None` the labels are **sorted by score**, not by class index. Taking
 # `reward[nothate_index]` (as the lecture does) therefore takes whichever label scored highest;
-# for a hateful text that is the `hate` logit. `lab.rewards_from_pipeline` picks the `nothate`
-# entry by its label name.
+# for a hateful text that is the `hate` logit.
 #
 # **An experiment, once the lab has run:** set `reward_label = "hate"` in the parameters cell and
 # run all again: PPO now rewards hate, and the toxicity after PPO rises. Or set
@@ -233,10 +309,74 @@ reward_probabilities_kwargs = dict(reward_logits_kwargs, function_to_apply="soft
 toxic_text = "You are disgusting and terrible and i damn hate you."
 print("logits:       ", sentiment_pipe(toxic_text, **reward_logits_kwargs))
 print("probabilities:", sentiment_pipe(toxic_text, **reward_probabilities_kwargs))
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: reward
+# points: 2
+
+# %% [markdown]
+# **Exercise (reward, 2 points).** Write `rewards_by_label`: for each text's pipeline output (a
+# list of `{"label", "score"}` dicts, highest score first), the score of `label` as a tensor.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def rewards_by_label(outputs: list[list[dict]], label: str) -> list[torch.Tensor]:
+    """One reward tensor per text: the score of `label` in the pipeline's output for it."""
+    # BEGIN SOLUTION
+    return [torch.tensor(next(d["score"] for d in out if d["label"] == label)) for out in outputs]
+    # END SOLUTION
+    """ # BEGIN PROMPT
+    raise NotImplementedError("Exercise reward: return the score of `label` for each text (2.5).")
+    """; # END PROMPT
+
+
+# The lecture's way, for the experiment above: the entry at nothate_index, whatever its label.
+reward_function = (rewards_by_label if reward_mode == "by_label"
+                   else lab.lecture_rewards(nothate_index))
 scores = sentiment_pipe([toxic_text], **reward_logits_kwargs)
-print(f"reward by label: {lab.rewards_from_pipeline(scores, 'nothate')[0].item():.3f}   "
+print(f"reward by label: {rewards_by_label(scores, 'nothate')[0].item():.3f}   "
       f"lecture's reward[nothate_index]: {scores[0][nothate_index]['score']:.3f} "
       f"({scores[0][nothate_index]['label']})")
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+""" # BEGIN TEST CONFIG
+failure_message: The reward of a hateful text must be low. The pipeline lists the labels by
+  score, highest first, so an entry taken by its position is the winning label's score; take the
+  entry whose label is `label`.
+""" # END TEST CONFIG
+def test_the_reward_is_taken_by_label(rewards_by_label):
+    hateful = [[{"label": "hate", "score": 2.5}, {"label": "nothate", "score": -1.5}]]
+    assert [float(r) for r in rewards_by_label(hateful, "nothate")] == [-1.5]
+
+
+test_the_reward_is_taken_by_label(rewards_by_label)
+
+# %%
+""" # BEGIN TEST CONFIG
+hidden: true
+""" # END TEST CONFIG
+def test_reward_hidden(rewards_by_label):
+    from grading import exercises
+    exercises.reward(rewards_by_label)
+
+
+test_reward_hidden(rewards_by_label)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
 
 # %% [markdown]
 # ### 2.6 - Measuring toxicity with `evaluate`
@@ -313,10 +453,22 @@ reward_kwargs = cfg.reward_kwargs
 # loop continues from the last checkpoint in `checkpoints/ppo-<preset>/`, with the batches the
 # next step would have had, and ends exactly as an uninterrupted run would. A finished run is kept
 # aside and a new one starts.
+#
+# **Exercise (loop, 2 points).** Write the body of the loop: steps 1 to 3 above, with
+# `reward_function` (2.5) taking the rewards from the pipeline's output.
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: loop
+# points: 2
+
+# %% [raw]
+# # BEGIN SOLUTION
 
 # %%
 for step, batch in session.ppo_steps(run, ppo_trainer):
     prompt_tensors = batch["input_ids"]
+    # BEGIN SOLUTION
     summary_tensors = ppo_trainer.generate(prompt_tensors, length_sampler=output_length_sampler,
                                            batch_size=len(prompt_tensors), return_prompt=False,
                                            **generation_kwargs)
@@ -324,11 +476,53 @@ for step, batch in session.ppo_steps(run, ppo_trainer):
 
     query_response_pairs = [q + " " + r for q, r in zip(batch["query"], batch["response"])]
     rewards = sentiment_pipe(query_response_pairs, **reward_kwargs)
-    reward_tensors = lab.rewards_from_pipeline(rewards, reward_label, reward_mode, nothate_index)
-
+    reward_tensors = reward_function(rewards, reward_label)
     stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
+    # END SOLUTION
+    """ # BEGIN PROMPT
+    raise NotImplementedError("Exercise loop: write steps 1 to 3 of the loop (3.2).")
+    """; # END PROMPT
     session.record_step(run, ppo_trainer, stats, rewards, reward_tensors, query_response_pairs)
 ppo_history = session.end_of_ppo(run, ppo_trainer)  # under `accelerate launch`: main process only
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+""" # BEGIN TEST CONFIG
+failure_message: Each step must score prompt + summary with sentiment_pipe, take its rewards
+  with reward_function, and step PPO on them once.
+""" # END TEST CONFIG
+def test_every_step_ran_once_on_its_rewards(ppo_history, cfg, reward_function, reward_label):
+    assert [r["step"] for r in ppo_history] == list(range(cfg.max_ppo_steps))
+    for record in ppo_history:
+        own = [float(r) for r in reward_function(record["pipeline_scores"], reward_label)]
+        assert len(own) == len(record["texts"]) == cfg.batch_size
+        assert max(abs(a - b) for a, b in zip(own, record["rewards"])) < 1e-5
+
+
+test_every_step_ran_once_on_its_rewards(ppo_history, cfg, reward_function, reward_label)
+
+# %%
+""" # BEGIN TEST CONFIG
+hidden: true
+""" # END TEST CONFIG
+def test_loop_hidden(ppo_history, cfg, reward_function, reward_label, dataset):
+    from grading import exercises
+    exercises.loop(ppo_history, cfg, reward_function, reward_label, dataset)
+
+
+test_loop_hidden(ppo_history, cfg, reward_function, reward_label, dataset)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
 
 # %% [markdown]
 # ## 4 - Evaluate the detoxified model
@@ -369,23 +563,118 @@ pd.DataFrame({
 
 # %%
 df_compare_results = lab.comparison_table(summaries_before, summaries_after, sentiment_pipe,
-                                          reward_kwargs)
+                                          reward_kwargs, rewards_by_label)
 pd.set_option("display.max_colwidth", None)  # whole summaries, not cut with "..."
 columns = ["response_before", "response_after", "toxic_before", "toxicity_before", "toxicity_after",
            "reward_gain", "rougeL_before", "rougeL_after"]
 df_compare_results[columns].head(10).round(3)
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: written
+# manual: true
+# points: 2
+
+# %% [markdown]
+# **Question (written, 2 points, graded by hand).** Read the table: what did PPO change in the
+# summaries (their words, their length, what they leave out)? Find a row whose toxicity rose and
+# say why a summary can score better as a reward yet worse as a summary.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %% [markdown]
+# *A model answer:* PPO makes the summaries blander: fewer insults and harsh verbs quoted from the
+# dialogue, often shorter, sometimes leaving out who did what. Rows whose toxicity rose are
+# usually ones where the sampled summary changed topic or quoted a rude line the reward model
+# scores with the prompt: the reward is the classifier's view of prompt + summary, not of the
+# summary's faithfulness, so a summary can please the classifier and lose its content (ROUGE-L).
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # END QUESTION
+
 
 # %% [markdown]
 # ### 4.4 - How sure are we?
 # Before and after were measured on the same prompts, so the change in toxicity can be judged pair
 # by pair. A paired bootstrap gives a 95% confidence interval for the change in mean toxicity: if
 # it excludes 0, the drop is not just sampling noise.
+#
+# **Exercise (bootstrap, 2 points).** Write `paired_bootstrap_ci`: resample the pairs
+# `n_resamples` times (NumPy's `default_rng(seed)`), take the mean change of each resample, and
+# return the `(1 - level) / 2` and `(1 + level) / 2` quantiles.
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: bootstrap
+# points: 2
+
+# %% [raw]
+# # BEGIN SOLUTION
 
 # %%
-ci_low, ci_high = lab.bootstrap_ci(summaries_before.toxicity.to_numpy(),
-                                   summaries_after.toxicity.to_numpy(), seed=cfg.seed)
+def paired_bootstrap_ci(before: np.ndarray, after: np.ndarray, n_resamples: int = 10000,
+                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Paired bootstrap confidence interval of mean(after) - mean(before)."""
+    # BEGIN SOLUTION
+    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+    # END SOLUTION
+    """ # BEGIN PROMPT
+    raise NotImplementedError("Exercise bootstrap: resample the pairs, return the ends (4.4).")
+    """; # END PROMPT
+
+
+ci_low, ci_high = paired_bootstrap_ci(summaries_before.toxicity.to_numpy(),
+                                      summaries_after.toxicity.to_numpy(), seed=cfg.seed)
 print(f"change in mean toxicity: {mean_after - mean_before:+.4f}, "
       f"95% CI [{ci_low:+.4f}, {ci_high:+.4f}]")
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+""" # BEGIN TEST CONFIG
+failure_message: Resample pairs, not two lists. Draw one set of indices per resample and take
+  before and after at the same ones; resampling them apart ignores that both were measured on
+  the same prompts, and the interval comes out many times too wide.
+""" # END TEST CONFIG
+def test_the_interval_is_paired(paired_bootstrap_ci, np):
+    rng = np.random.default_rng(1)
+    before = rng.uniform(0, 1, 200)
+    after = before - 0.05 + rng.normal(0, 0.01, 200)
+    low, high = paired_bootstrap_ci(before, after, n_resamples=2000, seed=0)
+    assert low < -0.05 < high and high - low < 0.01
+
+
+test_the_interval_is_paired(paired_bootstrap_ci, np)
+
+# %%
+""" # BEGIN TEST CONFIG
+hidden: true
+""" # END TEST CONFIG
+def test_bootstrap_hidden(paired_bootstrap_ci):
+    from grading import exercises
+    exercises.bootstrap(paired_bootstrap_ci)
+
+
+test_bootstrap_hidden(paired_bootstrap_ci)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
 
 # %% [markdown]
 # ### 4.5 - Plots

@@ -1,9 +1,9 @@
 """What a student reads beside the Lab 3 notebook: the data, the models, the rewards and the measurements."""
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from datasets import DatasetDict, load_dataset
@@ -92,20 +92,10 @@ def not_hate_index(model_or_config) -> int:
     raise LabError(f"The reward model has no 'nothate' label (its labels are {sorted(config.id2label.values())}).")
 
 
-def rewards_from_pipeline(outputs: list[list[dict]], label: str, mode: str = "by_label",
-                          index: int = 0) -> list[torch.Tensor]:
-    """One reward tensor per text: the score of `label` (mode "by_label"), or entry `index` as listed ("by_index")."""
-    if mode == "by_index":  # the lecture's bug: the pipeline lists labels by score, not by class index
-        return [torch.tensor(out[index]["score"]) for out in outputs]
-    if mode != "by_label":
-        raise ValueError(f"Unknown reward mode {mode!r}: use 'by_label' or 'by_index'.")
-    rewards = []
-    for out in outputs:
-        scores = {d["label"]: d["score"] for d in out}
-        if label not in scores:
-            raise ValueError(f"The reward pipeline returned no {label!r} score (it returned {sorted(scores)}).")
-        rewards.append(torch.tensor(scores[label]))
-    return rewards
+def lecture_rewards(index: int) -> Callable[[list[list[dict]], str], list[torch.Tensor]]:
+    """The lecture's reward: entry `index` of each text's pipeline output as listed (by score, not by class index),
+    whatever its label; for the experiment of 2.5."""
+    return lambda outputs, label: [torch.tensor(out[index]["score"]) for out in outputs]
 
 
 def collator(data: list[dict]) -> dict:
@@ -164,22 +154,12 @@ def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
     return {k: float(v) for k, v in rouge_per_summary(predictions, references).mean().items()}
 
 
-def bootstrap_ci(before: np.ndarray, after: np.ndarray, n_resamples: int = 10000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Paired bootstrap confidence interval of mean(after) - mean(before)."""
-    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
-
-
 def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, reward_kwargs: dict,
-                     label: str = "nothate") -> pd.DataFrame:
+                     rewards_by_label: Callable, label: str = "nothate") -> pd.DataFrame:
     """Side by side: each query's summary, toxicity, reward and ROUGE-L before and after PPO, by gain in reward."""
     def rewards(table: pd.DataFrame) -> list[float]:
         texts = [q + " " + s for q, s in zip(table["query"], table["summary"])]
-        return [r.item() for r in rewards_from_pipeline(reward_pipe(texts, **reward_kwargs), label)]
+        return [r.item() for r in rewards_by_label(reward_pipe(texts, **reward_kwargs), label)]
 
     df = pd.DataFrame({
         "query": before["query"], "response_before": before["summary"], "response_after": after["summary"],

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from lab3 import settings  # noqa: E402
 from lab3 import speedups  # noqa: E402
 from lab3.settings import LAB2_LORA  # noqa: E402
+from grading.evidence import rewards_by_label  # noqa: E402
 
 WAYS = ("project", "lecture")
 
@@ -143,7 +144,7 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
                 outputs = [reward_pipe([t], **reward_kwargs)[0] for t in texts(responses)]
             else:
                 outputs = reward_pipe(texts(responses), **reward_kwargs)
-            rewards = lab.rewards_from_pipeline(outputs, "nothate")
+            rewards = rewards_by_label(outputs, "nothate")
         t2 = phase_done("reward")
         with torch.profiler.record_function("step"):
             stats = trainer.step(prompts, responses, rewards)

@@ -23,6 +23,7 @@ PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
 MATCH_SHARE = 0.98  # of the regenerated summaries that must equal the recorded ones (a rare float difference between
 # two CPUs can flip one sampled token)
 PARAMETER_TAGS = {"parameters", "injected-parameters"}  # the cells a student or papermill may change
+ANSWER_TAG = "otter_answer_cell"  # the cells a student of the assignment writes (grading.assign tags them)
 RELEASED = ROOT / "lab3_rlhf_detox.ipynb"
 
 
@@ -37,9 +38,9 @@ def _source(cell: dict) -> str:
 
 
 def _lab_cells(nb: dict) -> list[str]:
-    """The sources of `nb`'s code cells but its parameter cells."""
+    """The sources of `nb`'s code cells but its parameter cells and the assignment's answer cells."""
     return [_source(c) for c in nb["cells"] if c["cell_type"] == "code"
-            and not PARAMETER_TAGS & set(c.get("metadata", {}).get("tags", []))]
+            and not (PARAMETER_TAGS | {ANSWER_TAG}) & set(c.get("metadata", {}).get("tags", []))]
 
 
 def _only_literal_assignments(source: str) -> bool:
@@ -54,9 +55,10 @@ def _only_literal_assignments(source: str) -> bool:
         return False
 
 
-def check_notebook(nb: dict) -> tuple[bool, str]:
-    """The code cells are the released notebook's, but for parameter cells that only assign values."""
-    released = _lab_cells(json.loads(RELEASED.read_text()))
+def check_notebook(nb: dict, released_path: Path = RELEASED) -> tuple[bool, str]:
+    """The code cells are the released notebook's, but for parameter cells that only assign values (and, in the
+    assignment's, its answer cells)."""
+    released = _lab_cells(json.loads(released_path.read_text()))
     submitted = _lab_cells(nb)
     if submitted != released:
         differs = next((i for i, (a, b) in enumerate(zip(submitted, released)) if a != b), None)
@@ -167,13 +169,16 @@ def _close(recorded: list[float], own: list[float], tolerance: float) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(recorded, own))
 
 
-def check_toxicity(results: dict, own: dict) -> tuple[bool, str]:
+def check_toxicity(results: dict, own: dict, with_ci: bool = True) -> tuple[bool, str]:
     """Toxicity changed as the preset's criterion asks (a significant drop, or no significant rise), by the grader's
-    own means and confidence interval, which the recorded ones equal."""
+    own means and confidence interval, which the recorded ones equal (the interval: unless a student's own bootstrap,
+    graded as an exercise, computed it)."""
     tox, wanted = results["toxicity"], PASS_CRITERIA[results["preset_name"]]["toxicity"]
     tol = 2e-3 if _float32(results) else 0.05
-    if not _close([tox[p][k] for p in ("before", "after") for k in ("mean", "std")] + tox["change_ci95"],
-                  [own[p][k] for p in ("before", "after") for k in ("mean", "std")] + own["change_ci95"], tol):
+    ci = ["change_ci95"] if with_ci else []
+    if not _close([tox[p][k] for p in ("before", "after") for k in ("mean", "std")] + [x for k in ci for x in tox[k]],
+                  [own[p][k] for p in ("before", "after") for k in ("mean", "std")] + [x for k in ci for x in own[k]],
+                  tol):
         return False, "the recorded means, stds or confidence interval of toxicity are not those computed here"
     before, after = own["before"]["mean"], own["after"]["mean"]
     low, high = own["change_ci95"]
@@ -291,8 +296,41 @@ def grade(notebook: Path, classifier: Path | None = None, assigned: dict | None 
     return [(name, *report.get(name, (NOT_RUN, missing))) for name in CHECKS]
 
 
+def grade_own_run(folder: Path, submitted: Path, released: Path,
+                  assigned: dict | None = None) -> dict[str, tuple[str, str]]:
+    """The checks of the run an autograder made itself by executing a student's assignment notebook (its results and
+    adapter in `folder`): the notebook as handed in (`submitted`) against the student's copy as handed out
+    (`released`), and the run's evidence, against the preset's settings with the changes the course `assigned`.
+    Cells and printed numbers are the autograder's own: not checked."""
+    report: dict[str, tuple[str, str]] = {}
+
+    def record(name: str, outcome: tuple[bool, str]) -> None:
+        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
+
+    try:
+        record("notebook", check_notebook(read_notebook(submitted), released))
+    except Refused as e:
+        report["notebook"] = (FAIL, str(e))
+    try:
+        results = read_results(folder / RESULTS_NAME)
+        if results["preset_name"] not in PRESETS:
+            raise Refused(f"its preset {shown(results['preset_name'], 40)!r} is none of the lab's")
+        cfg = expected_settings(results["preset_name"], assigned)
+        record("config", check_config(results, cfg, assigned))
+        record("results", check_shape(results, cfg))
+    except Refused as e:
+        report["results"] = (FAIL, f"the autograder's run wrote no valid {RESULTS_NAME}: {e}")
+    if report.get("results", (FAIL,))[0] == PASS:
+        _grade_run(results, cfg, None, folder / ADAPTER_NAME, None, assigned, None, record, report, with_ci=False)
+    for name, needs in DEPENDS_ON.items():
+        failed = [n for n in needs if report.get(name, (None,))[0] == PASS and report.get(n, (None,))[0] != PASS]
+        if failed:
+            report[name] = (FAIL, f"not credited: {' and '.join(failed)} did not pass ({report[name][1]})")
+    return report
+
+
 def _grade_run(results: dict, cfg: dict, nb: dict | None, adapter_path: Path, classifier: Path | None,
-               assigned: dict | None, cache: Path | None, record, report: dict) -> None:
+               assigned: dict | None, cache: Path | None, record, report: dict, with_ci: bool = True) -> None:
     """The checks of a run whose results file is valid: its settings, then the evidence computed here."""
     from grading import evidence  # torch and transformers: imported only for a valid results file
     record("kl", check_kl(results))
@@ -325,7 +363,7 @@ def _grade_run(results: dict, cfg: dict, nb: dict | None, adapter_path: Path, cl
     record("rescore", check_rescore(results, rescored))
     if regenerated is not None:
         own = evidence.measures(results, regenerated["references"], rescored["toxicity"], cfg["seed"])
-        record("toxicity", check_toxicity(results, own))
+        record("toxicity", check_toxicity(results, own, with_ci))
         record("rouge", check_rouge(results, own))
         if nb is not None:
             record("printed", check_printed(nb, own, 1.0 if _float32(results) else 1000.0))

@@ -25,6 +25,23 @@ RESCORED_PPO_TEXTS = 32  # how many of the recorded PPO texts the classifier sco
 CLASSIFIER_PIN = Path(__file__).resolve().parent / "classifier.lock"  # written by setup.sh: the full preset's pin
 
 
+def paired_bootstrap_ci(before, after, n_resamples: int = 10000, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float]:
+    """The grader's paired bootstrap confidence interval of mean(after) - mean(before) (the notebook's exercise 4.4,
+    which students write themselves: this copy is not handed out)."""
+    import numpy as np
+    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def rewards_by_label(outputs: list[list[dict]], label: str) -> list[torch.Tensor]:
+    """The grader's reward: the score of `label` in each text's pipeline output (the notebook's exercise 2.5)."""
+    return [torch.tensor(next(d["score"] for d in out if d["label"] == label)) for out in outputs]
+
+
 class Unverifiable(Exception):
     """Evidence the grader cannot compute here; the message says why, in one sentence."""
 
@@ -162,8 +179,7 @@ def measures(results: dict, references: list[str], toxicities: dict, seed: int) 
     import numpy as np
     out = {phase: {"mean": float(np.mean(toxicities[phase])), "std": float(np.std(toxicities[phase]))}
            for phase in ("before", "after")}
-    out["change_ci95"] = list(lab.bootstrap_ci(np.array(toxicities["before"]), np.array(toxicities["after"]),
-                                               seed=seed))
+    out["change_ci95"] = list(paired_bootstrap_ci(toxicities["before"], toxicities["after"], seed=seed))
     out["rouge"] = {phase: lab.rouge(results["toxicity"][phase]["summaries"], references)
                     for phase in ("before", "after")}
     return out

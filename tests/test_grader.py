@@ -17,6 +17,7 @@ import pytest
 import rlhf_helpers as lab
 from conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 from grading import checks
+from grading.evidence import paired_bootstrap_ci
 from grading.__main__ import grade_isolated, gradescope_results
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
 from lab3.settings import POINTS
@@ -48,7 +49,7 @@ def _fabricated(lab_run: Path, folder: Path, tiny: dict, tiny_dataset, toxicity_
     after = list(tiny_dataset["test"].select(range(SHORT["num_eval_samples"]))["summary"])
     per_sample = toxicity_evaluator.compute(predictions=after, toxic_label="hate")["toxicity"]
     before = run["toxicity"]["before"]
-    ci = lab.bootstrap_ci(before["per_sample"], per_sample, seed=tiny.seed)
+    ci = paired_bootstrap_ci(before["per_sample"], per_sample, seed=tiny.seed)
     mean, std = float(sum(per_sample) / len(per_sample)), float(__import__("numpy").std(per_sample))
     run["toxicity"]["after"] = {"mean": mean, "std": std, "per_sample": per_sample, "summaries": after}
     run["toxicity"]["change_ci95"] = list(ci)

@@ -9,9 +9,11 @@ STEPS, SAMPLES = SHORT["max_ppo_steps"], SHORT["num_eval_samples"]
 
 
 def _code_lines(cell: dict) -> int:
-    """The lines of a code cell that are code (not blank, not only a comment)."""
-    lines = "".join(cell["source"]).splitlines()
-    return sum(bool(line.strip()) and not line.strip().startswith("#") for line in lines)
+    """The lines of a code cell that are code (not blank, not only a comment, not the student's stub)."""
+    source = "".join(cell["source"])
+    if "# BEGIN PROMPT" in source:  # the assignment's stub, which replaces the solution in the student's copy
+        source = source[:source.index('""" # BEGIN PROMPT')] + source[source.index("# END PROMPT"):]
+    return sum(bool(line.strip()) and not line.strip().startswith("#") for line in source.splitlines())
 
 
 def test_the_loop_cell_is_the_lectures_loop_and_only_the_set_up_cell_is_plumbing():
