@@ -422,7 +422,8 @@ display(summaries_before[["summary", "toxicity", "toxicity_with_prompt"]].head(8
 
 # %%
 config = PPOConfig(model_name=cfg.model_name, learning_rate=cfg.learning_rate,
-                   ppo_epochs=cfg.ppo_epochs, init_kl_coef=cfg.init_kl_coef, seed=cfg.seed,
+                   ppo_epochs=cfg.ppo_epochs, init_kl_coef=cfg.init_kl_coef,
+                   adap_kl_ctrl=cfg.kl_control == "adaptive", seed=cfg.seed,
                    **session.process_settings(run))
 ppo_trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=dataset["train"], data_collator=lab.collator)
@@ -709,3 +710,9 @@ plt.show()
 # %%
 session.save_results(run, ppo_history, summaries_before, summaries_after, (ci_low, ci_high),
                      rouge_before, rouge_after, df_compare_results, fig)
+
+# %% [markdown]
+# ## 5 - Experiments
+# What is the KL penalty for? Does PPO beat simply picking the best of several samples? How much
+# does the result move from one seed to the next? `lab3_experiments.ipynb` measures all three on
+# the tiny preset, reusing this notebook for every run (about 15 minutes on a laptop CPU).

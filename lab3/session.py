@@ -70,7 +70,8 @@ def _check_tracker(tracker: str) -> None:
 def run_name(run: dict) -> str:
     """The run's name in a tracker: what tells two runs of a sweep, or of two students, apart."""
     cfg = run["cfg"]
-    return (f"{run['preset_name']}-kl{cfg.init_kl_coef:g}-lr{cfg.learning_rate:g}-seed{cfg.seed}"
+    fixed = "-fixed" if cfg.kl_control == "fixed" else ""
+    return (f"{run['preset_name']}-kl{cfg.init_kl_coef:g}{fixed}-lr{cfg.learning_rate:g}-seed{cfg.seed}"
             f"-{run['reward_mode']}-{run['reward_label']}")
 
 

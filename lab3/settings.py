@@ -57,7 +57,9 @@ class Settings:
     mini_batch_size: int = setting("texts per gradient step; divides batch_size", min=1)
     batch_size: int = setting("prompts per PPO step", min=1)
     max_ppo_steps: int = setting("PPO steps in the run", min=1)
-    init_kl_coef: float = setting("the KL penalty's first coefficient (TRL adapts it)", min=0)
+    init_kl_coef: float = setting("the KL penalty's first coefficient", min=0)
+    kl_control: str = setting("the KL coefficient: adapted toward TRL's target KL, or fixed",
+                              choices=("adaptive", "fixed"))
     seed: int = setting("the seed of every random choice (NumPy's range)", min=0, max=2**32 - 1)
     # Writing and scoring the summaries
     output_min_length: int = setting("a PPO summary has at least this many tokens", min=1)
@@ -118,7 +120,7 @@ _LECTURE = dict(
     # classifier's 512 positions; the tokenizer cuts each text at its `model_max_length`.
     reward_kwargs={"top_k": None, "function_to_apply": "none", "batch_size": 4, "truncation": True},
     # The lecture measured 10 summaries; on barely toxic DialogSum their CI says almost nothing, so 200 are scored.
-    num_eval_samples=200, eval_max_new_tokens=100, init_kl_coef=0.2, seed=42,
+    num_eval_samples=200, eval_max_new_tokens=100, init_kl_coef=0.2, kl_control="adaptive", seed=42,
     dtype="bfloat16",  # the lecture's; halves the memory of the frozen weights (LoRA and value head stay float32);
     # `resolve_dtype` falls back to float32 where the hardware has no fast bfloat16
 )

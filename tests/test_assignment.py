@@ -133,17 +133,25 @@ def _score(test_source: str, env: dict) -> tuple[float, str]:
     return test_file.score, test_file.summary()
 
 
-@pytest.mark.parametrize("exercise, function", [("reward", "rewards_by_label"), ("bootstrap", "paired_bootstrap_ci")])
-def test_the_public_checks_fail_on_the_stubs_and_teach(dist, exercise, function):
+TEACHING = {"reference": "plain\nFLAN-T5 lacks the Lab 2 adapter", "reward": "take the entry whose label is `label`",
+            "loop": "take its rewards\nwith reward_function", "bootstrap": "Resample pairs, not two lists"}
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_the_public_checks_fail_on_the_stubs_and_teach(dist, exercise):
+    """Unanswered, each exercise stops with its name, and its public check fails with a message that teaches."""
     nb = json.loads((dist / "student" / assign.MASTER).read_text())
     stub = _source(_cells(nb, ANSWER)[EXERCISES.index(exercise)])
-    with pytest.raises(NotImplementedError, match=f"Exercise {exercise}:"):
-        _function(stub, function)[function](*([[]] * 2))
-    public = nb["metadata"]["otter"]["tests"][exercise]
-    score, summary = _score(public, _function(stub, function))
-    assert score == 0 and "NotImplementedError" in summary
-    teaching = {"reward": "take the entry whose label is `label`", "bootstrap": "Resample pairs, not two lists"}
-    assert teaching[exercise] in summary
+    function = {"reward": "rewards_by_label", "bootstrap": "paired_bootstrap_ci"}.get(exercise)
+    if function:  # the stub defines the function, which stops when called
+        env = _function(stub, function)
+        with pytest.raises(NotImplementedError, match=f"Exercise {exercise}:"):
+            env[function](*([[]] * 2))
+    else:  # the stub stops the cell itself, before it defines what the check reads
+        assert f'raise NotImplementedError("Exercise {exercise}:' in stub
+        env = {"torch": torch, "policy_logits": torch.zeros(1), "ppo_history": [], "cfg": None}
+    score, summary = _score(nb["metadata"]["otter"]["tests"][exercise], env)
+    assert score == 0 and " ".join(TEACHING[exercise].split()) in " ".join(summary.split())
 
 
 @pytest.mark.parametrize("mistake", [m for m in PLANTED if PLANTED[m][0] in ("reward", "bootstrap")])
@@ -188,8 +196,8 @@ def test_the_student_notebook_runs_to_the_first_exercise_s_message(dist, tmp_pat
 @pytest.mark.slow
 def test_a_class_autograded_locally_full_marks_and_each_planted_mistake_costs_exactly_its_points(dist, tmp_path):
     """Short runs (the course assigned SHORT), graded by the autograder zip as on Gradescope: the solutions score every
-    point of the exercises and the run checks; a planted mistake loses its exercise's points and nothing else, though
-    the run it makes fails run checks (a hateful reward makes PPO write more toxic summaries)."""
+    point of the exercises and the run checks; a planted mistake loses its exercise's points and nothing else (the
+    run checks that rest on that exercise are not charged again)."""
     mistakes = {"alice": None, "bob": "reward of hate", "carol": "reference = plain model"}
     for name, mistake in mistakes.items():
         (tmp_path / "class" / name).mkdir(parents=True)

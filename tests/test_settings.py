@@ -27,6 +27,7 @@ BAD = {
     "num_eval_samples": (-5, "num_eval_samples is -5; it must be a whole number, at least 1."),
     "eval_max_new_tokens": (0, "eval_max_new_tokens is 0; it must be a whole number, at least 1."),
     "init_kl_coef": (float("nan"), "init_kl_coef is nan; it must be a number, at least 0."),
+    "kl_control": (False, "kl_control is False, a yes/no value; it must be one of 'adaptive', 'fixed'."),
     "seed": (True, "seed is True, a yes/no value; it must be a whole number, at least 0 and at most 4294967295."),
     "dtype": ("float16", "dtype is 'float16'; it must be one of 'float32', 'bfloat16'."),
     "model_name": (5, "model_name is 5, a whole number; it must be a text."),

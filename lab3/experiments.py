@@ -1,0 +1,126 @@
+"""What the experiments notebook runs and measures: the lab's own notebook executed at other settings (each run kept
+under its folder and reused, an interrupted one resumed by the lab itself), best-of-N sampling from the Lab 2 model,
+and each run's or choice's row: reward, KL, toxicity with its interval, ROUGE-L and how well the summaries read."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lab3.errors import LabError
+from lab3.settings import ROOT
+
+NOTEBOOK = ROOT / "lab3_rlhf_detox.ipynb"
+RESULTS = "results.json"
+
+
+def run(name: str, overrides: dict, folder: Path) -> dict:
+    """The results of the lab's notebook run with `overrides` in `folder/name`: a finished run's are reused, an
+    interrupted run resumes from its checkpoint, a new one runs (minutes on the tiny preset)."""
+    import papermill
+    out = Path(folder) / name
+    if not (out / RESULTS).is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(str(NOTEBOOK), str(out / NOTEBOOK.name), cwd=str(ROOT), progress_bar=False,
+                                   parameters={"overrides": overrides, "output_dir": str(out), "log_every": 1000,
+                                               "checkpoint_dir": str(out / "checkpoints")})
+    results = json.loads((out / RESULTS).read_text())
+    differ = {k: v for k, v in overrides.items() if results["preset"].get(k) != v}
+    if differ:
+        raise LabError(f"{out} holds a run with other settings than {differ}: remove the folder to run it anew.")
+    return results
+
+
+def paired_interval(before, after, seed: int = 0) -> tuple[float, float]:
+    """The paired bootstrap 95% interval of mean(after) - mean(before): the grader's, not the exercise's answer."""
+    from grading.evidence import paired_bootstrap_ci
+    return paired_bootstrap_ci(before, after, seed=seed)
+
+
+def readability(summaries: list[str]) -> dict[str, float]:
+    """How well summaries read in the tiny world: the share whose every sentence its grammar makes, and the share that
+    repeat a word three times in a row."""
+    from tiny_world import quality
+    return {"well_formed": quality.well_formed_share(summaries, quality.grammar_sentences()),
+            "stutter": quality.stutter_share(summaries)}
+
+
+def row(results: dict, phase: str = "after") -> dict:
+    """A run's measures: the reward of its evaluation summaries (the `nothate` logit of prompt + summary), the KL of
+    its last ten PPO steps, their toxicity, its change with the paired interval, ROUGE-L, and readability."""
+    tox = results["toxicity"]
+    change = tox[phase]["mean"] - tox["before"]["mean"]
+    low, high = tox["change_ci95"] if phase == "after" else (0.0, 0.0)
+    kl = float(np.mean([s["objective/kl"] for s in results["ppo_steps"][-10:]])) if phase == "after" else 0.0
+    return {"reward": float(np.mean([r[f"reward_{phase}"] for r in results["comparison"]])), "kl": kl,
+            "toxicity": tox[phase]["mean"], "change": change, "ci_low": low, "ci_high": high,
+            "rougeL": results["rouge"][phase]["rougeL"], **readability(tox[phase]["summaries"])}
+
+
+def best_of_n_kl(n: int) -> float:
+    """The KL from the sampling model of keeping the best of `n` samples: log n - (n - 1) / n."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n(rewards: np.ndarray, ns: list[int]) -> dict[int, np.ndarray]:
+    """For each n, which of the first n samples of each prompt scores highest (`rewards`: prompts x samples)."""
+    return {n: rewards[:, :n].argmax(axis=1) for n in ns}
+
+
+def best_of_n_rows(samples: pd.DataFrame, ns: list[int], seed: int) -> pd.DataFrame:
+    """A row per n: the measures of the summaries that best-of-n keeps (`samples`: a row per prompt and sample, with
+    `prompt`, `sample`, `summary`, `reference`, `reward` and `toxicity`), the change paired with n = 1."""
+    from rlhf_helpers import rouge
+    by_prompt = samples.sort_values(["prompt", "sample"])
+    shape = (by_prompt.prompt.nunique(), by_prompt["sample"].nunique())
+    picks = best_of_n(by_prompt.reward.to_numpy().reshape(shape), ns)
+    first = by_prompt[by_prompt["sample"] == 0].reset_index(drop=True)
+    rows = []
+    for n, pick in picks.items():
+        chosen = by_prompt.iloc[np.arange(shape[0]) * shape[1] + pick].reset_index(drop=True)
+        low, high = paired_interval(first.toxicity, chosen.toxicity, seed)
+        rows.append({"n": n, "reward": chosen.reward.mean(), "kl": best_of_n_kl(n), "toxicity": chosen.toxicity.mean(),
+                     "change": chosen.toxicity.mean() - first.toxicity.mean(), "ci_low": low, "ci_high": high,
+                     "rougeL": rouge(list(chosen.summary), list(chosen.reference))["rougeL"],
+                     **readability(list(chosen.summary))})
+    return pd.DataFrame(rows).set_index("n")
+
+
+def spread(rows: pd.DataFrame) -> dict[str, float]:
+    """The toxicity change over seeds: its mean, standard deviation and range, beside one run's mean interval width."""
+    return {"mean change": rows.change.mean(), "std over seeds": rows.change.std(ddof=1),
+            "range": rows.change.max() - rows.change.min(), "one run's CI width": (rows.ci_high - rows.ci_low).mean()}
+
+
+def samples(cfg, n: int, folder: Path) -> pd.DataFrame:
+    """`n` summaries the Lab 2 model samples (as the lab's evaluation does) for each of the first `cfg.num_eval_samples`
+    test prompts, each with its reward and toxicity; kept in `folder` and reused."""
+    path = Path(folder) / f"best_of_{n}.json"
+    if path.is_file():
+        return pd.read_json(path, orient="records")
+    import evaluate
+    from transformers import AutoTokenizer, pipeline
+
+    import rlhf_helpers as lab
+    from grading.evidence import rewards_by_label
+    test = lab.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
+                             cfg.input_max_text_length)["test"].select(range(cfg.num_eval_samples))
+    model = lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter, dtype=cfg.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name)
+    ids = [ids for ids in test["input_ids"] for _ in range(n)]
+    summaries = lab.generate_summaries(model, tokenizer, ids, dict(cfg.generation_kwargs,
+                                                                   max_new_tokens=cfg.eval_max_new_tokens), seed=cfg.seed)
+    queries = [q for q in test["query"] for _ in range(n)]
+    reward_pipe = pipeline("sentiment-analysis", model=cfg.toxicity_model_name)
+    rewards = rewards_by_label(reward_pipe([q + " " + s for q, s in zip(queries, summaries)], **cfg.reward_kwargs),
+                               "nothate")
+    toxicity = evaluate.load(lab.TOXICITY_MODULE, cfg.toxicity_model_name, module_type="measurement")
+    table = pd.DataFrame({"prompt": np.repeat(np.arange(len(test)), n), "sample": np.tile(np.arange(n), len(test)),
+                          "summary": summaries, "reference": [r for r in test["summary"] for _ in range(n)],
+                          "reward": [float(r) for r in rewards],
+                          "toxicity": toxicity.compute(predictions=summaries, toxic_label="hate")["toxicity"]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_json(path, orient="records")
+    return table

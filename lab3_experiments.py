@@ -1,0 +1,131 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 3, experiments: what each part of RLHF is for
+#
+# The lab says that the KL penalty keeps PPO from reward hacking, that reinforcement learning
+# does better than picking the best of several samples, and that one run's number is one draw.
+# This notebook measures all three on the tiny preset, offline, on a laptop CPU:
+#
+# 1. **The KL anchor**: the lab at several fixed KL coefficients, 0 (no anchor) included.
+# 2. **Best-of-N**: no training at all; sample N summaries per prompt from the Lab 2 model and keep
+#    the one the reward model prefers.
+# 3. **Seeds**: the lab's own settings at several seeds, against one run's confidence interval.
+#
+# Every run is the lab's notebook itself, executed with other settings (no copy of its code); its
+# files stay under `outputs/experiments/<name>/`. Running this notebook again reuses the finished
+# runs and resumes an interrupted one from its checkpoint, so a disconnect costs nothing.
+
+# %% [markdown]
+# ## Parameters
+# The defaults take about 15 minutes on a 2-core CPU (README); a second run, everything finished,
+# under a minute. Every run scores 200 test summaries (the lab: 600) to fit that time.
+
+# %% tags=["parameters"]
+kl_coefs = [0.0, 0.2, 1.0]    # fixed KL coefficients: 0 is no anchor, 0.2 the lab's first one
+seeds = [42, 1, 2]            # the lab's own settings (its adaptive KL) at these seeds
+best_of = [1, 2, 4, 8, 16]    # N: summaries sampled per prompt, the best one kept
+overrides = {"num_eval_samples": 200}  # changes to the tiny preset for every run here
+experiments_dir = "outputs/experiments"
+
+# %%
+from pathlib import Path
+
+import dataclasses
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from lab3 import experiments, settings
+
+folder = Path(experiments_dir)
+cfg = dataclasses.replace(settings.preset("tiny"), **overrides)
+pd.set_option("display.precision", 3)
+
+# %% [markdown]
+# ## 1 - The KL anchor
+# One run per coefficient, with TRL's adaptive controller off so that the coefficient stays what
+# it is set to. For each: the reward of the evaluation summaries (the `nothate` logit of prompt +
+# summary), the KL from the Lab 2 model over the last 10 PPO steps, the toxicity after PPO and its
+# change (95% CI), ROUGE-L against the human summaries, and how the summaries read: the share whose
+# every sentence is one the tiny world's grammar writes, and the share that stutter.
+
+# %%
+kl_runs = {c: experiments.run(f"kl{c:g}-fixed", {**overrides, "init_kl_coef": c,
+                                                  "kl_control": "fixed"}, folder)
+           for c in kl_coefs}
+kl_table = pd.DataFrame({c: experiments.row(r) for c, r in kl_runs.items()}).T
+kl_table.index.name = "KL coefficient"
+lab2 = pd.DataFrame({"Lab 2 model": experiments.row(kl_runs[kl_coefs[0]], "before")}).T
+pd.concat([lab2, kl_table])
+
+# %% [markdown]
+# ## 2 - Best-of-N
+# No training: the Lab 2 model samples `max(best_of)` summaries for each test prompt, the reward
+# model scores each, and best-of-N keeps the highest of the first N. Picking the best of N moves
+# the output distribution away from the model's by at most log N - (N-1)/N nats of KL.
+
+# %%
+samples = experiments.samples(cfg, max(best_of), folder)
+bon_table = experiments.best_of_n_rows(samples, best_of, cfg.seed)
+bon_table
+
+# %% [markdown]
+# ## Reward, toxicity and ROUGE-L against KL
+# PPO's runs are points (labelled by their coefficient), best-of-N a line (labelled by N). More KL
+# buys more reward; the question is what it costs in the summaries.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+for ax, column in zip(axes, ["reward", "toxicity", "rougeL"]):
+    ax.plot(bon_table.kl, bon_table[column], marker="o", label="best-of-N")
+    for n, r in bon_table.iterrows():
+        ax.annotate(f"N={n}", (r.kl, r[column]), fontsize=8)
+    ax.scatter(kl_table.kl, kl_table[column], color="C3", zorder=3, label="PPO")
+    for c, r in kl_table.iterrows():
+        ax.annotate(f"β={c:g}", (r.kl, r[column]), fontsize=8, color="C3")
+    ax.set(xlabel="KL from the Lab 2 model (nats)", title=column)
+axes[0].legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What the unanchored policy writes, beside the anchored one's, for the same prompts:
+
+# %%
+unanchored, anchored = kl_runs[min(kl_coefs)], kl_runs[max(kl_coefs)]
+pd.set_option("display.max_colwidth", None)
+pd.DataFrame({f"β={min(kl_coefs):g}": unanchored["toxicity"]["after"]["summaries"][:6],
+              f"β={max(kl_coefs):g}": anchored["toxicity"]["after"]["summaries"][:6]})
+
+# %% [markdown]
+# ## 3 - One run is one draw
+# The lab's own settings at each seed: the change in mean toxicity and its 95% interval, and how
+# much the change varies between seeds compared with one run's interval.
+
+# %%
+seed_runs = {s: experiments.run(f"seed{s}", {**overrides, "seed": s}, folder) for s in seeds}
+seed_table = pd.DataFrame({s: experiments.row(r) for s, r in seed_runs.items()}).T
+seed_table.index.name = "seed"
+display(seed_table[["change", "ci_low", "ci_high", "reward", "kl", "rougeL"]])
+pd.Series(experiments.spread(seed_table)).to_frame("toxicity change")
+
+# %% [markdown]
+# ## What to conclude
+# Read the tables and the figure: does the run without a KL anchor reach more reward than the
+# anchored ones, and what did it cost in ROUGE-L and in well-formed summaries? At what KL does
+# best-of-N reach the reward PPO reaches? Is the spread over seeds inside one run's interval, or
+# wider? The README's "Experiments" section gives the numbers of one default run.

@@ -1,0 +1,101 @@
+"""The experiments notebook: its helpers on small made-up runs, and the notebook end to end at its smallest settings."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, printed
+from lab3 import experiments
+from lab3.errors import LabError
+
+
+def test_best_of_n_kl_is_zero_for_one_sample_and_grows_like_log_n():
+    assert experiments.best_of_n_kl(1) == 0
+    assert experiments.best_of_n_kl(2) == pytest.approx(math.log(2) - 0.5)
+    assert experiments.best_of_n_kl(16) == pytest.approx(math.log(16) - 15 / 16)
+
+
+def test_best_of_n_keeps_the_highest_reward_among_the_first_n():
+    rewards = np.array([[0.1, 0.9, 0.5, 2.0], [3.0, 0.0, 1.0, 4.0]])
+    picks = experiments.best_of_n(rewards, [1, 2, 4])
+    assert [p.tolist() for p in picks.values()] == [[0, 0], [1, 0], [3, 3]]
+
+
+def _samples(prompts: int = 40, n: int = 4) -> pd.DataFrame:
+    """Made-up samples: the reward prefers the less toxic summary, the references are the summaries themselves."""
+    rng = np.random.default_rng(0)
+    toxicity = rng.uniform(0, 1, (prompts, n))
+    summaries = [[f"#Person1# says {'rude' if t > 0.5 else 'kind'} things {p}." for t in row]
+                 for p, row in enumerate(toxicity)]
+    return pd.DataFrame({"prompt": np.repeat(np.arange(prompts), n), "sample": np.tile(np.arange(n), prompts),
+                         "summary": sum(summaries, []), "reference": sum(summaries, []),
+                         "reward": (1 - toxicity).ravel(), "toxicity": toxicity.ravel()})
+
+
+def test_best_of_n_rows_lower_toxicity_as_n_grows_with_a_paired_interval():
+    rows = experiments.best_of_n_rows(_samples(), [1, 2, 4], seed=0)
+    assert rows.loc[1, "change"] == 0 and rows.loc[1, "ci_low"] == rows.loc[1, "ci_high"] == 0
+    assert rows.reward.is_monotonic_increasing and rows.toxicity.is_monotonic_decreasing
+    assert rows.loc[4, "ci_high"] < 0 and rows.loc[4, "kl"] == pytest.approx(math.log(4) - 0.75)
+    assert set(rows.columns) >= {"rougeL", "well_formed", "stutter"}
+
+
+def _results(before: float, after: float, preset: dict | None = None) -> dict:
+    summaries = ["#Person1# and #Person2# talk.", "#Person2# talks talks talks."]
+    return {"preset": preset or {"init_kl_coef": 0.2},
+            "toxicity": {"before": {"mean": before, "summaries": summaries}, "after": {"mean": after,
+                                                                                      "summaries": summaries},
+                         "change_ci95": [after - before - 0.01, after - before + 0.01]},
+            "ppo_steps": [{"objective/kl": k} for k in range(20)],
+            "comparison": [{"reward_before": 0.0, "reward_after": 1.0}, {"reward_before": 1.0, "reward_after": 2.0}],
+            "rouge": {"before": {"rougeL": 0.5}, "after": {"rougeL": 0.4}}}
+
+
+def test_a_run_s_row_reads_its_results():
+    row = experiments.row(_results(0.3, 0.1))
+    assert row["reward"] == 1.5 and row["kl"] == np.mean(range(10, 20)) and row["rougeL"] == 0.4
+    assert row["change"] == pytest.approx(-0.2) and row["ci_low"] == pytest.approx(-0.21)
+    assert row["stutter"] == 0.5
+    before = experiments.row(_results(0.3, 0.1), "before")
+    assert before["kl"] == 0 and before["change"] == 0 and before["reward"] == 0.5
+
+
+def test_spread_over_seeds_beside_one_run_s_interval():
+    rows = pd.DataFrame({"change": [-0.2, -0.1, -0.15], "ci_low": [-0.25, -0.15, -0.2],
+                         "ci_high": [-0.15, -0.05, -0.1]})
+    spread = experiments.spread(rows)
+    assert spread["range"] == pytest.approx(0.1) and spread["one run's CI width"] == pytest.approx(0.1)
+    assert spread["std over seeds"] == pytest.approx(0.05)
+
+
+def test_a_finished_run_is_reused_and_one_of_other_settings_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "kl0").mkdir()
+    (tmp_path / "kl0" / "results.json").write_text(json.dumps(_results(0.3, 0.1, {"init_kl_coef": 0.0})))
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a finished run ran again"))
+    assert experiments.run("kl0", {"init_kl_coef": 0.0}, tmp_path)["preset"] == {"init_kl_coef": 0.0}
+    with pytest.raises(LabError, match="holds a run with other settings than {'init_kl_coef': 0.2}"):
+        experiments.run("kl0", {"init_kl_coef": 0.2}, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_notebook_end_to_end_at_its_smallest_settings_then_again_reusing_every_run(tmp_path):
+    folder = tmp_path / "experiments"
+    command = [sys.executable, "-m", "papermill", "lab3_experiments.ipynb", str(tmp_path / "out.ipynb"),
+               "-p", "experiments_dir", str(folder), "-y",
+               'kl_coefs: [0.0, 0.5]\nseeds: [1]\nbest_of: [1, 2]\n'
+               'overrides: {"max_ppo_steps": 2, "num_eval_samples": 16}']
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    runs = sorted(p.name for p in folder.iterdir() if (p / "results.json").is_file())
+    assert runs == ["kl0-fixed", "kl0.5-fixed", "seed1"]
+    assert json.loads((folder / "kl0-fixed" / "results.json").read_text())["preset"]["kl_control"] == "fixed"
+    text = printed(tmp_path / "out.ipynb")
+    assert "Error" not in text
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("results.json")}
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("results.json")} == stamps  # nothing ran again
