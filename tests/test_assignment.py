@@ -198,7 +198,7 @@ def test_a_class_autograded_locally_full_marks_and_each_planted_mistake_costs_ex
     """Short runs (the course assigned SHORT), graded by the autograder zip as on Gradescope: the solutions score every
     point of the exercises and the run checks; a planted mistake loses its exercise's points and nothing else (the
     run checks that rest on that exercise are not charged again)."""
-    mistakes = {"alice": None, "bob": "reward of hate", "carol": "reference = plain model"}
+    mistakes = {"alice": None, "bob": "reward of hate"}  # the others' points: the unit tests above
     for name, mistake in mistakes.items():
         (tmp_path / "class" / name).mkdir(parents=True)
         nb = submission(dist, mistake, parameters=f"\noverrides = {SHORT!r}\n")
@@ -210,7 +210,5 @@ def test_a_class_autograded_locally_full_marks_and_each_planted_mistake_costs_ex
     possible = 2 * len(EXERCISES) + sum(POINTS[c] for c in RUN_CHECKS)
     assert {r["possible"] for r in rows.values()} == {str(possible)}
     assert rows["alice"]["score"] == str(possible), rows["alice"]["lost"]
-    for name in ("bob", "carol"):
-        exercise = PLANTED[mistakes[name]][0]
-        assert rows[name]["score"] == str(possible - 2), rows[name]["lost"]
-        assert rows[name][exercise] == "0" and rows[name]["lost"].startswith(f"{exercise}: ")
+    assert rows["bob"]["score"] == str(possible - 2), rows["bob"]["lost"]
+    assert rows["bob"]["reward"] == "0" and rows["bob"]["lost"].startswith("reward: ")
