@@ -270,28 +270,14 @@ def grade(notebook: Path, classifier: Path | None = None, assigned: dict | None 
     def record(name: str, outcome: tuple[bool, str]) -> None:
         report[name] = (PASS if outcome[0] else FAIL, outcome[1])
 
-    nb = results = None
+    nb = None
     try:
         nb = read_notebook(notebook)
         record("notebook", check_notebook(nb))
         record("cells", check_cells(nb))
     except Refused as e:
         report["notebook"] = (FAIL, str(e))
-    try:
-        results = read_results(notebook.with_name(RESULTS_NAME))
-        if results["preset_name"] not in PRESETS:
-            raise Refused(f"its preset {shown(results['preset_name'], 40)!r} is none of the lab's")
-        cfg = expected_settings(results["preset_name"], assigned)
-        record("config", check_config(results, cfg, assigned))
-        record("results", check_shape(results, cfg))
-    except Refused as e:
-        report["results"] = (FAIL, f"{RESULTS_NAME}: {e}")
-    if report.get("results", (FAIL,))[0] == PASS:
-        _grade_run(results, cfg, nb, notebook.with_name(ADAPTER_NAME), classifier, assigned, cache, record, report)
-    for name, needs in DEPENDS_ON.items():
-        failed = [n for n in needs if report.get(name, (None,))[0] == PASS and report.get(n, (None,))[0] != PASS]
-        if failed:
-            report[name] = (FAIL, f"not credited: {' and '.join(failed)} did not pass ({report[name][1]})")
+    _grade_files(notebook.parent, nb, classifier, assigned, cache, report, f"{RESULTS_NAME}: ")
     missing = "the notebook could not be read" if nb is None else "there are no results to check"
     return [(name, *report.get(name, (NOT_RUN, missing))) for name in CHECKS]
 
@@ -311,6 +297,18 @@ def grade_own_run(folder: Path, submitted: Path, released: Path,
         record("notebook", check_notebook(read_notebook(submitted), released))
     except Refused as e:
         report["notebook"] = (FAIL, str(e))
+    _grade_files(folder, None, None, assigned, None, report, f"the autograder's run wrote no valid {RESULTS_NAME}: ",
+                 with_ci=False)
+    return report
+
+
+def _grade_files(folder: Path, nb: dict | None, classifier: Path | None, assigned: dict | None, cache: Path | None,
+                 report: dict, refused: str, with_ci: bool = True) -> None:
+    """Into `report`: the checks of the results file and adapter in `folder`, then those that rest on failed ones
+    uncredited (`refused` leads the reason of a results file that cannot be read)."""
+    def record(name: str, outcome: tuple[bool, str]) -> None:
+        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
+
     try:
         results = read_results(folder / RESULTS_NAME)
         if results["preset_name"] not in PRESETS:
@@ -319,14 +317,13 @@ def grade_own_run(folder: Path, submitted: Path, released: Path,
         record("config", check_config(results, cfg, assigned))
         record("results", check_shape(results, cfg))
     except Refused as e:
-        report["results"] = (FAIL, f"the autograder's run wrote no valid {RESULTS_NAME}: {e}")
+        report["results"] = (FAIL, f"{refused}{e}")
     if report.get("results", (FAIL,))[0] == PASS:
-        _grade_run(results, cfg, None, folder / ADAPTER_NAME, None, assigned, None, record, report, with_ci=False)
+        _grade_run(results, cfg, nb, folder / ADAPTER_NAME, classifier, assigned, cache, record, report, with_ci)
     for name, needs in DEPENDS_ON.items():
         failed = [n for n in needs if report.get(name, (None,))[0] == PASS and report.get(n, (None,))[0] != PASS]
         if failed:
             report[name] = (FAIL, f"not credited: {' and '.join(failed)} did not pass ({report[name][1]})")
-    return report
 
 
 def _grade_run(results: dict, cfg: dict, nb: dict | None, adapter_path: Path, classifier: Path | None,
