@@ -20,7 +20,7 @@ import pytest
 
 from lab3 import setup as lab_setup
 from lab3.checksums import MANIFEST
-from conftest import ROOT, shipped_build_kernels, this_cpus_kernels
+from conftest import ROOT, rounds_as_the_build_machine
 
 HOST = [f"torch=={lab_setup.installed_version('torch')}", "jupyter==1.1.1", "ipykernel==7.4.0", "papermill==2.7.0",
         "tqdm==4.67.1", "pandas==2.2.3"]
@@ -162,5 +162,7 @@ def _assert_the_shipped_build(lab_dir: Path) -> None:
     built = json.loads((lab_dir / "checkpoints" / "tiny" / MANIFEST).read_text())
     shipped = json.loads((ROOT / "checkpoints" / "tiny" / MANIFEST).read_text())
     assert built.keys() == shipped.keys()
-    if this_cpus_kernels() == shipped_build_kernels():
-        assert built == shipped  # the builder makes the shipped bytes on a CPU with the kernels they were built with
+    corpus = {name: sha for name, sha in built.items() if name.startswith("dialogsum/")}
+    assert corpus == {name: shipped[name] for name in corpus}  # plain Python: the same on every CPU
+    if rounds_as_the_build_machine():
+        assert built == shipped  # the builder makes the shipped bytes on a CPU that rounds as the build machine did
