@@ -175,10 +175,10 @@ def check_toxicity(results: dict, own: dict, with_ci: bool = True) -> tuple[bool
     graded as an exercise, computed it)."""
     tox, wanted = results["toxicity"], PASS_CRITERIA[results["preset_name"]]["toxicity"]
     tol = 2e-3 if _float32(results) else 0.05
-    ci = ["change_ci95"] if with_ci else []
-    if not _close([tox[p][k] for p in ("before", "after") for k in ("mean", "std")] + [x for k in ci for x in tox[k]],
-                  [own[p][k] for p in ("before", "after") for k in ("mean", "std")] + [x for k in ci for x in own[k]],
-                  tol):
+    def numbers(t: dict) -> list[float]:
+        return [t[p][k] for p in ("before", "after") for k in ("mean", "std")] + (t["change_ci95"] if with_ci else [])
+
+    if not _close(numbers(tox), numbers(own), tol):
         return False, "the recorded means, stds or confidence interval of toxicity are not those computed here"
     before, after = own["before"]["mean"], own["after"]["mean"]
     low, high = own["change_ci95"]
@@ -261,15 +261,20 @@ def check_printed(nb: dict, own: dict, tolerance_scale: float = 1.0) -> tuple[bo
     return True, f"the printed {', '.join(_PRINTED)} equal those computed here"
 
 
+def _recorder(report: dict):
+    """A function that enters a check's (passed, reason) into `report` as PASS or FAIL."""
+    def record(name: str, outcome: tuple[bool, str]) -> None:
+        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
+    return record
+
+
 def grade(notebook: Path, classifier: Path | None = None, assigned: dict | None = None,
           cache: Path | None = None) -> list[tuple[str, str, str]]:
     """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one submission: its executed notebook, and the
     results file and adapter beside it, against its preset's settings with the changes the course `assigned`."""
     report: dict[str, tuple[str, str]] = {}
 
-    def record(name: str, outcome: tuple[bool, str]) -> None:
-        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
-
+    record = _recorder(report)
     nb = None
     try:
         nb = read_notebook(notebook)
@@ -290,9 +295,7 @@ def grade_own_run(folder: Path, submitted: Path, released: Path,
     Cells and printed numbers are the autograder's own: not checked."""
     report: dict[str, tuple[str, str]] = {}
 
-    def record(name: str, outcome: tuple[bool, str]) -> None:
-        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
-
+    record = _recorder(report)
     try:
         record("notebook", check_notebook(read_notebook(submitted), released))
     except Refused as e:
@@ -306,9 +309,7 @@ def _grade_files(folder: Path, nb: dict | None, classifier: Path | None, assigne
                  report: dict, refused: str, with_ci: bool = True) -> None:
     """Into `report`: the checks of the results file and adapter in `folder`, then those that rest on failed ones
     uncredited (`refused` leads the reason of a results file that cannot be read)."""
-    def record(name: str, outcome: tuple[bool, str]) -> None:
-        report[name] = (PASS if outcome[0] else FAIL, outcome[1])
-
+    record = _recorder(report)
     try:
         results = read_results(folder / RESULTS_NAME)
         if results["preset_name"] not in PRESETS:

@@ -75,14 +75,19 @@ EXERCISES = {"reward": (reward, ("rewards_by_label",)),
              "bootstrap": (bootstrap, ("paired_bootstrap_ci",))}
 
 
+_FAILS: dict[str, bool] = {}  # one submission's notebook runs in a kernel: its exercises are checked once
+
+
 def fails(exercise: str, env: dict) -> bool:
-    """Whether `exercise`'s hidden checks fail on the student's variables `env`."""
-    check, names = EXERCISES[exercise]
-    try:
-        check(*(env[name] for name in names))
-        return False
-    except Exception:  # a missing answer, a wrong one, or one that raises: all fail
-        return True
+    """Whether `exercise`'s hidden checks fail on the student's variables `env` (checked once per kernel)."""
+    if exercise not in _FAILS:
+        check, names = EXERCISES[exercise]
+        try:
+            check(*(env[name] for name in names))
+            _FAILS[exercise] = False
+        except Exception:  # a missing answer, a wrong one, or one that raises: all fail
+            _FAILS[exercise] = True
+    return _FAILS[exercise]
 
 
 @functools.cache

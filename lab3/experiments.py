@@ -2,6 +2,7 @@
 under its folder and reused, an interrupted one resumed by the lab itself), best-of-N sampling from the Lab 2 model,
 and each run's or choice's row: reward, KL, toxicity with its interval, ROUGE-L and how well the summaries read."""
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -39,11 +40,18 @@ def paired_interval(before, after, seed: int = 0) -> tuple[float, float]:
     return paired_bootstrap_ci(before, after, seed=seed)
 
 
+@functools.cache
+def _grammar() -> frozenset[str]:
+    """Every sentence the tiny world's grammar writes (built once)."""
+    from tiny_world import quality
+    return frozenset(quality.grammar_sentences())
+
+
 def readability(summaries: list[str]) -> dict[str, float]:
     """How well summaries read in the tiny world: the share whose every sentence its grammar makes, and the share that
     repeat a word three times in a row."""
     from tiny_world import quality
-    return {"well_formed": quality.well_formed_share(summaries, quality.grammar_sentences()),
+    return {"well_formed": quality.well_formed_share(summaries, _grammar()),
             "stutter": quality.stutter_share(summaries)}
 
 
