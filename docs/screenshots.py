@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
+from lab3 import NOTEBOOK, ROOT  # noqa: E402
+
 DOCS = ROOT / "docs"
 STEPS = 12
 SWEEP = {"kl0.2": 0.2, "kl0": 0.0}
@@ -26,7 +28,7 @@ def run(folder: Path, name: str, kl: float, env: dict) -> Path:
     """Execute the notebook for a short run with KL coefficient `kl`; return the executed notebook."""
     executed = folder / f"{name}.ipynb"
     overrides = f'{{"max_ppo_steps": {STEPS}, "num_eval_samples": 32, "init_kl_coef": {kl}}}'
-    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "lab3_rlhf_detox.ipynb"), str(executed),
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / NOTEBOOK), str(executed),
                     "-p", "output_dir", str(folder / name), "-p", "checkpoint_dir", str(folder / name / "ck"),
                     "-p", "tracker", "trackio", "-r", "overrides", overrides, "--cwd", str(ROOT)],
                    check=True, env=env)

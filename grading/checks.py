@@ -1,30 +1,32 @@
 """The checks of one submission. Each gives PASS, FAIL or NOT RUN (it could not be done; never a pass) and a reason.
 
-Nothing a run can recompute is taken on trust: the grader regenerates the summaries from the submitted adapter and the
-Lab 2 model, scores them with its own classifier, and recomputes the means, the confidence interval and ROUGE. A check
-whose evidence failed is not credited.
+Every number a verdict rests on is the grader's own: it regenerates the summaries before PPO (the Lab 2 model) and
+after (the submitted adapter), scores them and every PPO text with its own classifier, draws each PPO step's prompts
+from the run's seed, and computes the means, the confidence interval and ROUGE from those. The submission's recorded
+numbers are compared with the grader's, and each difference is reported; they never count toward a pass. The preset,
+the settings and the seed come from the course (`grading.course`), never from the submission. A check whose evidence
+failed is not credited.
 """
 
 import ast
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
+from grading.course import Course
 from grading.submission import ADAPTER_NAME, RESULTS_NAME, Refused, read_bytes, read_notebook, read_results, shown
-from lab3.settings import NOT_HATE_NAMES, PASS_CRITERIA, PRESETS, ROOT
+from lab3 import NOTEBOOK, ROOT
 
 CHECKS = ("notebook", "cells", "results", "config", "steps", "summaries", "rescore", "toxicity", "kl", "rouge",
           "reward", "printed")
 # The evidence each check's verdict rests on: it passes only if these passed too.
 DEPENDS_ON = {"steps": ("summaries",), "toxicity": ("summaries", "rescore"), "kl": ("summaries",),
-              "rouge": ("summaries",), "reward": ("summaries", "rescore"), "printed": ("summaries", "rescore")}
+              "rouge": ("summaries",), "reward": ("rescore",), "printed": ("summaries", "rescore")}
 PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
-MATCH_SHARE = 0.98  # of the regenerated summaries that must equal the recorded ones (a rare float difference between
-# two CPUs can flip one sampled token)
-PARAMETER_TAGS = {"parameters", "injected-parameters"}  # the cells a student or papermill may change
-ANSWER_TAG = "otter_answer_cell"  # the cells a student of the assignment writes (grading.assign tags them)
-RELEASED = ROOT / "lab3_rlhf_detox.ipynb"
+RELEASED = ROOT / NOTEBOOK  # the lecture: what a run of the lab executes
+PARAMETERS, INJECTED = "parameters", "injected-parameters"  # the cells a student or papermill may change
 
 
 def _float32(results: dict) -> bool:
@@ -37,44 +39,66 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def _lab_cells(nb: dict) -> list[str]:
-    """The sources of `nb`'s code cells but its parameter cells and the assignment's answer cells."""
-    return [_source(c) for c in nb["cells"] if c["cell_type"] == "code"
-            and not (PARAMETER_TAGS | {ANSWER_TAG}) & set(c.get("metadata", {}).get("tags", []))]
+def _code(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
 
 
-def _only_literal_assignments(source: str) -> bool:
-    """Whether `source` only assigns literal values to names (as the parameters cell and papermill's do)."""
+def _tags(cell: dict) -> set:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return set(tags) if isinstance(tags, list) else set()
+
+
+def _literal_assignments(source: str) -> dict | None:
+    """The names `source` assigns and their literal values, or None unless it only assigns literals to names (as the
+    parameters cell and papermill's do)."""
+    values = {}
     try:
         for statement in ast.parse(source).body:
             if not (isinstance(statement, ast.Assign) and all(isinstance(t, ast.Name) for t in statement.targets)):
-                return False
-            ast.literal_eval(statement.value)
-        return True
+                return None
+            for target in statement.targets:
+                values[target.id] = ast.literal_eval(statement.value)
+        return values
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
-        return False
+        return None
 
 
-def check_notebook(nb: dict, released_path: Path = RELEASED) -> tuple[bool, str]:
-    """The code cells are the released notebook's, but for parameter cells that only assign values (and, in the
-    assignment's, its answer cells)."""
-    released = _lab_cells(json.loads(released_path.read_text()))
-    submitted = _lab_cells(nb)
-    if submitted != released:
-        differs = next((i for i, (a, b) in enumerate(zip(submitted, released)) if a != b), None)
-        where = f"code cell {differs + 1} differs" if differs is not None else \
-            f"it has {len(submitted)} of the lab's {len(released)} code cells"
-        return False, f"not the released Lab 3 notebook: {where} (run the lab's notebook as it was handed out)"
-    parameters = [_source(c) for c in nb["cells"] if c["cell_type"] == "code"
-                  and PARAMETER_TAGS & set(c.get("metadata", {}).get("tags", []))]
-    if not all(_only_literal_assignments(p) for p in parameters):
-        return False, "a parameters cell does more than assign values"
+def parameters(nb: dict) -> dict:
+    """The values a submitted notebook's parameters cell and papermill's injected cell give (the later wins)."""
+    values = {}
+    for cell in _code(nb):
+        if _tags(cell) & {PARAMETERS, INJECTED}:
+            values.update(_literal_assignments(_source(cell)) or {})
+    return values
+
+
+def check_notebook(nb: dict, released_path: Path = RELEASED, answers: bool = False) -> tuple[bool, str]:
+    """The code cells are the released notebook's, one for one: but for its parameters cell (and papermill's injected
+    cell right after it), which may only assign values, and, `answers`, the cells the released notebook tags as the
+    student's answers. Which cells those are is read from the released notebook, never from the submission's tags."""
+    released = _code(json.loads(released_path.read_text()))
+    submitted = _code(nb)
+    at = next((i for i, c in enumerate(released) if PARAMETERS in _tags(c)), None)
+    if at is not None and at + 1 < len(submitted) and INJECTED in _tags(submitted[at + 1]):
+        if _literal_assignments(_source(submitted[at + 1])) is None:
+            return False, "the injected parameters cell does more than assign values"
+        submitted = submitted[:at + 1] + submitted[at + 2:]
+    if len(submitted) != len(released):
+        return False, (f"not the released Lab 3 notebook: it has {len(submitted)} of the lab's {len(released)} code "
+                       "cells (run the lab's notebook as it was handed out)")
+    for i, (mine, theirs) in enumerate(zip(submitted, released)):
+        if i == at:
+            if _literal_assignments(_source(mine)) is None:
+                return False, "the parameters cell does more than assign values"
+        elif not (answers and "otter_answer_cell" in _tags(theirs)) and _source(mine) != _source(theirs):
+            return False, (f"not the released Lab 3 notebook: code cell {i + 1} differs (run the lab's notebook as it "
+                           "was handed out)")
     return True, f"the released Lab 3 notebook's {len(released)} code cells"
 
 
 def check_cells(nb: dict) -> tuple[bool, str]:
     """Every code cell ran, none with an error."""
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    code = _code(nb)
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         return False, f"a cell raised {shown(errors[0].get('ename'), 60)}: {shown(errors[0].get('evalue', ''), 200)}"
@@ -82,11 +106,6 @@ def check_cells(nb: dict) -> tuple[bool, str]:
     if not_run:
         return False, f"{not_run} of {len(code)} code cells did not run"
     return True, f"all {len(code)} code cells ran without error"
-
-
-def expected_settings(preset_name: str, assigned: dict | None) -> dict:
-    """The settings a run of `preset_name` must have had: the preset's, with what the course assigned."""
-    return json.loads(json.dumps(dict(PRESETS[preset_name], **(assigned or {}))))
 
 
 def check_shape(results: dict, cfg: dict) -> tuple[bool, str]:
@@ -102,84 +121,127 @@ def check_shape(results: dict, cfg: dict) -> tuple[bool, str]:
     return True, f"{n} summaries before and after PPO, {batch} texts in each PPO step"
 
 
-def check_config(results: dict, cfg: dict, assigned: dict | None) -> tuple[bool, str]:
-    """The run used its preset's settings, with the changes the course assigned (a 2-step run cannot pass as a
-    100-step one)."""
-    expected, recorded = cfg, results["preset"]  # both relative to the lab's folder
-    differ = [f"{shown(key, 40)} {shown(repr(recorded.get(key)), 80)} (the preset says {expected.get(key)!r})"
-              for key in sorted(expected.keys() | recorded.keys())
-              if expected.get(key) != recorded.get(key) and not (key == "dtype" and recorded.get(key) == "float32")]
+def check_config(results: dict, course: Course, cfg: dict, nb: dict | None) -> tuple[bool, str]:
+    """The run used the course's preset and settings (a 2-step run cannot pass as a 100-step one; with per-student
+    seeds, the student's own seed), and what the notebook's parameters say it ran with agrees with the results."""
+    if results["preset_name"] != course.preset:
+        return False, f"a run of the {shown(results['preset_name'], 20)!r} preset, and the course asks for " \
+                      f"{course.preset!r}"
+    recorded = results["preset"]  # both relative to the lab's folder
+    differ = [f"{shown(key, 40)} {shown(repr(recorded.get(key)), 80)} (the course's: {cfg.get(key)!r})"
+              for key in sorted(cfg.keys() | recorded.keys())
+              if cfg.get(key) != recorded.get(key) and not (key == "dtype" and recorded.get(key) == "float32")]
     if differ:  # float32 above: the notebook's fallback where the hardware has no fast bfloat16
-        return False, f"not the {results['preset_name']} preset's settings{' as assigned' if assigned else ''}: " \
-            + ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
-    changed = f", with {', '.join(sorted(assigned))} as assigned" if assigned else ""
-    return True, f"the {results['preset_name']} preset's settings{changed}"
+        return False, "not the course's settings: " + ", ".join(differ[:6]) + \
+            (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+    if nb is not None:
+        said = _parameters_disagree(parameters(nb), results)
+        if said:
+            return False, f"the notebook's parameters are not the run's: {said}"
+    seed = f", seed {cfg['seed']}" + (" (the student's)" if course.seed_salt else "")
+    return True, f"the {course.preset} preset's settings{' as the course assigned' if course.assigned else ''}{seed}"
 
 
-def check_steps(results: dict, cfg: dict, train_prompts: set[str]) -> tuple[bool, str]:
-    """The PPO loop ran the configured number of steps, each exactly once, on prompts of the training split."""
+def _parameters_disagree(values: dict, results: dict) -> str:
+    """'' when the notebook's parameter `values` describe the run of `results`, else the first disagreement."""
+    said = {"preset_name": values.get("preset_name", "tiny"), "reward label": values.get("reward_label", "nothate"),
+            "reward mode": values.get("reward_mode", "by_label")}
+    ran = {"preset_name": results["preset_name"], "reward label": results.get("reward", {}).get("label"),
+           "reward mode": results.get("reward", {}).get("mode")}
+    overrides = values.get("overrides", {})
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides or "{}")
+        except ValueError:
+            return "overrides is not a JSON object"
+    if not isinstance(overrides, dict):
+        return "overrides is not a dictionary"
+    said.update({f"setting {k}": v for k, v in overrides.items()})
+    ran.update({f"setting {k}": results["preset"].get(k) for k in overrides})
+    wrong = [f"{shown(k, 40)} {shown(repr(said[k]), 60)} in the notebook, {shown(repr(ran[k]), 60)} in "
+             f"{RESULTS_NAME}" for k in said if said[k] != ran[k]]
+    return "; ".join(wrong[:3])
+
+
+def _prompt(text: str) -> str:
+    """The prompt a PPO text begins with (a text is the prompt, which ends with the end-of-text token, + " " + the
+    summary)."""
+    return text.partition("</s> ")[0] + "</s>"
+
+
+def check_steps(results: dict, cfg: dict, expected: list[list[str]]) -> tuple[bool, str]:
+    """The PPO loop ran the configured number of steps, each exactly once, in order, and each on the prompts the run's
+    seed draws for it (`expected`: the grader's own draw)."""
     ran, wanted = [s["step"] for s in results["ppo_steps"]], cfg["max_ppo_steps"]
     resumed = results.get("resumed_from_steps") or []
     how = f", resumed after step {', '.join(map(str, resumed))}" if resumed else ""
     if ran != list(range(len(ran))):
         return False, f"the PPO steps recorded are not each step once, in order{how}"
-    foreign = sum(t.split("</s>", 1)[0] + "</s>" not in train_prompts for s in results["ppo_steps"] for t in s["texts"])
-    if foreign:
-        return False, f"{foreign} PPO texts do not begin with a prompt of the training split"
-    return len(ran) == wanted, f"{len(ran)} of {wanted} PPO steps ran{how}, on prompts of the training split"
+    other = [s["step"] for s, prompts in zip(results["ppo_steps"], expected)
+             if Counter(map(_prompt, s["texts"])) != Counter(prompts)]
+    if other:
+        return False, (f"{len(other)} of {len(ran)} PPO steps (the first: step {other[0]}) were not taken on the "
+                       "prompts the run's seed draws for them")
+    return len(ran) == wanted, f"{len(ran)} of {wanted} PPO steps ran{how}, each on the prompts its seed draws"
 
 
-def check_summaries(results: dict, regenerated: dict, adapter_sha256: str) -> tuple[bool, str]:
-    """The summaries before PPO are the Lab 2 model's and those after are the submitted adapter's, regenerated here."""
+def check_summaries(results: dict, regenerated, adapter_sha256: str, forgive: int) -> tuple[bool, str]:
+    """The recorded summaries are those the grader regenerated: before PPO the Lab 2 model's, after PPO the submitted
+    adapter's; at most `forgive` of each phase may differ."""
     if adapter_sha256 != results["adapter_sha256"]:
         return False, f"{ADAPTER_NAME} is not the adapter the results file records (its SHA-256 differs)"
-    if regenerated["after"] is None:
-        return False, f"{ADAPTER_NAME}: {regenerated['adapter_problem']}"
+    if regenerated.after is None:
+        return False, f"{ADAPTER_NAME} could not write summaries: {shown(regenerated.adapter_problem, 200)}"
     wrong = []
-    for phase, whose in (("before", "the Lab 2 model's"), ("after", "the submitted adapter's")):
-        recorded, own = results["toxicity"][phase]["summaries"], regenerated[phase]
-        same = sum(a == b for a, b in zip(recorded, own))
-        if same < MATCH_SHARE * len(own):
-            wrong.append(f"{len(own) - same} of {len(own)} summaries {phase} PPO are not {whose}, regenerated here")
-    if wrong:
+    for phase, own, whose in (("before", regenerated.before, "the Lab 2 model's"),
+                              ("after", regenerated.after, "the submitted adapter's")):
+        differ = [i for i, (a, b) in enumerate(zip(results["toxicity"][phase]["summaries"], own)) if a != b]
+        if differ:
+            wrong.append(f"{len(differ)} of {len(own)} summaries {phase} PPO (the first: number {differ[0]}) are not "
+                         f"{whose}, regenerated here")
+    if wrong and max(int(w.split()[0]) for w in wrong) > forgive:
         return False, "; ".join(wrong)
-    return True, (f"the {len(regenerated['after'])} summaries before and after PPO are the Lab 2 model's and the "
-                  "submitted adapter's, regenerated here")
+    forgiven = f" ({'; '.join(wrong)}: within the {forgive} forgiven)" if wrong else ""
+    return True, (f"the {len(regenerated.after)} summaries before and after PPO are the Lab 2 model's and the "
+                  f"submitted adapter's, regenerated here{forgiven}")
 
 
-def check_rescore(results: dict, rescored: dict) -> tuple[bool, str]:
-    """The grader's classifier gives the toxicities and PPO scores the results file records."""
+def check_rescore(results: dict, scores, regenerated) -> tuple[bool, str]:
+    """The grader's classifier gives every recorded PPO text the scores the run recorded, and each summary that is the
+    one regenerated here its recorded toxicity."""
     p_tol, logit_tol = (1e-3, 1e-3) if _float32(results) else (0.05, 0.15)
     wrong = []
     for phase in ("before", "after"):
-        recorded, own = results["toxicity"][phase]["per_sample"], rescored["toxicity"][phase]
-        off = sum(abs(a - b) > p_tol for a, b in zip(recorded, own))
+        recorded, own = results["toxicity"][phase], scores.toxicity[phase]
+        texts = getattr(regenerated, phase) or []
+        off = sum(s == t and abs(a - b) > p_tol
+                  for s, t, a, b in zip(recorded["summaries"], texts, recorded["per_sample"], own))
         if off:
-            wrong.append(f"{off} of {len(own)} summaries {phase} PPO score otherwise than recorded")
-    off = sum(a is None or b is None or abs(a - b) > logit_tol for a, b in rescored["ppo"])
+            wrong.append(f"{off} summaries {phase} PPO score otherwise than recorded")
+    recorded = [{d["label"]: d["score"] for d in out} for step in results["ppo_steps"] for out in step["pipeline_scores"]]
+    own = [{d["label"]: d["score"] for d in out} for out in scores.ppo_outputs]
+    off = sum(a.keys() != b.keys() or any(abs(a[k] - b[k]) > logit_tol for k in a) for a, b in zip(recorded, own))
     if off:
-        wrong.append(f"{off} of {len(rescored['ppo'])} PPO texts drawn here score otherwise than recorded")
+        wrong.append(f"{off} of {len(own)} PPO texts score otherwise than recorded")
     if wrong:
         return False, "; ".join(wrong)
-    return True, (f"re-scored here: {len(rescored['toxicity']['after'])} summaries before and after PPO and "
-                  f"{len(rescored['ppo'])} PPO texts drawn here, as recorded")
+    return True, f"re-scored here: every summary and all {len(own)} PPO texts, as recorded"
 
 
-def _close(recorded: list[float], own: list[float], tolerance: float) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(recorded, own))
+def _differences(recorded: dict, own: dict, tolerance: float, with_ci: bool) -> list[str]:
+    """The recorded toxicity numbers that are not the grader's own, each with both values."""
+    pairs = [(f"mean {p}", recorded[p]["mean"], own[p]["mean"]) for p in ("before", "after")]
+    pairs += [(f"std {p}", recorded[p]["std"], own[p]["std"]) for p in ("before", "after")]
+    if with_ci:
+        pairs += [(f"CI {end}", a, b) for end, a, b in zip(("low", "high"), recorded["change_ci95"], own["change_ci95"])]
+    return [f"{what} {a:.4f} recorded, {b:.4f} here" for what, a, b in pairs if abs(a - b) > tolerance]
 
 
-def check_toxicity(results: dict, own: dict, with_ci: bool = True) -> tuple[bool, str]:
-    """Toxicity changed as the preset's criterion asks (a significant drop, or no significant rise), by the grader's
-    own means and confidence interval, which the recorded ones equal (the interval: unless a student's own bootstrap,
-    graded as an exercise, computed it)."""
-    tox, wanted = results["toxicity"], PASS_CRITERIA[results["preset_name"]]["toxicity"]
-    tol = 2e-3 if _float32(results) else 0.05
-    def numbers(t: dict) -> list[float]:
-        return [t[p][k] for p in ("before", "after") for k in ("mean", "std")] + (t["change_ci95"] if with_ci else [])
-
-    if not _close(numbers(tox), numbers(own), tol):
-        return False, "the recorded means, stds or confidence interval of toxicity are not those computed here"
+def check_toxicity(results: dict, own: dict, criteria: dict, with_ci: bool = True) -> tuple[bool, str]:
+    """Toxicity changed as the course's criterion asks (a significant drop, or no significant rise), by the means and
+    confidence interval the grader computed from its own summaries and scores; the recorded ones must be those (the
+    interval: unless a student's own bootstrap, graded as an exercise, computed it)."""
+    wanted = criteria["toxicity"]
     before, after = own["before"]["mean"], own["after"]["mean"]
     low, high = own["change_ci95"]
     if high < 0:
@@ -191,43 +253,46 @@ def check_toxicity(results: dict, own: dict, with_ci: bool = True) -> tuple[bool
     ok = low <= 0 if wanted == "no rise" else (after < before and high < 0)
     need = "" if ok else f" (a passing run shows {'no significant rise' if wanted == 'no rise' else 'a significant drop'})"
     change = f"{(after - before) / before * 100:+.1f}%" if before else "n/a"
-    return ok, (f"mean toxicity {before:.4f} -> {after:.4f} ({change}), 95% CI of the change [{low:+.4f}, "
-                f"{high:+.4f}]: {verdict}{need}")
+    found = (f"mean toxicity {before:.4f} -> {after:.4f} ({change}), 95% CI of the change [{low:+.4f}, {high:+.4f}]: "
+             f"{verdict}{need}")
+    differ = _differences(results["toxicity"], own, 2e-3 if _float32(results) else 0.05, with_ci)
+    if differ:
+        return False, f"{found}; but the results file records other numbers: {'; '.join(differ)}"
+    return ok, found
 
 
-def check_kl(results: dict) -> tuple[bool, str]:
-    """KL stayed under the preset's bound at every step (JSON numbers are finite: the reader refuses others)."""
-    kls, max_kl = [s["objective/kl"] for s in results["ppo_steps"]], PASS_CRITERIA[results["preset_name"]]["max_kl"]
+def check_kl(results: dict, criteria: dict) -> tuple[bool, str]:
+    """KL stayed under the course's bound at every step (JSON numbers are finite: the reader refuses others)."""
+    kls, max_kl = [s["objective/kl"] for s in results["ppo_steps"]], criteria["max_kl"]
     if not kls:
         return False, "the results file records no PPO step"
     return max(kls) < max_kl, f"largest KL {max(kls):.2f} (bound {max_kl})"
 
 
-def check_rouge(results: dict, own: dict) -> tuple[bool, str]:
-    """ROUGE-L after PPO, computed here against the data set's references, is within the preset's bound of before."""
-    recorded = [results["rouge"][p]["rougeL"] for p in ("before", "after")]
+def check_rouge(results: dict, own: dict, criteria: dict) -> tuple[bool, str]:
+    """ROUGE-L after PPO, computed here from the grader's summaries against the data set's references, is within the
+    course's bound of before; the recorded ROUGE-L must be that."""
     before, after = own["rouge"]["before"]["rougeL"], own["rouge"]["after"]["rougeL"]
-    if not _close(recorded, [before, after], 1e-4):
-        return False, f"the recorded ROUGE-L {recorded[0]:.4f} -> {recorded[1]:.4f} is not that computed here " \
-            f"({before:.4f} -> {after:.4f})"
-    max_drop = PASS_CRITERIA[results["preset_name"]]["max_rouge_l_drop"]
-    return after >= (1 - max_drop) * before, f"ROUGE-L {before:.3f} -> {after:.3f} (may fall at most {max_drop:.0%})"
+    max_drop = criteria["max_rouge_l_drop"]
+    found = f"ROUGE-L {before:.3f} -> {after:.3f} (may fall at most {max_drop:.0%})"
+    recorded = [results["rouge"][p]["rougeL"] for p in ("before", "after")]
+    if any(abs(a - b) > 1e-4 for a, b in zip(recorded, (before, after))):
+        return False, f"{found}; but the results file records {recorded[0]:.4f} -> {recorded[1]:.4f}"
+    return after >= (1 - max_drop) * before, found
 
 
-def _nothate(scores: list[dict]) -> float | None:
-    return next((d["score"] for d in scores if d["label"].lower() in NOT_HATE_NAMES), None)
-
-
-def check_reward(results: dict) -> tuple[bool, str]:
-    """Every reward used in PPO was the `nothate` score of its text, as the classifier returned it."""
-    pairs = [(r, _nothate(s)) for step in results["ppo_steps"] for r, s in zip(step["rewards"], step["pipeline_scores"])]
-    wrong = sum(n is None or abs(r - n) > 1e-4 for r, n in pairs)
+def check_reward(results: dict, scores) -> tuple[bool, str]:
+    """Every reward PPO stepped on was the `nothate` logit the grader's classifier gives its text, taken by label
+    (catches optimizing `hate` and the lecture's reward by position)."""
+    pairs = list(zip([r for step in results["ppo_steps"] for r in step["rewards"]], scores.ppo_rewards))
     if not pairs:
         return False, "the results file records no rewards"
+    tolerance = 1e-3 if _float32(results) else 0.15
+    wrong = sum(abs(r - n) > tolerance for r, n in pairs)
     if wrong:
         return False, (f"{wrong} of {len(pairs)} rewards were not the 'nothate' score of their text "
                        "(reward taken by position, or from the 'hate' label?)")
-    return True, f"all {len(pairs)} rewards were the 'nothate' score, taken by label"
+    return True, f"all {len(pairs)} rewards were the 'nothate' score of their text, taken by label"
 
 
 # What the notebook prints, the grader's own value of each number, and how far printing rounds it (plus margin).
@@ -268,12 +333,11 @@ def _recorder(report: dict):
     return record
 
 
-def grade(notebook: Path, classifier: Path | None = None, assigned: dict | None = None,
+def grade(notebook: Path, course: Course, student: str = "", classifier: Path | None = None,
           cache: Path | None = None) -> list[tuple[str, str, str]]:
-    """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one submission: its executed notebook, and the
-    results file and adapter beside it, against its preset's settings with the changes the course `assigned`."""
+    """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one submission of `student`: its executed notebook,
+    and the results file and adapter beside it, against what the `course` asks."""
     report: dict[str, tuple[str, str]] = {}
-
     record = _recorder(report)
     nb = None
     try:
@@ -282,72 +346,70 @@ def grade(notebook: Path, classifier: Path | None = None, assigned: dict | None 
         record("cells", check_cells(nb))
     except Refused as e:
         report["notebook"] = (FAIL, str(e))
-    _grade_files(notebook.parent, nb, classifier, assigned, cache, report, f"{RESULTS_NAME}: ")
+    _grade_files(notebook.parent, nb, course, student, classifier, cache, report, f"{RESULTS_NAME}: ")
     missing = "the notebook could not be read" if nb is None else "there are no results to check"
     return [(name, *report.get(name, (NOT_RUN, missing))) for name in CHECKS]
 
 
-def grade_own_run(folder: Path, submitted: Path, released: Path,
-                  assigned: dict | None = None) -> dict[str, tuple[str, str]]:
+def grade_own_run(folder: Path, submitted: Path, released: Path, course: Course,
+                  student: str = "") -> dict[str, tuple[str, str]]:
     """The checks of the run an autograder made itself by executing a student's assignment notebook (its results and
     adapter in `folder`): the notebook as handed in (`submitted`) against the student's copy as handed out
-    (`released`), and the run's evidence, against the preset's settings with the changes the course `assigned`.
-    Cells and printed numbers are the autograder's own: not checked."""
+    (`released`; its answer cells are the student's), and the run's evidence. Cells and printed numbers are the
+    autograder's own: not checked."""
     report: dict[str, tuple[str, str]] = {}
-
     record = _recorder(report)
     try:
-        record("notebook", check_notebook(read_notebook(submitted), released))
+        record("notebook", check_notebook(read_notebook(submitted), released, answers=True))
     except Refused as e:
         report["notebook"] = (FAIL, str(e))
-    _grade_files(folder, None, None, assigned, None, report, f"the autograder's run wrote no valid {RESULTS_NAME}: ",
-                 with_ci=False)
+    _grade_files(folder, None, course, student, None, None, report,
+                 f"the autograder's run wrote no valid {RESULTS_NAME}: ", with_ci=False)
     return report
 
 
-def _grade_files(folder: Path, nb: dict | None, classifier: Path | None, assigned: dict | None, cache: Path | None,
-                 report: dict, refused: str, with_ci: bool = True) -> None:
+def _grade_files(folder: Path, nb: dict | None, course: Course, student: str, classifier: Path | None,
+                 cache: Path | None, report: dict, refused: str, with_ci: bool = True) -> None:
     """Into `report`: the checks of the results file and adapter in `folder`, then those that rest on failed ones
     uncredited (`refused` leads the reason of a results file that cannot be read)."""
     record = _recorder(report)
+    cfg = course.settings(student)
     try:
         results = read_results(folder / RESULTS_NAME)
-        if results["preset_name"] not in PRESETS:
-            raise Refused(f"its preset {shown(results['preset_name'], 40)!r} is none of the lab's")
-        cfg = expected_settings(results["preset_name"], assigned)
-        record("config", check_config(results, cfg, assigned))
+        record("config", check_config(results, course, cfg, nb))
         record("results", check_shape(results, cfg))
     except Refused as e:
         report["results"] = (FAIL, f"{refused}{e}")
     if report.get("results", (FAIL,))[0] == PASS:
-        _grade_run(results, cfg, nb, folder / ADAPTER_NAME, classifier, assigned, cache, record, report, with_ci)
+        _grade_run(results, cfg, course, nb, folder / ADAPTER_NAME, classifier, cache, record, report, with_ci)
     for name, needs in DEPENDS_ON.items():
         failed = [n for n in needs if report.get(name, (None,))[0] == PASS and report.get(n, (None,))[0] != PASS]
         if failed:
             report[name] = (FAIL, f"not credited: {' and '.join(failed)} did not pass ({report[name][1]})")
 
 
-def _grade_run(results: dict, cfg: dict, nb: dict | None, adapter_path: Path, classifier: Path | None,
-               assigned: dict | None, cache: Path | None, record, report: dict, with_ci: bool = True) -> None:
-    """The checks of a run whose results file is valid: its settings, then the evidence computed here."""
+def _grade_run(results: dict, cfg: dict, course: Course, nb: dict | None, adapter_path: Path,
+               classifier: Path | None, cache: Path | None, record, report: dict, with_ci: bool = True) -> None:
+    """The checks of a run whose results file is valid, on the evidence computed here."""
     from grading import evidence  # torch and transformers: imported only for a valid results file
-    record("kl", check_kl(results))
-    record("reward", check_reward(results))
+    record("kl", check_kl(results, course.criteria))
     try:
         adapter = read_bytes(adapter_path, "adapter")
     except Refused as e:
         adapter = None
         report["summaries"] = (FAIL, str(e))
     try:
-        regenerated = evidence.regenerate(cfg, results, adapter or b"", cache)
+        regenerated = evidence.regenerate(cfg, results["device"], adapter or b"", cache)
     except evidence.Unverifiable as e:
-        regenerated = None
-        for name in ("summaries", "steps"):
+        for name in ("summaries", "steps", "toxicity", "rouge", "printed"):
             report.setdefault(name, (NOT_RUN, str(e)))
-    if regenerated is not None:
-        record("steps", check_steps(results, cfg, regenerated["train_prompts"]))
-        if adapter is not None:
-            record("summaries", check_summaries(results, regenerated, hashlib.sha256(adapter).hexdigest()))
+        return
+    expected = evidence.step_prompts(regenerated.train_queries, cfg["batch_size"], results.get("num_processes", 1),
+                                     cfg["seed"], len(results["ppo_steps"]))
+    record("steps", check_steps(results, cfg, expected))
+    if adapter is not None:
+        record("summaries", check_summaries(results, regenerated, hashlib.sha256(adapter).hexdigest(),
+                                            course.forgive_summaries))
     try:
         source, sha = evidence.classifier_source(cfg, classifier)
     except evidence.Unverifiable as e:
@@ -357,11 +419,15 @@ def _grade_run(results: dict, cfg: dict, nb: dict | None, adapter_path: Path, cl
         report["rescore"] = (FAIL, f"the run was scored by a classifier whose weights (SHA-256 "
                                    f"{results['classifier_sha256'][:12]}...) are not the grader's ({sha[:12]}...)")
         return
-    rescored = evidence.rescore(source, results)
-    record("rescore", check_rescore(results, rescored))
-    if regenerated is not None:
-        own = evidence.measures(results, regenerated["references"], rescored["toxicity"], cfg["seed"])
-        record("toxicity", check_toxicity(results, own, with_ci))
-        record("rouge", check_rouge(results, own))
-        if nb is not None:
-            record("printed", check_printed(nb, own, 1.0 if _float32(results) else 1000.0))
+    summaries = {"before": regenerated.before, "after": regenerated.after or []}
+    ppo_texts = [t for step in results["ppo_steps"] for t in step["texts"]]
+    scores = evidence.rescore(source, summaries, ppo_texts, cfg["reward_kwargs"])
+    record("rescore", check_rescore(results, scores, regenerated))
+    record("reward", check_reward(results, scores))
+    if regenerated.after is None:
+        return
+    own = evidence.measures(scores.toxicity, summaries, regenerated.references, cfg["seed"])
+    record("toxicity", check_toxicity(results, own, course.criteria, with_ci))
+    record("rouge", check_rouge(results, own, course.criteria))
+    if nb is not None:
+        record("printed", check_printed(nb, own, 1.0 if _float32(results) else 1000.0))

@@ -1,49 +1,45 @@
-"""What the grader computes itself, from its own models and data and the student's adapter, to check a run against:
-the summaries regenerated before and after PPO, the classifier's scores, ROUGE and the confidence interval.
+"""What the grader computes itself, from its own models and data and the student's adapter: the summaries of the Lab 2
+model and of the submitted adapter, each PPO step's prompts as the run's seed draws them, the classifier's scores of
+every summary and every PPO text, and from those the means, the confidence interval and ROUGE that a grade rests on.
 
-Nothing here loads a model, a data set or settings from the submission: the settings are the preset's (with what the
-course assigned), the models the grader's own; from the student only the adapter's tensors are read, with safetensors,
-into the lab's own LoRA shape.
+Nothing here loads a model, a data set or settings from the submission: the settings are the course's, the models the
+grader's own; from the student only the adapter's tensors are read, with safetensors, into the lab's own LoRA shape.
 """
 
 import hashlib
 import json
 import math
-import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 import rlhf_helpers as lab
+from grading import solutions
 from lab3.checksums import file_sha256, manifest_mismatches, weights_file
-from lab3.settings import NOT_HATE_NAMES, TINY_DIR, located_sources
+from lab3.settings import TINY_DIR, located_sources
 from lab3.speedups import fast_generation_kwargs, resolve_dtype
 
-RESCORED_PPO_TEXTS = 32  # how many of the recorded PPO texts the classifier scores again, drawn with a secret seed
 CLASSIFIER_PIN = Path(__file__).resolve().parent / "classifier.lock"  # written by setup.sh: the full preset's pin
-
-
-def paired_bootstrap_ci(before, after, n_resamples: int = 10000, seed: int = 0,
-                        level: float = 0.95) -> tuple[float, float]:
-    """The grader's paired bootstrap confidence interval of mean(after) - mean(before) (the notebook's exercise 4.4,
-    which students write themselves: this copy is not handed out)."""
-    import numpy as np
-    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
-
-
-def rewards_by_label(outputs: list[list[dict]], label: str) -> list[torch.Tensor]:
-    """The grader's reward: the score of `label` in each text's pipeline output (the notebook's exercise 2.5)."""
-    return [torch.tensor(next(d["score"] for d in out if d["label"] == label)) for out in outputs]
 
 
 class Unverifiable(Exception):
     """Evidence the grader cannot compute here; the message says why, in one sentence."""
+
+
+@dataclass
+class Regenerated:
+    """The grader's own run of what the student's run measured."""
+
+    queries: list[str]  # the evaluation prompts
+    references: list[str]  # the data set's summaries of them
+    before: list[str]  # the Lab 2 model's summaries
+    after: list[str] | None  # the submitted adapter's, None when it could not write them
+    adapter_problem: str  # why not, in a few words
+    train_queries: list[str]  # the training split's prompts, in its order
 
 
 def grader_device() -> torch.device:
@@ -71,32 +67,6 @@ def classifier_source(cfg: dict, classifier: Path | None) -> tuple[str, str]:
     return source, sha
 
 
-def _load_classifier(source: str):
-    """A text-classification pipeline over the grader's classifier: local files, safetensors, no remote code."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-    model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=True, trust_remote_code=False,
-                                                               use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-    return pipeline("text-classification", model=model, tokenizer=tokenizer)
-
-
-def label_logits(pipe, texts: list[str]) -> list[dict[str, float]]:
-    """The classifier's logit of each label for each text."""
-    outputs = pipe(texts, top_k=None, function_to_apply="none", batch_size=8, truncation=True)
-    return [{d["label"]: d["score"] for d in out} for out in outputs]
-
-
-def toxicity(logits: dict[str, float]) -> float:
-    """The probability of the label that is not `nothate` (what the lab's `toxicity` measurement gives)."""
-    total = sum(math.exp(v) for v in logits.values())
-    return next(math.exp(v) for k, v in logits.items() if k.lower() not in NOT_HATE_NAMES) / total
-
-
-def nothate(logits: dict[str, float]) -> float | None:
-    """The `nothate` logit, by label."""
-    return next((v for k, v in logits.items() if k.lower() in NOT_HATE_NAMES), None)
-
-
 def _adapter_into(model, adapter: bytes) -> None:
     """Load the student's adapter tensors into `model`'s fresh LoRA adapter, after checking that they are exactly its
     tensors (names, shapes, dtype) and finite."""
@@ -104,35 +74,34 @@ def _adapter_into(model, adapter: bytes) -> None:
     try:
         tensors = load_safetensors(adapter)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        raise ValueError(f"the adapter file is not readable safetensors ({str(e)[:120]})") from None
+        raise ValueError(f"it is not readable safetensors ({str(e)[:120]})") from None
     expected = get_peft_model_state_dict(model)
     if set(tensors) != set(expected):
-        raise ValueError(f"the adapter holds other tensors than the lab's LoRA adapter ({len(tensors)} tensors, the "
+        raise ValueError(f"it holds other tensors than the lab's LoRA adapter ({len(tensors)} tensors, the "
                          f"lab's has {len(expected)})")
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
-            raise ValueError("the adapter's tensors are not the shape of the lab's LoRA adapter")
+            raise ValueError("its tensors are not the shape of the lab's LoRA adapter")
         if not torch.isfinite(tensor).all():
-            raise ValueError("the adapter holds weights that are not finite")
+            raise ValueError("it holds weights that are not finite")
     set_peft_model_state_dict(model, tensors)
 
 
 def _cache_key(cfg: dict, device: torch.device) -> str:
-    """What the summaries before PPO depend on: the settings and the device."""
+    """What the summaries before PPO depend on: the settings (the seed among them) and the device."""
     return hashlib.sha256(json.dumps([cfg, device.type], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def regenerate(cfg: dict, results: dict, adapter: bytes, cache: Path | None) -> dict:
-    """The grader's own run of what the student's run measured: its evaluation prompts and references, the summaries of
-    the Lab 2 model (cached per class in `cache`) and of the student's adapter, and the prompts PPO may have used."""
+def regenerate(cfg: dict, run_device: str, adapter: bytes, cache: Path | None) -> Regenerated:
+    """The grader's own run of what a run of settings `cfg` measured on `run_device`: its evaluation prompts, the
+    Lab 2 model's summaries (cached in `cache` for runs of the same settings) and the student's adapter's."""
     from transformers import AutoTokenizer
     cfg = located_sources(cfg)  # the grader's own files
     device = grader_device()
     dtype = resolve_dtype(cfg["dtype"], device.type)
-    if (results["device"], results["preset"].get("dtype")) != (device.type, dtype):
-        raise Unverifiable(f"the run generated on {results['device']} in {results['preset'].get('dtype')} and this "
-                           f"grader generates on {device.type} in {dtype}: sampled summaries are the same only on the "
-                           "same kind of device; grade this run on such a machine")
+    if run_device != device.type:
+        raise Unverifiable(f"the run generated on {run_device} and this grader generates on {device.type}: sampled "
+                           "summaries are the same only on the same kind of device; grade this run on such a machine")
     dataset = lab.build_dataset(cfg["model_name"], cfg["dataset_name"], cfg["input_min_text_length"],
                                 cfg["input_max_text_length"])
     tokenizer = AutoTokenizer.from_pretrained(cfg["model_name"])
@@ -154,32 +123,76 @@ def regenerate(cfg: dict, results: dict, adapter: bytes, cache: Path | None) -> 
             cached.with_suffix(".tmp").replace(cached)
     try:
         _adapter_into(model, adapter)
-        after, adapter_problem = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg["seed"]), ""
-    except ValueError as e:
-        after, adapter_problem = None, str(e)
-    return {"before": before, "after": after, "adapter_problem": adapter_problem,
-            "references": list(samples["summary"]), "train_prompts": set(dataset["train"]["query"])}
+        after, problem = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg["seed"]), ""
+    except (ValueError, RuntimeError) as e:  # RuntimeError: weights so large that sampling meets inf or NaN
+        after, problem = None, str(e)[:200]
+    return Regenerated(list(samples["query"]), list(samples["summary"]), before, after, problem,
+                       list(dataset["train"]["query"]))
 
 
-def rescore(source: str, results: dict) -> dict:
-    """The grader's classifier on the run's summaries (toxicity of each) and on a secret sample of its PPO texts
-    (`nothate` logit as recorded, and as scored here)."""
+def step_prompts(train_queries: list[str], batch_size: int, num_processes: int, seed: int,
+                 steps: int) -> list[list[str]]:
+    """The prompts of each of `steps` PPO steps, as the lab's PPOTrainer draws them: batches of the training split in
+    the order Accelerate's seedable sampler gives from `seed` and the pass's number, each process taking its share."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+    share = batch_size // num_processes
+    loaders = [prepare_data_loader(DataLoader(range(len(train_queries)), batch_size=share, shuffle=True,
+                                              drop_last=True, collate_fn=list),
+                                   num_processes=num_processes, process_index=i, put_on_device=False,
+                                   use_seedable_sampler=True, data_seed=seed)
+               for i in range(num_processes)]
+    prompts, number = [], 0
+    while len(prompts) < steps:
+        for loader in loaders:
+            loader.set_epoch(number)
+        with torch.random.fork_rng(devices=[]):  # each pass draws a worker seed from torch's generator
+            for batches in zip(*loaders):
+                prompts.append([train_queries[i] for batch in batches for i in batch])
+        number += 1
+    return prompts[:steps]
+
+
+def _load_classifier(source: str):
+    """A text-classification pipeline over the grader's classifier: local files, safetensors, no remote code."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=True, trust_remote_code=False,
+                                                               use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+    return pipeline("text-classification", model=model, tokenizer=tokenizer, device=grader_device())
+
+
+@dataclass
+class Scores:
+    """The grader's classifier on a run: each summary's toxicity, and each PPO text's outputs and `nothate` reward."""
+
+    toxicity: dict[str, list[float]]  # by phase, the probability of the label that is not `nothate`
+    ppo_outputs: list[list[dict]]  # per PPO text, as the reward pipeline lists them
+    ppo_rewards: list[float]  # per PPO text, the `nothate` logit
+
+
+def rescore(source: str, summaries: dict[str, list[str]], ppo_texts: list[str], reward_kwargs: dict) -> Scores:
+    """Score `summaries` (by phase) and every PPO text with the grader's classifier, as the lab scores them."""
     pipe = _load_classifier(source)
-    scores = {phase: [toxicity(s) for s in label_logits(pipe, results["toxicity"][phase]["summaries"])]
-              for phase in ("before", "after")}
-    texts = [(t, s) for step in results["ppo_steps"] for t, s in zip(step["texts"], step["pipeline_scores"])]
-    sample = secrets.SystemRandom().sample(texts, min(RESCORED_PPO_TEXTS, len(texts)))
-    recorded = [nothate({d["label"]: d["score"] for d in scores_}) for _, scores_ in sample]
-    return {"toxicity": scores, "ppo": list(zip(recorded, map(nothate, label_logits(pipe, [t for t, _ in sample]))))}
+    nothate = pipe.model.config.id2label[lab.not_hate_index(pipe.model)]
+    toxic_kwargs = dict(reward_kwargs, function_to_apply="softmax")
+    toxicity = {phase: [1 - float(r) for r in solutions.rewards_by_label(pipe(texts, **toxic_kwargs), nothate)]
+                for phase, texts in summaries.items()}
+    outputs = pipe(ppo_texts, **reward_kwargs) if ppo_texts else []
+    return Scores(toxicity, outputs, [float(r) for r in solutions.rewards_by_label(outputs, nothate)])
 
 
-def measures(results: dict, references: list[str], toxicities: dict, seed: int) -> dict:
-    """Mean and std of the toxicity before and after, the paired bootstrap CI of the change, and ROUGE, computed here
-    from the run's summaries and the grader's own scores and references."""
-    import numpy as np
-    out = {phase: {"mean": float(np.mean(toxicities[phase])), "std": float(np.std(toxicities[phase]))}
+def measures(toxicity: dict[str, list[float]], summaries: dict[str, list[str]], references: list[str],
+             seed: int) -> dict:
+    """Mean and std of the toxicity before and after, the paired bootstrap 95% CI of the change, and ROUGE, computed
+    here from the grader's own summaries and scores."""
+    out = {phase: {"mean": float(np.mean(toxicity[phase])), "std": float(np.std(toxicity[phase]))}
            for phase in ("before", "after")}
-    out["change_ci95"] = list(paired_bootstrap_ci(toxicities["before"], toxicities["after"], seed=seed))
-    out["rouge"] = {phase: lab.rouge(results["toxicity"][phase]["summaries"], references)
-                    for phase in ("before", "after")}
+    out["change_ci95"] = list(solutions.paired_bootstrap_ci(toxicity["before"], toxicity["after"], seed=seed))
+    out["rouge"] = {phase: lab.rouge(summaries[phase], references) for phase in ("before", "after")}
     return out
+
+
+def finite(values: list[float]) -> bool:
+    """Whether every number of `values` is finite (a classifier fed absurd text can still answer NaN)."""
+    return all(math.isfinite(v) for v in values)

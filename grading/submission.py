@@ -8,7 +8,8 @@ import os
 import stat
 from pathlib import Path
 
-NOTEBOOK_NAME = "lab3_rlhf_detox.ipynb"
+from lab3 import NOTEBOOK
+
 RESULTS_NAME = "results.json"
 ADAPTER_NAME = "ppo_adapter.safetensors"  # lab3.checkpoints.ADAPTER_FILE, named here so that the grader imports no torch
 # The largest file of each kind the grader reads: a tiny run's notebook is about 0.1 MB, its results 7 MB, its adapter
@@ -106,6 +107,7 @@ RESULTS_SCHEMA = {
         "preset_name": {"type": "string"}, "preset": {"type": "object"}, "seed": {"type": "integer"},
         "device": {"enum": ["cpu", "cuda", "mps", "xpu"]},
         "resumed_from_steps": {"type": "array", "items": {"type": "integer"}},
+        "num_processes": {"type": "integer", "minimum": 1, "maximum": 64},
         "ppo_steps": {"type": "array", "items": _STEP},
         "toxicity": {"type": "object", "required": ["before", "after", "change_ci95"],
                      "properties": {"before": _PHASE, "after": _PHASE,
@@ -134,8 +136,8 @@ def notebook_of(path: Path) -> Path:
     if not path.is_dir() or path.is_symlink():
         return path
     notebooks = sorted(p for p in path.iterdir() if p.suffix == ".ipynb")
-    named = [p for p in notebooks if p.name == NOTEBOOK_NAME]
-    return (named or (notebooks if len(notebooks) == 1 else []) or [path / NOTEBOOK_NAME])[0]
+    named = [p for p in notebooks if p.name == NOTEBOOK]
+    return (named or (notebooks if len(notebooks) == 1 else []) or [path / NOTEBOOK])[0]
 
 
 def submissions(paths: list[Path]) -> list[tuple[str, Path]]:

@@ -8,6 +8,7 @@ its files' SHA-256), `history.jsonl` (one line per step, appended as the run goe
 of it are its own) and, once results.json is written, FINISHED.
 """
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -17,6 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,33 @@ from lab3.files import AFTER_PPO, WRITE_ERRORS, release_locks, unwritable
 
 KEPT_CHECKPOINTS = 2  # the newest may be damaged (a full disk, a synced folder): the one before it is then resumed
 HISTORY = "history.jsonl"  # the run's PPO steps, one JSON line each
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass
+class Progress:
+    """How far a PPO run in `dir` has come: its steps' records, and what its next checkpoint saves besides the weights.
+    The fields up to `history_last_sha256` are the checkpoint's `state.json`."""
+
+    dir: Path
+    settings: dict  # what makes two runs the same run (`run_settings`)
+    step: int = 0  # steps done
+    ppo_s: float = 0.0  # seconds of PPO so far, an interrupted run's included
+    resumed_from: list[int] = field(default_factory=list)  # the steps at which the run was continued
+    history_bytes: int = 0  # how much of the history file is this run's
+    history_last_sha256: str = EMPTY_SHA256  # of its last line
+    history: list[dict] = field(default_factory=list)  # each step's record
+    batches: Iterator[dict] | None = None  # the batches of the steps still to take
+    bar: object = None  # the progress bar (tqdm)
+    started: float = 0.0  # when PPO started, an interrupted run's time counted
+    max_steps: int = 0
+
+    def state(self, trainer) -> dict:
+        """What the checkpoint of this moment records in `state.json`."""
+        running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
+        return {"settings": self.settings, "step": len(self.history), "kl_coef": float(trainer.kl_ctl.value),
+                "running_moments": running, "ppo_s": self.ppo_s, "resumed_from": self.resumed_from,
+                "history_bytes": self.history_bytes, "history_last_sha256": self.history_last_sha256}
 
 def run_settings(preset_name: str, cfg: dict, reward_label: str, reward_mode: str, num_processes: int = 1) -> dict:
     """The settings that make two PPO runs the same run, as plain JSON data (`cfg` as `lab3.settings.record` gives
@@ -172,7 +201,7 @@ def _readable_checkpoint(run_dir: Path) -> tuple[Path | None, dict | None]:
     return None, None
 
 
-def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool = True) -> dict:
+def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool = True) -> Progress:
     """The PPO run to continue: its next step, history and remaining batches, restored from `run_dir` if interrupted."""
     run_dir = Path(run_dir)
     accelerator = trainer.accelerator
@@ -189,36 +218,38 @@ def start_or_resume(run_dir: str | Path, settings: dict, trainer, resume: bool =
     if name is not None and not accelerator.is_main_process:
         checkpoint = run_dir / name
         saved = _read_checkpoint(checkpoint)
-    state = {"step": 0, "history": [], "ppo_s": 0.0, "resumed_from": [], "history_bytes": 0,
-             "history_last_sha256": hashlib.sha256(b"").hexdigest()}
+    progress = Progress(dir=run_dir, settings=settings)
     if saved is not None:
-        state = dict(saved["state"], history=saved["history"])
+        state = dict(saved["state"])
         difference = _settings_difference(state.pop("settings"), settings)
         if difference:
             raise LabError(f"The checkpoint in {checkpoint} was written with other settings ({difference}): "
                            "run with those settings to resume it, or with resume=False to keep it aside and "
                            "start anew.")
+        kl_coef, running = state.pop("kl_coef"), state.pop("running_moments")
+        progress = dataclasses.replace(progress, **state, history=saved["history"])
     if accelerator.is_main_process:  # the history file keeps only the steps of the checkpoint resumed (or none)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / HISTORY, "ab") as f:
-            f.truncate(state["history_bytes"])
+            f.truncate(progress.history_bytes)
     if saved is not None:
         model = accelerator.unwrap_model(trainer.model)
         set_peft_model_state_dict(model.pretrained_model, saved["adapter"])
         model.v_head.load_state_dict(saved["value_head"])
         trainer.optimizer.load_state_dict(saved["optimizer"])
         # TRL 0.11 has no public way to restore these: its adaptive KL controller, reward statistics and step count.
-        trainer.kl_ctl.value = state.pop("kl_coef")
-        for key, value in state.pop("running_moments").items():
+        trainer.kl_ctl.value = kl_coef
+        for key, value in running.items():
             setattr(trainer.running, key, value)
-        trainer.current_step = state["step"]
-        state["resumed_from"].append(state["step"])
+        trainer.current_step = progress.step
+        progress.resumed_from.append(progress.step)
         _set_rng_states(saved["rng"]["global"][accelerator.process_index])  # the next step samples exactly what the
         # interrupted run would have
         if accelerator.is_main_process:
-            print(f"Resuming from step {state['step']} (steps done before the interruption) with the checkpoint in "
+            print(f"Resuming from step {progress.step} (steps done before the interruption) with the checkpoint in "
                   f"{checkpoint}; resume=False starts a new run instead.")
-    return dict(state, dir=run_dir, settings=settings, batches=batches_from(trainer, state["step"]))
+    progress.batches = batches_from(trainer, progress.step)
+    return progress
 
 
 def _checkpoint_bytes(trainer) -> int:
@@ -227,27 +258,28 @@ def _checkpoint_bytes(trainer) -> int:
     return 3 * params + 100_000
 
 
-def ppo_steps(run: dict, trainer, max_steps: int) -> Iterator[tuple[int, dict]]:
-    """Each PPO step still to take, with its batch, under a progress bar; `record_step` then keeps what it did."""
-    run["max_steps"], run["started"] = max_steps, time.time() - run["ppo_s"]  # PPO time before an interruption counts
-    run["bar"] = tqdm(range(run["step"], max_steps), initial=run["step"], total=max_steps, desc="PPO steps",
-                      disable=not trainer.accelerator.is_main_process)
-    yield from zip(run["bar"], run["batches"])
+def ppo_steps(run: Progress, trainer, max_steps: int) -> Iterator[dict]:
+    """The batch of each PPO step still to take, under a progress bar; `record_step` then keeps what it did."""
+    run.max_steps, run.started = max_steps, time.time() - run.ppo_s  # PPO time before an interruption counts
+    run.bar = tqdm(range(run.step, max_steps), initial=run.step, total=max_steps, desc="PPO steps",
+                   disable=not trainer.accelerator.is_main_process)
+    for _, batch in zip(run.bar, run.batches):
+        yield batch
 
 
-def record_step(run: dict, trainer, record: dict) -> None:
+def record_step(run: Progress, trainer, record: dict) -> None:
     """Add the step's `record` to the run's history and checkpoint the run."""
-    run["history"].append(record)
-    run["ppo_s"] = time.time() - run["started"]
+    run.history.append(record)
+    run.ppo_s = time.time() - run.started
     if trainer.accelerator.is_main_process:
         _append_to_history(run, record)
     save_checkpoint(run, trainer)
 
 
-def _append_to_history(run: dict, record: dict) -> None:
+def _append_to_history(run: Progress, record: dict) -> None:
     """Append the step's `record` to the run's history file, on disk before the step's checkpoint names it."""
     line = json.dumps(record, default=str).encode() + b"\n"
-    path = run["dir"] / HISTORY
+    path = run.dir / HISTORY
     try:
         with open(path, "ab") as f:
             f.write(line)
@@ -255,11 +287,11 @@ def _append_to_history(run: dict, record: dict) -> None:
             os.fsync(f.fileno())
     except WRITE_ERRORS as e:
         with open(path, "ab") as f:  # what was written of the line goes: the history stays whole lines
-            f.truncate(run["history_bytes"])
-        raise unwritable(f"The history of PPO step {len(run['history'])}", run["dir"], e, len(line),
-                         _intact(run["dir"])) from None
-    run["history_bytes"] += len(line)
-    run["history_last_sha256"] = hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+            f.truncate(run.history_bytes)
+        raise unwritable(f"The history of PPO step {len(run.history)}", run.dir, e, len(line),
+                         _intact(run.dir)) from None
+    run.history_bytes += len(line)
+    run.history_last_sha256 = hashlib.sha256(line.rstrip(b"\n")).hexdigest()
 
 
 def _intact(run_dir: Path) -> str:
@@ -269,23 +301,23 @@ def _intact(run_dir: Path) -> str:
             if previous else "no earlier checkpoint was written")
 
 
-def end_of_ppo(run: dict, trainer) -> list[dict]:
+def end_of_ppo(run: Progress, trainer) -> list[dict]:
     """The run's PPO steps, once every process has taken them; other processes than the main one end here (the
     evaluation, the plots and the results file are the main process's work)."""
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:
         sys.exit(0)
-    return run["history"]
+    return run.history
 
 
-def save_checkpoint(run: dict, trainer) -> Path | None:
-    """Write what resuming after `run["history"]`'s last step needs, atomically (by the main process; it returns the
+def save_checkpoint(run: Progress, trainer) -> Path | None:
+    """Write what resuming after `run.history`'s last step needs, atomically (by the main process; it returns the
     checkpoint folder, the others None)."""
     rng_states = gather_object([_rng_states()])  # one per process; the other state is the same on every process
     if not trainer.accelerator.is_main_process:
         return None
-    steps = len(run["history"])
-    final = run["dir"] / f"step-{steps:05d}"
+    steps = len(run.history)
+    final = run.dir / f"step-{steps:05d}"
     tmp = final.with_name(final.name + ".tmp")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -294,11 +326,7 @@ def save_checkpoint(run: dict, trainer) -> Path | None:
         save_file({k: v.contiguous() for k, v in model.v_head.state_dict().items()}, tmp / "value_head.safetensors")
         torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save({"global": rng_states}, tmp / "rng.pt")
-        running = {k: float(getattr(trainer.running, k)) for k in ("mean", "std", "var", "count")}
-        state = {"settings": run["settings"], "step": steps, "kl_coef": float(trainer.kl_ctl.value),
-                 "running_moments": running, "ppo_s": run["ppo_s"], "resumed_from": run["resumed_from"],
-                 "history_bytes": run["history_bytes"], "history_last_sha256": run["history_last_sha256"]}
-        (tmp / "state.json").write_text(json.dumps(state, default=str))
+        (tmp / "state.json").write_text(json.dumps(run.state(trainer), default=str))
         write_manifest(tmp)
         for path in tmp.rglob("*"):  # on disk before the rename makes the checkpoint count
             if path.is_file():
@@ -308,11 +336,11 @@ def save_checkpoint(run: dict, trainer) -> Path | None:
             shutil.rmtree(final)
         tmp.rename(final)
     except WRITE_ERRORS as e:
-        error = unwritable(f"The checkpoint of PPO step {steps}", run["dir"], e, _checkpoint_bytes(trainer),
-                           _intact(run["dir"]))
+        error = unwritable(f"The checkpoint of PPO step {steps}", run.dir, e, _checkpoint_bytes(trainer),
+                           _intact(run.dir))
         shutil.rmtree(tmp, ignore_errors=True)
         raise error from None
-    for old in complete_checkpoints(run["dir"])[KEPT_CHECKPOINTS:]:
+    for old in complete_checkpoints(run.dir)[KEPT_CHECKPOINTS:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -333,7 +361,7 @@ def export_adapter(run_dir: str | Path, output_dir: str | Path) -> Path:
     return path
 
 
-def finish_run(run: dict) -> None:
+def finish_run(run: Progress) -> None:
     """Mark the run finished (a later run of the lab starts anew and keeps this one aside) and unlock its folders."""
-    (run["dir"] / "FINISHED").write_text(json.dumps({"steps": len(run["history"])}) + "\n")
+    (run.dir / "FINISHED").write_text(json.dumps({"steps": len(run.history)}) + "\n")
     release_locks()

@@ -1,20 +1,23 @@
 """What the experiments notebook runs and measures: the lab's own notebook executed at other settings (each run kept
 under its folder and reused, an interrupted one resumed by the lab itself), best-of-N sampling from the Lab 2 model,
-and each run's or choice's row: reward, KL, toxicity with its interval, ROUGE-L and how well the summaries read."""
+and each run's or choice's row: reward, KL, toxicity with its interval, ROUGE-L and how well the summaries read.
+
+The reward and the confidence interval are exercises of the lab: the experiments notebook hands their solutions in."""
 
 import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lab3 import NOTEBOOK, ROOT
 from lab3.errors import LabError
-from lab3.settings import ROOT
 
-NOTEBOOK = ROOT / "lab3_rlhf_detox.ipynb"
 RESULTS = "results.json"
+Interval = Callable[..., tuple[float, float]]  # paired_bootstrap_ci(before, after, seed=...)
 
 
 def run(name: str, overrides: dict, folder: Path) -> dict:
@@ -24,7 +27,7 @@ def run(name: str, overrides: dict, folder: Path) -> dict:
     out = Path(folder) / name
     if not (out / RESULTS).is_file():
         out.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(NOTEBOOK), str(out / NOTEBOOK.name), cwd=str(ROOT), progress_bar=False,
+        papermill.execute_notebook(str(ROOT / NOTEBOOK), str(out / NOTEBOOK), cwd=str(ROOT), progress_bar=False,
                                    parameters={"overrides": overrides, "output_dir": str(out), "log_every": 1000,
                                                "checkpoint_dir": str(out / "checkpoints")})
     results = json.loads((out / RESULTS).read_text())
@@ -32,12 +35,6 @@ def run(name: str, overrides: dict, folder: Path) -> dict:
     if differ:
         raise LabError(f"{out} holds a run with other settings than {differ}: remove the folder to run it anew.")
     return results
-
-
-def paired_interval(before, after, seed: int = 0) -> tuple[float, float]:
-    """The paired bootstrap 95% interval of mean(after) - mean(before): the grader's, not the exercise's answer."""
-    from grading.evidence import paired_bootstrap_ci
-    return paired_bootstrap_ci(before, after, seed=seed)
 
 
 @functools.cache
@@ -77,9 +74,10 @@ def best_of_n(rewards: np.ndarray, ns: list[int]) -> dict[int, np.ndarray]:
     return {n: rewards[:, :n].argmax(axis=1) for n in ns}
 
 
-def best_of_n_rows(samples: pd.DataFrame, ns: list[int], seed: int) -> pd.DataFrame:
+def best_of_n_rows(samples: pd.DataFrame, ns: list[int], seed: int, interval: Interval) -> pd.DataFrame:
     """A row per n: the measures of the summaries that best-of-n keeps (`samples`: a row per prompt and sample, with
-    `prompt`, `sample`, `summary`, `reference`, `reward` and `toxicity`), the change paired with n = 1."""
+    `prompt`, `sample`, `summary`, `reference`, `reward` and `toxicity`), the change paired with n = 1 and its
+    `interval` (the paired bootstrap's)."""
     from rlhf_helpers import rouge
     by_prompt = samples.sort_values(["prompt", "sample"])
     shape = (by_prompt.prompt.nunique(), by_prompt["sample"].nunique())
@@ -88,7 +86,7 @@ def best_of_n_rows(samples: pd.DataFrame, ns: list[int], seed: int) -> pd.DataFr
     rows = []
     for n, pick in picks.items():
         chosen = by_prompt.iloc[np.arange(shape[0]) * shape[1] + pick].reset_index(drop=True)
-        low, high = paired_interval(first.toxicity, chosen.toxicity, seed)
+        low, high = interval(first.toxicity, chosen.toxicity, seed=seed)
         rows.append({"n": n, "reward": chosen.reward.mean(), "kl": best_of_n_kl(n), "toxicity": chosen.toxicity.mean(),
                      "change": chosen.toxicity.mean() - first.toxicity.mean(), "ci_low": low, "ci_high": high,
                      "rougeL": rouge(list(chosen.summary), list(chosen.reference))["rougeL"],
@@ -102,9 +100,10 @@ def spread(rows: pd.DataFrame) -> dict[str, float]:
             "range": rows.change.max() - rows.change.min(), "one run's CI width": (rows.ci_high - rows.ci_low).mean()}
 
 
-def samples(cfg, n: int, folder: Path) -> pd.DataFrame:
+def samples(cfg, n: int, folder: Path, rewards_by_label: Callable) -> pd.DataFrame:
     """`n` summaries the Lab 2 model samples (as the lab's evaluation does) for each of the first `cfg.num_eval_samples`
-    test prompts, each with its reward and toxicity; kept in `folder` and reused."""
+    test prompts, each with its reward (`rewards_by_label` of the `nothate` label) and toxicity; kept in `folder` and
+    reused."""
     path = Path(folder) / f"best_of_{n}.json"
     if path.is_file():
         return pd.read_json(path, orient="records")
@@ -112,7 +111,6 @@ def samples(cfg, n: int, folder: Path) -> pd.DataFrame:
     from transformers import AutoTokenizer, pipeline
 
     import rlhf_helpers as lab
-    from grading.evidence import rewards_by_label
     test = lab.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
                              cfg.input_max_text_length)["test"].select(range(cfg.num_eval_samples))
     model = lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter, dtype=cfg.dtype)

@@ -2,6 +2,7 @@
 a line every `log_every` steps and the reward and KL on the progress bar; and the tracker, if one was asked for."""
 
 import io
+from dataclasses import dataclass
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -55,30 +56,40 @@ def figure_png(history: list[dict], max_steps: int) -> bytes:
     return buffer.getvalue()
 
 
-def start(log_every: int, every: int | None = None) -> dict:
+@dataclass
+class View:
     """The live view's state: a line every `log_every` steps, the figure and table redrawn every `every` steps (in a
-    kernel; default: every step while the steps are few, then every tenth)."""
-    return {"log_every": log_every, "every": every, "kernel": in_kernel(), "handles": None}
+    kernel; None: every step while the steps are few, then every tenth)."""
+
+    log_every: int
+    every: int | None = None
+    kernel: bool = False  # in a Jupyter kernel, where displays are updated in place
+    handles: list | None = None  # the figure's and the table's displays, once shown
 
 
-def show(view: dict, history: list[dict], max_steps: int, bar=None) -> None:
+def start(log_every: int, every: int | None = None) -> View:
+    """The live view of a run that prints a line every `log_every` steps."""
+    return View(log_every, every, in_kernel())
+
+
+def show(view: View, history: list[dict], max_steps: int, bar=None) -> None:
     """Show PPO's progress after the last step of `history`: the bar's numbers, and as the view's cadence says, the
     figure and rollouts (in place, in a kernel) and a line."""
     record, done = history[-1], len(history)
     if bar is not None:
         bar.set_postfix({"reward": f"{record['reward_mean']:.3f}", "kl": f"{record['objective/kl']:.4f}"},
                         refresh=False)
-    every = view["every"] or (1 if max_steps <= 20 else 10)
-    if view["kernel"] and (done % every == 0 or done == max_steps):
+    every = view.every or (1 if max_steps <= 20 else 10)
+    if view.kernel and (done % every == 0 or done == max_steps):
         from IPython.display import Image, display
         table = rollouts(record).style.format(precision=3).hide(axis="index")  # whole summaries
         shown = (Image(figure_png(history, max_steps)), table)
-        if view["handles"] is None:
-            view["handles"] = [display(item, display_id=True) for item in shown]
+        if view.handles is None:
+            view.handles = [display(item, display_id=True) for item in shown]
         else:
-            for handle, item in zip(view["handles"], shown):
+            for handle, item in zip(view.handles, shown):
                 handle.update(item)
-    if done % view["log_every"] == 0 or done == max_steps:
+    if done % view.log_every == 0 or done == max_steps:
         print(f"step {done:>3}/{max_steps}  reward: {record['reward_mean']:7.3f}  "
               f"kl: {record['objective/kl']:7.4f}  hateful: {hate_share(record['pipeline_scores']):4.0%}")
 

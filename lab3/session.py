@@ -1,13 +1,13 @@
-"""One run of the lab, as the notebook sees it: the set-up cell's work (processes, settings, seed, locks), the sizes,
-data order and tracker PPO needs, the fast generation path, the PPO loop's bookkeeping and live view, and the results
-file.
-
-`start` returns the run as a dict that the notebook hands back to the other functions here.
+"""One run of the lab, as the notebook sees it: `start` does the set-up cell's work (processes, settings, seed, locks)
+and returns a `Run`, whose methods the notebook calls in turn: the sampling settings, the data order and tracker PPO
+needs, the PPO loop's steps and their records (checkpoints, live view), and the results file.
 """
 
 import importlib.util
 import time
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +15,12 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from trl.core import set_seed
 
-from lab3 import checkpoints, files, live, results, settings, setup, speedups, trackers
+from lab3 import checkpoints, files, live, replay, results, settings, setup, sources, speedups, trackers
 from lab3.errors import LabError
+from lab3.settings import Settings
+
+# The trackers the lab logs to, each with its pinned requirement (the optional `requirements-trackers.txt`).
+TRACKERS = {setup.requirement_name(line): line for line in setup.requirements("requirements-trackers.txt")}
 
 
 def process_state() -> PartialState:
@@ -25,20 +29,133 @@ def process_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-def per_process(size: int, num_processes: int, what: str) -> int:
-    """`size` split evenly over `num_processes` (each process takes its share of every batch)."""
-    if size % num_processes:
-        raise LabError(f"The {what} ({size}) cannot be split evenly over {num_processes} processes: launch a "
-                       f"number of processes that divides it.")
-    return size // num_processes
+def check_split(cfg: Settings, num_processes: int) -> None:
+    """Stop in one sentence when a batch or mini-batch cannot be split evenly over the processes (each takes its share
+    of every batch)."""
+    for what, size in (("batch size", cfg.batch_size), ("mini-batch size", cfg.mini_batch_size)):
+        if size % num_processes:
+            raise LabError(f"The {what} ({size}) cannot be split evenly over {num_processes} processes: launch a "
+                           f"number of processes that divides it.")
 
 
-# The trackers the lab logs to, each with its pinned requirement (the optional `requirements-trackers.txt`).
-TRACKERS = {setup.requirement_name(line): line for line in setup.requirements("requirements-trackers.txt")}
+@dataclass
+class Run:
+    """One run of the lab: its settings, processes and folders, and how far its PPO loop has come."""
+
+    preset_name: str
+    cfg: Settings
+    state: PartialState  # the processes (one in Jupyter)
+    output_dir: Path  # plots, results.json, the trained adapter
+    run_dir: Path  # the PPO checkpoints
+    reward_label: str
+    reward_mode: str
+    resume: bool
+    tracker_name: str
+    view: live.View
+    started: float = field(default_factory=time.time)
+    timings: dict = field(default_factory=dict)
+    fast_generation: dict | None = None  # the sampling settings of this device, sized for the data set
+    ppo: checkpoints.Progress | None = None  # the PPO loop's progress, once it starts
+    after_ppo: float = 0.0
+
+    @property
+    def device(self):
+        return self.state.device
+
+    @property
+    def processes(self) -> int:
+        """How many processes share each batch (one in Jupyter; several under `accelerate launch`)."""
+        return self.state.num_processes
+
+    @property
+    def name(self) -> str:
+        """The run's name in a tracker: what tells two runs of a sweep, or of two students, apart."""
+        cfg = self.cfg
+        fixed = "-fixed" if cfg.kl_control == "fixed" else ""
+        return (f"{self.preset_name}-kl{cfg.init_kl_coef:g}{fixed}-lr{cfg.learning_rate:g}-seed{cfg.seed}"
+                f"-{self.reward_mode}-{self.reward_label}")
+
+    def settings_table(self) -> pd.DataFrame:
+        """Each setting of the run with its value and meaning, folders relative to the lab."""
+        rows = settings.described(self.cfg)
+        return pd.DataFrame([(v, m) for _, v, m in rows], index=[n for n, _, _ in rows],
+                            columns=[self.preset_name, "meaning"])
+
+    def generation_kwargs(self, dataset, **changes) -> dict:
+        """The preset's sampling settings with `changes`, and on a GPU the compiled static-cache path sized for every
+        prompt of `dataset`; the first call stops in one sentence if `dataset` is too small for the settings."""
+        cfg = self.cfg
+        if self.fast_generation is None:
+            settings.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
+            longest_prompt = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
+            self.fast_generation = speedups.fast_generation_kwargs(
+                self.device, max_new_tokens=max(cfg.output_max_length, cfg.eval_max_new_tokens),
+                max_prompt_tokens=longest_prompt, dtype=cfg.dtype)
+        return dict(cfg.generation_kwargs, **changes, **self.fast_generation)
+
+    def data_order(self) -> dict:
+        """`PPOConfig(accelerator_kwargs=...)`: the data order a resumed run finds again."""
+        return checkpoints.data_order(self.cfg.seed)
+
+    def tracker(self):
+        """`PPOConfig(log_with=...)`: the run's tracker, writing under `<output_dir>/trackers/` (None without one)."""
+        if not self.tracker_name:
+            return None
+        return trackers.tracker(self.tracker_name, self.name, self.output_dir / "trackers")
+
+    def steps(self, trainer) -> Iterator[dict]:
+        """The batch of each PPO step still to take: from the start, or after the last step of an interrupted run."""
+        self.timings["setup_and_eval_before_s"] = time.time() - self.started
+        identity = checkpoints.run_settings(self.preset_name, settings.record(self.cfg), self.reward_label,
+                                            self.reward_mode, self.processes)
+        self.ppo = checkpoints.start_or_resume(self.run_dir, identity, trainer, self.resume)
+        return checkpoints.ppo_steps(self.ppo, trainer, self.cfg.max_ppo_steps)
+
+    def record(self, trainer, texts: list[str], scores: list[list[dict]], rewards: list, stats: dict) -> None:
+        """Keep what the step did (the texts scored, the classifier's outputs for them, the rewards and PPO's
+        statistics), checkpoint the run and show its progress."""
+        record = results.ppo_step_record(len(self.ppo.history), stats, scores, rewards, texts)
+        checkpoints.record_step(self.ppo, trainer, record)
+        if trainer.accelerator.is_main_process:
+            live.log_to_tracker(trainer.accelerator, record)
+            live.show(self.view, self.ppo.history, self.cfg.max_ppo_steps, self.ppo.bar)
+
+    def end_of_ppo(self, trainer) -> list[dict]:
+        """The run's PPO steps, once every process has taken them; only the main process goes on from here."""
+        history = checkpoints.end_of_ppo(self.ppo, trainer)
+        for tracker in trainer.accelerator.trackers:  # not end_training(): it ends the processes' group too
+            tracker.finish()
+        self.after_ppo = time.time()
+        return history
+
+    def replay_last_step(self, trainer, tokenizer, train_split) -> replay.Replay:
+        """The last PPO step's batch as tensors, and TRL's forward pass of it under the policy before and after the
+        step's update and under the reference (`lab3.replay`)."""
+        return replay.last_step(self.ppo, trainer, tokenizer, train_split)
+
+    def save_results(self, ppo_history: list[dict], summaries_before: pd.DataFrame, summaries_after: pd.DataFrame,
+                     toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
+                     comparison: pd.DataFrame, figure) -> Path:
+        """Write results.json, the trained adapter and the matplotlib `figure` (detox.png) into the output folder, and
+        mark the run finished; returns the results file."""
+        files.save_figure(figure, self.output_dir / "detox.png")
+        self.timings.update(eval_after_s=time.time() - self.after_ppo, ppo_s=self.ppo.ppo_s)
+        adapter = checkpoints.export_adapter(self.run_dir, self.output_dir)
+        record = results.results_record(
+            preset_name=self.preset_name, cfg=settings.record(self.cfg), reward_label=self.reward_label,
+            reward_mode=self.reward_mode, ppo_history=ppo_history, summaries_before=summaries_before,
+            summaries_after=summaries_after, toxicity_change_ci=toxicity_change_ci, rouge_before=rouge_before,
+            rouge_after=rouge_after, comparison=comparison, timings=self.timings, adapter=adapter,
+            device=self.device.type, resumed_from=self.ppo.resumed_from, num_processes=self.processes)
+        path = self.output_dir / "results.json"
+        files.write_json(record, path)
+        checkpoints.finish_run(self.ppo)  # a later run of the notebook starts anew and keeps this one aside
+        print(f"wrote {path} and the trained adapter {adapter}")
+        return path
 
 
 def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_dir: str, reward_label: str,
-          reward_mode: str, resume: bool = True, log_every: int = 10, tracker: str = "") -> dict:
+          reward_mode: str, resume: bool = True, log_every: int = 10, tracker: str = "") -> Run:
     """The run the notebook's parameters describe: settings checked, seed set, its folders locked."""
     _check_tracker(tracker)
     if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
@@ -47,14 +164,15 @@ def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_d
         warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
     state = process_state()  # one process in Jupyter; several under `accelerate launch` (README)
     preset_name, cfg = settings.resolve(preset_name, overrides, state.device.type)
+    check_split(cfg, state.num_processes)
+    sources.check(cfg)
     set_seed(cfg.seed)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(checkpoint_dir) / f"ppo-{preset_name}"
     files.lock_run(run_dir, output_dir)  # a second run of the lab on the same folders stops here
-    return {"preset_name": preset_name, "cfg": cfg, "state": state, "device": state.device, "output_dir": output_dir,
-            "run_dir": run_dir, "reward_label": reward_label, "reward_mode": reward_mode, "resume": resume,
-            "started": time.time(), "timings": {}, "live": live.start(log_every), "tracker": tracker}
+    return Run(preset_name, cfg, state, output_dir, run_dir, reward_label, reward_mode, resume, tracker,
+               live.start(log_every))
 
 
 def _check_tracker(tracker: str) -> None:
@@ -65,97 +183,3 @@ def _check_tracker(tracker: str) -> None:
         raise LabError(f"tracker={tracker!r} needs the {tracker} package, which this Python lacks: run "
                        f"`pip install {TRACKERS[tracker]}` (or `pip install -r requirements-trackers.txt`), "
                        "then run the lab again.")
-
-
-def run_name(run: dict) -> str:
-    """The run's name in a tracker: what tells two runs of a sweep, or of two students, apart."""
-    cfg = run["cfg"]
-    fixed = "-fixed" if cfg.kl_control == "fixed" else ""
-    return (f"{run['preset_name']}-kl{cfg.init_kl_coef:g}{fixed}-lr{cfg.learning_rate:g}-seed{cfg.seed}"
-            f"-{run['reward_mode']}-{run['reward_label']}")
-
-
-def settings_table(run: dict) -> pd.DataFrame:
-    """Each setting of the run with its value and meaning, folders relative to the lab."""
-    rows = settings.described(run["cfg"])
-    return pd.DataFrame([(v, m) for _, v, m in rows], index=[n for n, _, _ in rows],
-                        columns=[run["preset_name"], "meaning"])
-
-
-def generation_kwargs(run: dict, dataset, **changes) -> dict:
-    """The preset's sampling settings with `changes`, and on a GPU the compiled static-cache path sized for every
-    prompt of `dataset`; the first call stops in one sentence if `dataset` is too small for the settings."""
-    cfg = run["cfg"]
-    if "fast_generation" not in run:
-        settings.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
-        longest_prompt = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
-        run["fast_generation"] = speedups.fast_generation_kwargs(
-            run["device"], max_new_tokens=max(cfg.output_max_length, cfg.eval_max_new_tokens),
-            max_prompt_tokens=longest_prompt, dtype=cfg.dtype)
-    return dict(cfg.generation_kwargs, **changes, **run["fast_generation"])
-
-
-def process_settings(run: dict) -> dict:
-    """`PPOConfig` arguments of the processes: each one's share of a batch, and the data order a resumed run finds."""
-    cfg, processes = run["cfg"], run["state"].num_processes
-    kwargs = {"batch_size": per_process(cfg.batch_size, processes, "batch size"),
-              "mini_batch_size": per_process(cfg.mini_batch_size, processes, "mini-batch size"),
-              "accelerator_kwargs": checkpoints.data_order(cfg.seed)}
-    return dict(kwargs, **_tracker_settings(run))
-
-
-def _tracker_settings(run: dict) -> dict:
-    """`PPOConfig` arguments of the run's tracker, writing under `<output_dir>/trackers/` ({} without one)."""
-    if not run["tracker"]:
-        return {}
-    return {"log_with": trackers.tracker(run["tracker"], run_name(run), run["output_dir"] / "trackers")}
-
-
-def ppo_steps(run: dict, trainer):
-    """Each PPO step still to take, with its batch: from the start, or after the last step of an interrupted run."""
-    run["timings"]["setup_and_eval_before_s"] = time.time() - run["started"]
-    identity = checkpoints.run_settings(run["preset_name"], settings.record(run["cfg"]), run["reward_label"],
-                                        run["reward_mode"], run["state"].num_processes)
-    run["ppo"] = checkpoints.start_or_resume(run["run_dir"], identity, trainer, run["resume"])
-    return checkpoints.ppo_steps(run["ppo"], trainer, run["cfg"].max_ppo_steps)
-
-
-def record_step(run: dict, trainer, stats: dict, scores: list[list[dict]], rewards: list, texts: list[str]) -> None:
-    """Keep what the step did (its statistics, texts, scores and rewards) and checkpoint the run."""
-    step = len(run["ppo"]["history"])
-    record = results.ppo_step_record(step, stats, scores, rewards, texts)
-    checkpoints.record_step(run["ppo"], trainer, record)
-    if trainer.accelerator.is_main_process:
-        live.log_to_tracker(trainer.accelerator, record)
-        live.show(run["live"], run["ppo"]["history"], run["cfg"].max_ppo_steps, run["ppo"]["bar"])
-
-
-def end_of_ppo(run: dict, trainer) -> list[dict]:
-    """The run's PPO steps, once every process has taken them; only the main process goes on from here."""
-    history = checkpoints.end_of_ppo(run["ppo"], trainer)
-    for tracker in trainer.accelerator.trackers:  # not end_training(): it ends the processes' group too
-        tracker.finish()
-    run["after_ppo"] = time.time()
-    return history
-
-
-def save_results(run: dict, ppo_history: list[dict], summaries_before: pd.DataFrame, summaries_after: pd.DataFrame,
-                 toxicity_change_ci: tuple[float, float], rouge_before: dict, rouge_after: dict,
-                 comparison: pd.DataFrame, figure) -> Path:
-    """Write results.json, the trained adapter and the matplotlib `figure` (detox.png) into the output folder, and
-    mark the run finished; returns the results file."""
-    files.save_figure(figure, run["output_dir"] / "detox.png")
-    run["timings"].update(eval_after_s=time.time() - run["after_ppo"], ppo_s=run["ppo"]["ppo_s"])
-    adapter = checkpoints.export_adapter(run["run_dir"], run["output_dir"])
-    record = results.results_record(
-        preset_name=run["preset_name"], cfg=settings.record(run["cfg"]), reward_label=run["reward_label"],
-        reward_mode=run["reward_mode"], ppo_history=ppo_history, summaries_before=summaries_before,
-        summaries_after=summaries_after, toxicity_change_ci=toxicity_change_ci, rouge_before=rouge_before,
-        rouge_after=rouge_after, comparison=comparison, timings=run["timings"], adapter=adapter,
-        device=run["device"].type, resumed_from=run["ppo"]["resumed_from"],
-        num_processes=run["state"].num_processes)
-    path = run["output_dir"] / "results.json"
-    files.write_json(record, path)
-    checkpoints.finish_run(run["ppo"])  # a later run of the notebook starts anew and keeps this one aside
-    print(f"wrote {path} and the trained adapter {adapter}")
-    return path

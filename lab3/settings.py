@@ -1,5 +1,5 @@
 """The lab's settings: one documented field per setting, its type and range checked where it is defined; the two
-presets as data; the prompt and the LoRA shape; what a passing run shows.
+presets as data; the prompt and the LoRA shape.
 
 Shared by the lab and by `grading` (which must stay light to import), so it imports nothing heavy at module level.
 """
@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab3 import ROOT
 from lab3.errors import LabError
 
-ROOT = Path(__file__).resolve().parents[1]  # the lab's folder: the presets and results.json name paths relative to it
 TINY_DIR = ROOT / "checkpoints" / "tiny"  # the tiny preset's files, shipped with the lab (MANIFEST.json: their SHA-256)
 # Label names that mean "not hate" in a hate-speech classifier's id2label.
 NOT_HATE_NAMES = ("nothate", "not_hate", "not-hate", "not hate", "nonhate", "non-hate", "non_hate")
@@ -148,19 +148,6 @@ PRESETS = {
     ),
 }
 
-# What a passing run shows, by preset; the grader reads these and keeps no bounds of its own. `toxicity`: "drop" (the
-# 95% CI of the change lies below 0) or "no rise" (it does not lie above 0: the lecture's 10 PPO steps on barely toxic
-# DialogSum move mean toxicity within its noise). A course tightens the bounds here.
-PASS_CRITERIA = {
-    "tiny": dict(toxicity="drop", max_kl=25.0, max_rouge_l_drop=0.20),
-    "full": dict(toxicity="no rise", max_kl=25.0, max_rouge_l_drop=0.20),
-}
-# Points per grader check, for Gradescope (`python -m grading SUBMISSION --gradescope results.json`). Most rest on what
-# the grader recomputes: the summaries regenerated from the submitted adapter, and the grader's own classifier.
-POINTS = {"notebook": 1, "cells": 1, "results": 1, "config": 1, "steps": 1, "summaries": 3, "rescore": 2, "toxicity": 2,
-          "kl": 1, "rouge": 1, "reward": 2, "printed": 1}
-
-
 def located(value: str) -> str:
     """A source setting's value as a loader takes it: a folder of the lab made absolute, a Hub id unchanged."""
     return str(ROOT / value) if not Path(value).is_absolute() and (ROOT / value).exists() else value
@@ -223,7 +210,6 @@ def resolve(preset_name: str, overrides: dict | str, device_type: str) -> tuple[
     if from_environment:
         print(f"LAB3_OVERRIDES changes {', '.join(sorted(from_environment))}.")
     cfg = dataclasses.replace(cfg, **located_sources({**changes, **from_environment}))
-    check_sources(cfg)
     from lab3.speedups import resolve_dtype  # torch: only once the settings are known to be good
     return preset_name, dataclasses.replace(cfg, dtype=resolve_dtype(cfg.dtype, device_type))
 
@@ -240,50 +226,3 @@ def check_data_fits(cfg: Settings, dataset) -> None:
         if getattr(cfg, name) > len(dataset[split]):
             raise LabError(f"{name} is {getattr(cfg, name)!r}; it must be at most {len(dataset[split])}, the number "
                            f"of dialogues in the {split} split within the length bounds.")
-
-
-def _hub_reachable(timeout: float = 5.0) -> bool:
-    """Whether the Hugging Face Hub answers within `timeout` seconds."""
-    from urllib.request import urlopen
-
-    from huggingface_hub import constants
-    try:
-        urlopen(constants.ENDPOINT, timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def check_sources(cfg: Settings) -> None:
-    """Fail fast, in one sentence, when a model or data set of `cfg` is neither local, cached nor downloadable, or a
-    file of the tiny preset is not the shipped one."""
-    from huggingface_hub import constants, try_to_load_from_cache
-    hub_ids = [getattr(cfg, k) for k in ("model_name", "toxicity_model_name") if not Path(getattr(cfg, k)).is_dir()]
-    missing = [repo for repo in hub_ids if not isinstance(try_to_load_from_cache(repo, "config.json"), str)]
-    if not Path(cfg.dataset_name).is_dir() and not constants.HF_HUB_OFFLINE:
-        missing.append(cfg.dataset_name)
-    check_tiny_files(cfg)
-    if not missing:
-        return
-    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else None
-    if why is None and not _hub_reachable():
-        why = f"the Hugging Face Hub ({constants.ENDPOINT}) is unreachable"
-    if why:
-        raise LabError(f"{', '.join(missing)} cannot be loaded: {why} and they are not in the Hugging Face cache; "
-                       "run the tiny preset (`make lab`), or fill the cache on a machine that reaches the Hub.")
-
-
-def check_tiny_files(cfg: Settings, folder: Path = TINY_DIR) -> None:
-    """Fail in one sentence when `cfg` reads the tiny preset's files and one of them is not the shipped one."""
-    from lab3.checksums import MANIFEST, manifest_mismatches
-    if not any(Path(getattr(cfg, k)).is_relative_to(folder) for k in SOURCE_KEYS):
-        return
-    how = ("restore the shipped files with `git checkout -- checkpoints/tiny`, or rebuild them with "
-           "`python -m tiny_world.build`")
-    if not (folder / MANIFEST).is_file():
-        raise LabError(f"The tiny preset has no {MANIFEST} in {folder}: {how}.")
-    wrong = manifest_mismatches(folder)
-    if wrong:
-        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-        raise LabError(f"{folder / wrong[0]}{more} is not the tiny preset's file (it is missing, or its "
-                       f"SHA-256 differs from {folder / MANIFEST}): {how}.")

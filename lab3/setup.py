@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from lab3 import NOTEBOOK, ROOT
 from lab3.errors import LabError
 
-LAB_VERSION = "3.2.0"  # the notebook's set-up cell names the version it belongs to; they must agree
-ROOT = Path(__file__).resolve().parents[1]  # the lab's folder
+LAB_VERSION = "3.3.0"  # the notebook's set-up cell names the version it belongs to; they must agree
 TINY_MANIFEST = ROOT / "checkpoints" / "tiny" / "MANIFEST.json"
 TORCH_VERSION = "2.13.0"  # installed only where the host has no torch: a host's own torch is always kept
 # A running kernel brings its own Jupyter: the notebook's set-up leaves these to the host.
@@ -144,7 +144,7 @@ def version_note(notebook_version: str | None) -> str:
         return ""
     return (f"This notebook is version {notebook_version} of the lab, but its files in {ROOT} are version "
             f"{LAB_VERSION}: point lab_source at the files of version {notebook_version} (git tag "
-            f"v{notebook_version}), or open {ROOT / 'lab3_rlhf_detox.ipynb'}, the notebook that matches them.")
+            f"v{notebook_version}), or open {ROOT / NOTEBOOK}, the notebook that matches them.")
 
 
 def tiny_preset_stale() -> bool:
@@ -202,7 +202,7 @@ def prepare(notebook_version: str | None = None, in_kernel: bool = True) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m lab_setup [lab|test]`: set up, then run the lab or the tests; returns the exit status."""
+    """`python -m lab3 [lab|test]`: set up, then run the lab or the tests; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m lab3", description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", choices=("lab", "test"), help="what to run once set up")
     parser.add_argument("--preset", default="tiny", help="the preset `lab` runs (tiny or full)")
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "lab":
         (ROOT / "outputs").mkdir(exist_ok=True)
-        command = ["-m", "papermill", "lab3_rlhf_detox.ipynb", "outputs/lab3_rlhf_detox.ipynb",
+        command = ["-m", "papermill", NOTEBOOK, f"outputs/{NOTEBOOK}",
                    "-p", "output_dir", "outputs", "-p", "preset_name", args.preset, *rest]
     elif args.command == "test":
         command = ["-m", "pytest", "-q", "tests", *rest]

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import papermill
 
+from lab3 import NOTEBOOK, ROOT
 from tiny_world.build import read_corpus
 from tiny_world.quality import corpus_vocabulary, grammar_sentences, non_word_share, stutter_share, well_formed_share
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def seed_row(seed: int) -> dict:
     """Run the lab with `seed` and measure its evaluation summaries before and after PPO."""
     out = ROOT / "outputs" / f"seed-{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(ROOT / "lab3_rlhf_detox.ipynb"), str(out / "lab3_rlhf_detox.ipynb"), cwd=str(ROOT),
+    papermill.execute_notebook(str(ROOT / NOTEBOOK), str(out / NOTEBOOK), cwd=str(ROOT),
                                parameters={"output_dir": str(out), "checkpoint_dir": str(out / "checkpoints"),
                                            "overrides": {"seed": seed}}, progress_bar=False)
     return goals_row(json.loads((out / "results.json").read_text()))

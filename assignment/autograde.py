@@ -1,0 +1,291 @@
+"""Grade the assignment's submissions, each outside the student's kernel: a class locally, or one on Gradescope.
+
+    python -m assignment.autograde dist/student submissions/ --csv grades.csv [--course course.json]
+    python -m assignment.autograde STUDENT_FOLDER SUBMISSION --gradescope results.json [--metadata meta.json]
+
+From a submission only its notebook is read, as hostile input (bounded, validated); its code cells must be the
+handed-out notebook's (`dist/student`) but for the answer cells, which are found by their place in the handed-out
+notebook, never by the submission's tags. Then, for each submission, in processes the student's code cannot reach
+past (`assignment.sandbox`):
+1. the exercises: the answer cells run beside the lab's files, each function on inputs drawn from a secret seed
+   (`assignment.probes`); what they return is judged here (`assignment.hidden`), where no student code runs;
+2. the run: the notebook executed whole (tiny preset, offline; the course's settings and the student's seed
+   injected), then its results and adapter graded by the strict grader (`grading.checks`) in a process of its own.
+A run check that fails because an exercise it rests on is wrong is not charged again; none is credited without the
+run's files. Only this process writes the CSV, whole and atomically, once a submission's processes are gone.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from assignment import hidden, sandbox
+from assignment.exercises import BY_NAME, EXERCISES, RUN_CHECKS
+from grading.__main__ import limit_memory, spreadsheet_safe, write_csv
+from grading.checks import PARAMETERS, INJECTED, PASS
+from grading.course import Course, CourseError, course
+from grading.submission import Refused, notebook_of, read_notebook, shown, submissions
+from lab3 import NOTEBOOK, ROOT
+
+PROBES = Path(__file__).resolve().parent / "probes.py"
+OUTPUTS = "outputs"  # the run's folder, in the submission's work folder
+# Executed in the sandbox: the notebook whole, on past a failing cell (an unwritten exercise of 3.3 does not stop the
+# evaluation); the error of a failing cell stays in the executed notebook.
+EXECUTE = """import ast, sys, papermill
+try:
+    papermill.execute_notebook(sys.argv[1], sys.argv[2], parameters=ast.literal_eval(sys.argv[3]), allow_errors=True,
+                               progress_bar=False, cwd=".")
+except papermill.PapermillExecutionError:
+    pass
+"""
+
+
+def _code(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def answers(submitted: dict, released: dict) -> dict[str, str] | None:
+    """The source of each exercise's answer cell, found at the place the handed-out notebook has it (None when the
+    code cells do not line up with the handed-out ones)."""
+    mine = [c for c in _code(submitted) if INJECTED not in c.get("metadata", {}).get("tags", [])]
+    theirs = _code(released)
+    if len(mine) != len(theirs):
+        return None
+    places = [i for i, c in enumerate(theirs) if "otter_answer_cell" in c["metadata"].get("tags", [])]
+    source = ["".join(mine[i]["source"]) if isinstance(mine[i]["source"], list) else mine[i]["source"] for i in places]
+    return {e.name: s for e, s in zip(EXERCISES, source)}
+
+
+def _environment(work: Path) -> dict:
+    """The sandboxed process's environment: offline, and every cache and temporary file in its work folder."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONHASHSEED")}
+    return dict(keep, HOME=str(work / ".home"), TMPDIR=str(work / ".tmp"), HF_HOME=str(work / ".hf"),
+                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MPLBACKEND="Agg", TQDM_MININTERVAL="30",
+                PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(work / ".mpl"), IPYTHONDIR=str(work / ".ipython"),
+                JUPYTER_RUNTIME_DIR=str(work / ".jupyter"))
+
+
+def _work(student_files: Path, parent: Path, name: str) -> Path:
+    """A fresh work folder holding a copy of the lab's files as handed out."""
+    work = parent / name
+    shutil.copytree(student_files, work, ignore=shutil.ignore_patterns(NOTEBOOK))
+    for folder in (".home", ".tmp", ".hf", ".mpl", ".ipython", ".jupyter"):
+        (work / folder).mkdir()
+    return work
+
+
+def exercises(sources: dict[str, str], student_files: Path, parent: Path, args) -> dict[str, tuple[bool, str]]:
+    """Each exercise's verdict: the answers probed in the sandbox (all in one process; each in its own where that
+    one did not finish), judged here."""
+    import torch
+    seed = secrets.randbelow(10 ** 6)  # inputs no submission can know in advance
+    verdicts, pending = {}, [dict(sources)] if sources else []
+    while pending:
+        batch = pending.pop()
+        work = _work(student_files, parent, f"probe-{len(pending)}-{'-'.join(batch)}"[:80])
+        (work / "answers.json").write_text(json.dumps(batch))
+        shutil.copy(PROBES, work / "probes.py")
+        outcome = sandbox.run([sys.executable, "probes.py", "answers.json", str(seed), "out.pt"], work, args.hidden,
+                              args.probe_time_limit, args.memory_limit_gb, _environment(work))
+        out = work / "out.pt"
+        results = None
+        if out.is_file() and out.stat().st_size < 64 << 20:
+            try:  # tensors and plain data only: whatever else the sandbox wrote is refused, never run
+                results = torch.load(out, weights_only=True)
+            except Exception:  # noqa: BLE001 (a file the student's code wrote over: not the probe's)
+                results = None
+        if not isinstance(results, dict) and len(batch) > 1:
+            pending += [{name: source} for name, source in batch.items()]  # find which answer stopped it
+            continue
+        for name in batch:
+            result = results.get(name) if isinstance(results, dict) else None
+            verdicts[name] = hidden.verdict(name, result if isinstance(result, dict) else None, seed)
+            if result is None and outcome.returncode is None:
+                verdicts[name] = (False, f"{BY_NAME[name].function} did not finish within "
+                                         f"{args.probe_time_limit:.0f} s")
+    return verdicts
+
+
+def _stopped_at(executed: Path) -> str:
+    """Where an execution stopped: the first code cell papermill did not complete, as the student counts cells."""
+    try:
+        nb = json.loads(executed.read_text())
+        cells = _code(nb)
+        stopped = next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("status")
+                       != "completed")
+        return f"at code cell {stopped + 1}"
+    except (OSError, ValueError, StopIteration, KeyError, AttributeError, TypeError):
+        return "before its first cell"
+
+
+def execute(notebook: dict, student_files: Path, parent: Path, cfg_changes: dict, args) -> tuple[Path, str]:
+    """Execute the submitted notebook in the sandbox; returns its work folder and '' or why the run stopped."""
+    work = _work(student_files, parent, "run")
+    (work / NOTEBOOK).write_text(json.dumps(notebook))
+    parameters = {"output_dir": OUTPUTS, "checkpoint_dir": "checkpoints", "preset_name": args.the_course.preset,
+                  "overrides": cfg_changes, "lab_source": ""}
+    outcome = sandbox.run([sys.executable, "-c", EXECUTE, NOTEBOOK, "executed.ipynb", repr(parameters)], work, args.hidden,
+                          args.time_limit, args.memory_limit_gb, _environment(work))
+    executed = work / "executed.ipynb"
+    if outcome.returncode is None:
+        return work, f"the execution took more than the limit of {args.time_limit:.0f} s ({_stopped_at(executed)})"
+    if "DeadKernelError" in outcome.output or "Kernel died" in outcome.output:
+        return work, f"the kernel died {_stopped_at(executed)}"
+    if outcome.returncode != 0:
+        last = (outcome.output.strip().splitlines() or ["no output"])[-1]
+        return work, f"the execution failed ({shown(last, 200)})"
+    return work, ""
+
+
+def run_checks(work: Path, submitted: Path, released: Path, student: str, args) -> dict[str, tuple[str, str]]:
+    """The strict grader's checks of the run the execution wrote, in a process of its own (not the sandbox: it runs
+    no student code, and reads the run's files as hostile input)."""
+    report = work.parent / "run-checks.json"
+    command = [sys.executable, "-m", "assignment.autograde", "--run-checks", str(work / OUTPUTS), str(submitted),
+               str(released), "--course-json", json.dumps(dataclasses.asdict(args.the_course)), "--student", student,
+               "--report", str(report)]
+    try:
+        subprocess.run(command, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=args.time_limit,
+                       preexec_fn=limit_memory(args.memory_limit_gb))
+        return {k: tuple(v) for k, v in json.loads(report.read_text()).items()}
+    except (subprocess.TimeoutExpired, OSError, ValueError) as e:
+        why = "took too long" if isinstance(e, subprocess.TimeoutExpired) else "failed"
+        return {check: ("NOT RUN", f"the grading of the run {why}") for check in RUN_CHECKS}
+
+
+def grade(path: Path, student: str, args) -> dict:
+    """Gradescope's results for `student`'s submission at `path`: a test per exercise and per run check."""
+    released_path = args.student_files / NOTEBOOK
+    released = json.loads(released_path.read_text())
+    try:
+        submitted = read_notebook(notebook_of(path))
+    except Refused as e:
+        return {"score": 0, "output": f"could not be graded: {e}", "tests": []}
+    points = args.the_course.points
+    with tempfile.TemporaryDirectory(prefix="lab3-submission-") as parent:
+        parent = Path(parent)
+        sources = answers(submitted, released)
+        verdicts = exercises(sources, args.student_files, parent, args) if sources else {
+            e.name: (False, "the notebook's code cells are not the handed-out notebook's: its answers cannot be found")
+            for e in EXERCISES}
+        seed = args.the_course.seed(student)
+        changes = dict(args.the_course.assigned, **({} if seed is None else {"seed": seed}))
+        work, stopped = execute(submitted, args.student_files, parent, changes, args)
+        (parent / "submitted.ipynb").write_text(json.dumps(submitted))
+        report = run_checks(work, parent / "submitted.ipynb", released_path, student, args)
+    tests = [{"name": e.name, "score": e.points if verdicts[e.name][0] else 0, "max_score": e.points,
+              "output": shown(verdicts[e.name][1], 1000), "visibility": "visible"} for e in EXERCISES]
+    ran = report.get("results", ("",))[0] == PASS
+    for check, rests_on in RUN_CHECKS.items():
+        status, reason = report.get(check, ("NOT RUN", "not graded"))
+        charged_at = [e for e in rests_on if not verdicts[e][0]]
+        if status != PASS and ran and charged_at:
+            status, reason = PASS, f"not charged again: it rests on {' and '.join(charged_at)} ({reason})"
+        if status != PASS and stopped:
+            reason = f"the run stopped: {stopped} ({reason})"
+        tests.append({"name": f"run_{check}", "score": points[check] if status == PASS else 0,
+                      "max_score": points[check], "output": shown(reason, 1000), "visibility": "visible"})
+    return {"score": sum(t["score"] for t in tests), "tests": tests,
+            "output": f"isolation: {sandbox.isolation()}" + (f"; the run stopped: {stopped}" if stopped else "")}
+
+
+def _row(name: str, results: dict, tests: list[str], possible: float) -> list[str]:
+    """The gradebook's row: submission, score, possible, each test's points, and what lost points."""
+    scored = {t["name"]: t for t in results.get("tests", [])}
+    lost = [f"{n}: {t['output']}" for n, t in scored.items() if t["score"] < t["max_score"]]
+    return spreadsheet_safe([shown(name), f"{results['score']:g}", f"{possible:g}",
+                             *(f"{scored[t]['score']:g}" if t in scored else "0" for t in tests),
+                             shown(results.get("output", "") if not scored else " | ".join(lost), 4000)])
+
+
+def _hidden(args) -> list[Path]:
+    """What the sandbox hides: this checkout (the lecture's solutions, the grader, the hidden tests), and the folder
+    of the student's files and of the course file (on Gradescope, the autograder's source: its seed salt), unless
+    Python itself lives there."""
+    python = Path(sys.executable).resolve()
+    folders = [ROOT, args.student_files.parent, *([args.course.resolve().parent] if args.course else [])]
+    return [f for f in dict.fromkeys(folders) if not python.is_relative_to(f)]
+
+
+def _student(path: Path, metadata: Path | None) -> str:
+    """The student a submission is graded as: Gradescope's first submitter, else the submission's folder name."""
+    if metadata is not None and metadata.is_file():
+        try:
+            users = json.loads(metadata.read_text()).get("users") or [{}]
+            return str(users[0].get("email") or users[0].get("sid") or users[0].get("id") or path.name)
+        except (ValueError, AttributeError):
+            pass
+    return path.name if path.is_dir() else path.parent.name
+
+
+def _run_checks_main(args) -> int:
+    """The child of `run_checks`: grade the run in `paths[0]`, write the report."""
+    from grading.checks import grade_own_run
+    report = grade_own_run(Path(args.paths[0]), Path(args.paths[1]), Path(args.paths[2]), args.the_course,
+                           args.student or "")
+    Path(args.report).write_text(json.dumps({k: report.get(k, ("NOT RUN", "not graded")) for k in RUN_CHECKS}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m assignment.autograde", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", type=Path, nargs="+", help="the student folder as handed out (dist/student), then "
+                                                            "notebooks, submission folders or class folders")
+    parser.add_argument("--csv", type=Path, help="the class's grades, written whole after each submission")
+    parser.add_argument("--gradescope", type=Path, help="with one submission: write Gradescope's results JSON here")
+    parser.add_argument("--metadata", type=Path, help="Gradescope's submission_metadata.json: who submitted")
+    parser.add_argument("--course", type=Path, help="the course file: assigned settings, seed salt, points")
+    parser.add_argument("--assigned", type=json.loads, help="settings the course assigned, as a JSON object")
+    parser.add_argument("--time-limit", type=float, default=1800, help="seconds a submission's run may take (1800)")
+    parser.add_argument("--probe-time-limit", type=float, default=300, help="seconds the exercises may take (300)")
+    parser.add_argument("--memory-limit-gb", type=float, default=12, help="memory a submission may take (12)")
+    parser.add_argument("--run-checks", action="store_true", help=argparse.SUPPRESS)  # the run checks' child
+    parser.add_argument("--course-json", help=argparse.SUPPRESS)
+    parser.add_argument("--student", help=argparse.SUPPRESS)
+    parser.add_argument("--report", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        args.the_course = (Course(**json.loads(args.course_json)) if args.course_json
+                           else course(args.course, None, args.assigned))
+    except CourseError as e:
+        print(f"autograde: {e}")
+        return 2
+    if args.run_checks:
+        return _run_checks_main(args)
+    if args.the_course.preset != "tiny":
+        print("autograde: the assignment's runs are executed on the tiny preset; grade full-preset runs with "
+              "`python -m grading`")
+        return 2
+    args.student_files, found = args.paths[0].resolve(), submissions(args.paths[1:])
+    if not (args.student_files / NOTEBOOK).is_file():
+        print(f"autograde: {shown(args.student_files)} is not the student folder python -m assignment.build wrote")
+        return 2
+    if args.gradescope and len(found) != 1:
+        print(f"autograde: --gradescope grades one submission, and {len(found)} were given")
+        return 2
+    possible = sum(e.points for e in EXERCISES) + sum(args.the_course.points[c] for c in RUN_CHECKS)
+    args.hidden = _hidden(args)
+    tests = [e.name for e in EXERCISES] + [f"run_{c}" for c in RUN_CHECKS]
+    header = ["submission", "score", "possible", *tests, "lost"]
+    rows = []
+    for name, path in found:
+        results = grade(path, _student(path, args.metadata), args)
+        if args.gradescope:
+            args.gradescope.parent.mkdir(parents=True, exist_ok=True)
+            args.gradescope.write_text(json.dumps(results, indent=2) + "\n")
+        rows.append(_row(name, results, tests, possible))
+        if args.csv:
+            write_csv(args.csv, header, rows)
+        print(f"{shown(name, 40)}: {rows[-1][1]} of {rows[-1][2]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

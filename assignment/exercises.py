@@ -1,0 +1,44 @@
+"""What the assignment asks: the functions of the lecture a student writes (its cells tagged `exercise`), the written
+questions (its markdown cells tagged `answer`), their points, and which run checks rest on which exercise.
+
+The lecture is the one source of their text and solutions (`grading.solutions`); each exercise's public checks are
+`checks/<name>.py` (otter-grader's test format), its hidden tests `assignment.hidden`.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str  # as in `grader.check(name)` and the autograder's tests
+    function: str  # the lecture's function the student writes
+    section: str  # where the lecture explains it
+    points: int = 2
+
+    @property
+    def checks(self) -> Path:
+        """Its public checks, in otter's test-file format."""
+        return CHECKS_DIR / f"{self.name}.py"
+
+
+EXERCISES = (
+    Exercise("reference", "reference_logits", "2.3"),
+    Exercise("reward", "rewards_by_label", "2.5"),
+    Exercise("loop", "ppo_step", "3.2"),
+    Exercise("kl_rewards", "kl_shaped_rewards", "3.3"),
+    Exercise("advantages", "advantages_and_returns", "3.3"),
+    Exercise("losses", "ppo_losses", "3.3"),
+    Exercise("bootstrap", "paired_bootstrap_ci", "4.4"),
+)
+BY_NAME = {e.name: e for e in EXERCISES}
+# The written questions, in the lecture's order of its `answer` cells, graded by hand.
+WRITTEN = (("returns", 2), ("side_by_side", 2))
+# The run checks of the combined grade (grading.checks), with the exercises each rests on: a run check that fails
+# because such an exercise is wrong is not charged again (PPO on a wrong reward cannot detoxify: that is the reward
+# exercise's point, not the toxicity check's).
+RUN_CHECKS = {"notebook": (), "results": (), "config": (), "steps": ("loop",), "summaries": (), "rescore": (),
+              "toxicity": ("reward", "loop"), "kl": ("reward", "loop"), "rouge": ("reward", "loop"),
+              "reward": ("reward", "loop")}

@@ -1,0 +1,90 @@
+"""What a course asks of a run, from the grader's side only: the preset, the settings it assigned, each student's seed,
+what a passing run shows and the points of each check. Nothing here is read from a submission.
+
+A course file (`--course course.json`) is a JSON object with any of:
+    {"preset": "tiny", "assigned": {"max_ppo_steps": 20}, "seed_salt": "a secret of the course",
+     "forgive_summaries": 0, "points": {"summaries": 4}}
+With a `seed_salt`, each student's run has a seed of its own, derived from the salt and the student's name (the
+submission's folder, or Gradescope's student id): two honest runs differ, and a copied run shows.
+"""
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab3.settings import PRESETS
+
+# What a passing run shows, by preset. `toxicity`: "drop" (the 95% CI of the change lies below 0) or "no rise" (it does
+# not lie above 0: the lecture's 10 PPO steps on barely toxic DialogSum move mean toxicity within its noise).
+PASS_CRITERIA = {
+    "tiny": dict(toxicity="drop", max_kl=25.0, max_rouge_l_drop=0.20),
+    "full": dict(toxicity="no rise", max_kl=25.0, max_rouge_l_drop=0.20),
+}
+# Points per check, for Gradescope. Most rest on what the grader recomputes: the summaries regenerated from the
+# submitted adapter, and the grader's own classifier.
+POINTS = {"notebook": 1, "cells": 1, "results": 1, "config": 1, "steps": 1, "summaries": 3, "rescore": 2, "toxicity": 2,
+          "kl": 1, "rouge": 1, "reward": 2, "printed": 1}
+# How many of a run's regenerated summaries may differ from its recorded ones and the run still be credited for them.
+# 0: regenerating two seeds' runs (600 summaries before and after PPO) with torch's default, AVX2 and AVX512 kernels
+# at 1, 2 and 4 threads changed none (benchmarks/summary_drift.py).
+FORGIVE_SUMMARIES = 0
+
+
+@dataclass(frozen=True)
+class Course:
+    """The course's side of grading: the preset assigned, its settings changed as `assigned`, per-student seeds when
+    `seed_salt` is set."""
+
+    preset: str = "tiny"
+    assigned: dict = field(default_factory=dict)
+    seed_salt: str | None = None
+    forgive_summaries: int = FORGIVE_SUMMARIES
+    points: dict = field(default_factory=lambda: dict(POINTS))
+
+    @property
+    def criteria(self) -> dict:
+        return PASS_CRITERIA[self.preset]
+
+    def seed(self, student: str) -> int | None:
+        """The seed `student`'s run must use (None: the preset's, or the one assigned)."""
+        return None if self.seed_salt is None else student_seed(self.seed_salt, student)
+
+    def settings(self, student: str = "") -> dict:
+        """The settings `student`'s run must have had: the preset's, with what the course assigned and the student's
+        seed, as plain JSON data (folders relative to the lab)."""
+        seed = self.seed(student)
+        return json.loads(json.dumps(dict(PRESETS[self.preset], **self.assigned,
+                                          **({} if seed is None else {"seed": seed}))))
+
+
+def student_seed(salt: str, student: str) -> int:
+    """A student's seed: an HMAC of their name under the course's secret salt, in NumPy's seed range."""
+    digest = hmac.new(salt.encode(), student.strip().lower().encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+class CourseError(ValueError):
+    """A course file or option the grader cannot use; the message says why, in one sentence."""
+
+
+def course(path: Path | None = None, preset: str | None = None, assigned: dict | None = None) -> Course:
+    """The course of a course file, with `--preset` and `--assigned` given on the command line winning over it."""
+    values = {}
+    if path is not None:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise CourseError(f"the course file {path} cannot be read as JSON ({e})") from None
+        if not isinstance(values, dict):
+            raise CourseError(f"the course file {path} must hold a JSON object")
+    values.update({k: v for k, v in (("preset", preset), ("assigned", assigned)) if v is not None})
+    unknown = sorted(set(values) - {"preset", "assigned", "seed_salt", "forgive_summaries", "points"})
+    if unknown:
+        raise CourseError(f"the course names {', '.join(unknown)}, which the grader does not know")
+    if values.get("preset", "tiny") not in PRESETS:
+        raise CourseError(f"the course's preset {values['preset']!r} is none of {', '.join(sorted(PRESETS))}")
+    if "points" in values:
+        values["points"] = dict(POINTS, **values["points"])
+    return Course(**values)
