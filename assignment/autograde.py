@@ -114,13 +114,11 @@ def exercises(sources: dict[str, str], student_files: Path, parent: Path, args) 
 
 
 def _stopped_at(executed: Path) -> str:
-    """Where an execution stopped: the first code cell papermill did not complete, as the student counts cells."""
+    """Where an execution stopped: the first code cell that did not run, counted as in the submitted notebook."""
     try:
-        nb = json.loads(executed.read_text())
-        cells = _code(nb)
-        stopped = next(i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("status")
-                       != "completed")
-        return f"at code cell {stopped + 1}"
+        cells = [c for c in _code(json.loads(executed.read_text()))
+                 if INJECTED not in c.get("metadata", {}).get("tags", [])]
+        return f"at code cell {next(i for i, c in enumerate(cells) if not c.get('execution_count')) + 1}"
     except (OSError, ValueError, StopIteration, KeyError, AttributeError, TypeError):
         return "before its first cell"
 
@@ -182,9 +180,11 @@ def grade(path: Path, student: str, args) -> dict:
         report = run_checks(work, parent / "submitted.ipynb", released_path, student, args)
     tests = [{"name": e.name, "score": e.points if verdicts[e.name][0] else 0, "max_score": e.points,
               "output": shown(verdicts[e.name][1], 1000), "visibility": "visible"} for e in EXERCISES]
-    ran = report.get("results", ("",))[0] == PASS
+    ran = report.get("results", ("",))[0] == PASS  # no run check is credited without the run's files
     for check, rests_on in RUN_CHECKS.items():
         status, reason = report.get(check, ("NOT RUN", "not graded"))
+        if not ran:
+            status, reason = "FAIL", report.get("results", ("", "the run wrote no results"))[1]
         charged_at = [e for e in rests_on if not verdicts[e][0]]
         if status != PASS and ran and charged_at:
             status, reason = PASS, f"not charged again: it rests on {' and '.join(charged_at)} ({reason})"

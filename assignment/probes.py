@@ -192,17 +192,22 @@ def probe(exercise: str, space: dict, seed: int, folder: Path):
     raise ValueError(f"no probe for {exercise}")
 
 
-def namespace() -> dict:
-    """The names the lecture's imports give an exercise cell."""
+def namespace(folder: Path) -> dict:
+    """The names an exercise cell may use, as the lecture's kernel has them: its imports, and its settings, device and
+    tokenizer (the tiny preset's, on the CPU)."""
+    from transformers import AutoTokenizer
     from trl.core import masked_mean, masked_whiten
-    return {"np": np, "torch": torch, "masked_mean": masked_mean, "masked_whiten": masked_whiten}
+    from lab3.settings import preset
+    cfg = preset("tiny")
+    return {"np": np, "torch": torch, "masked_mean": masked_mean, "masked_whiten": masked_whiten, "cfg": cfg,
+            "device": torch.device("cpu"), "tokenizer": AutoTokenizer.from_pretrained(cfg.model_name)}
 
 
 def main(answers_path: str, seed: str, out: str) -> None:
     folder = Path.cwd()
     sys.path.insert(0, str(folder))  # the student's lab files
     answers = json.loads(Path(answers_path).read_text())
-    space, results = namespace(), {}
+    space, results = namespace(folder), {}
     for exercise, source in answers.items():  # every answer cell first, as the kernel ran them
         try:
             exec(compile(source, f"the answer cell of {exercise}", "exec"), space)

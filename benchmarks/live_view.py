@@ -41,8 +41,8 @@ def main(steps: int = 6) -> None:
         ppo_step(run, trainer, tokenizer, reward_pipe, tiny)
         step_s.append(time.perf_counter() - start)
         start = time.perf_counter()
-        live.figure_png(run["history"], tiny.max_ppo_steps)
-        live.rollouts(run["history"][-1]).style.format(precision=3).hide(axis="index").to_html()
+        live.figure_png(run.history, tiny.max_ppo_steps)
+        live.rollouts(run.history[-1]).style.format(precision=3).hide(axis="index").to_html()
         redraw_s.append(time.perf_counter() - start)
     step, redraw = statistics.median(step_s), statistics.median(redraw_s)
     print(f"PPO step (median of {steps}): {step:.3f} s; live-view redraw: {redraw * 1000:.0f} ms; "

@@ -22,8 +22,8 @@ from lab3 import NOTEBOOK, ROOT
 CHECKS = ("notebook", "cells", "results", "config", "steps", "summaries", "rescore", "toxicity", "kl", "rouge",
           "reward", "printed")
 # The evidence each check's verdict rests on: it passes only if these passed too.
-DEPENDS_ON = {"steps": ("summaries",), "toxicity": ("summaries", "rescore"), "kl": ("summaries",),
-              "rouge": ("summaries",), "reward": ("rescore",), "printed": ("summaries", "rescore")}
+DEPENDS_ON = {"toxicity": ("summaries", "rescore"), "kl": ("summaries", "steps"), "rouge": ("summaries",),
+              "reward": ("rescore", "steps"), "printed": ("summaries", "rescore")}
 PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
 RELEASED = ROOT / NOTEBOOK  # the lecture: what a run of the lab executes
 PARAMETERS, INJECTED = "parameters", "injected-parameters"  # the cells a student or papermill may change
@@ -425,6 +425,8 @@ def _grade_run(results: dict, cfg: dict, course: Course, nb: dict | None, adapte
     record("rescore", check_rescore(results, scores, regenerated))
     record("reward", check_reward(results, scores))
     if regenerated.after is None:
+        for name in ("toxicity", "rouge", "printed"):
+            report[name] = (NOT_RUN, f"{ADAPTER_NAME} wrote no summaries to measure")
         return
     own = evidence.measures(scores.toxicity, summaries, regenerated.references, cfg["seed"])
     record("toxicity", check_toxicity(results, own, course.criteria, with_ci))

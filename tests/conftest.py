@@ -15,10 +15,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import rlhf_helpers as lab  # noqa: E402
 from lab3 import settings  # noqa: E402
-from grading.evidence import rewards_by_label  # noqa: E402
+from grading.solutions import rewards_by_label  # noqa: E402
 
 # A test that needs one of these is in the `slow` tier (pytest.ini): each runs the whole lab, or more.
-SLOW_FIXTURES = {"lab_run", "full_run", "launched", "graded_class", "bare_kernel"}
+SLOW_FIXTURES = {"lab_run", "full_run", "launched", "graded_class", "graded_assignment", "bare_kernel"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -228,17 +228,21 @@ def small_trainer(tiny, tiny_dataset, tokenizer, **config):
                       dataset=tiny_dataset["train"].select(range(32)), data_collator=lab.collator)
 
 
-def ppo_step(run: dict, trainer, tokenizer, reward_pipe, tiny) -> dict:
+_LOOPS = {}  # the loop of each run `ppo_step` steps, by the run's id
+
+
+def ppo_step(run, trainer, tokenizer, reward_pipe, tiny) -> dict:
     """One PPO step as the notebook takes it (sampled summaries, rewards by label), recorded and checkpointed."""
     from lab3.results import ppo_step_record
     from lab3 import checkpoints
-    steps = run.setdefault("steps", checkpoints.ppo_steps(run, trainer, max_steps=100))  # the notebook's loop, a step
-    step, batch = next(steps)  # at a time
+    if id(run) not in _LOOPS:  # the notebook's loop, a step at a time
+        _LOOPS[id(run)] = checkpoints.ppo_steps(run, trainer, max_steps=100)
+    batch = next(_LOOPS[id(run)])
     responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=12,
                                  **tiny.generation_kwargs)
     texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
     scores = reward_pipe(texts, **tiny.reward_kwargs)
     rewards = rewards_by_label(scores, "nothate")
     stats = trainer.step(batch["input_ids"], responses, rewards)
-    checkpoints.record_step(run, trainer, ppo_step_record(step, stats, scores, rewards, texts))
-    return run["history"][-1]
+    checkpoints.record_step(run, trainer, ppo_step_record(len(run.history), stats, scores, rewards, texts))
+    return run.history[-1]

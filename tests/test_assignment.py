@@ -1,217 +1,316 @@
-"""Lab 3 as an assignment: the student's folder holds no solution, the public checks teach, the hidden tests and the
-autograder give full marks to the solutions and take exactly an exercise's points for each planted mistake."""
+"""Lab 3 as an assignment, built from the lecture: the student's folder holds no solution; each exercise's public checks
+and hidden tests tell its right answer from the wrong answers students write, and say which mistake it is; the
+autograder grades outside the student's kernel, so that no answer cell can change a grade but by being right."""
 
 import ast
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
-import zipfile
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from otter.test_files import ExceptionTestFile
 
-from conftest import ROOT, SHORT, policy, printed
-from grading import assign
-from grading.exercises import RUN_CHECKS
-from lab3.settings import POINTS
+from conftest import ROOT, SHORT, policy, small_trainer
+from assignment import build, hidden
+from assignment.exercises import EXERCISES, RUN_CHECKS
+from grading.course import POINTS
+from grading.solutions import base_namespace, cells as solution_cells
+from lab3 import NOTEBOOK
 
-EXERCISES = ("reference", "reward", "loop", "bootstrap")  # in the notebook's order, each worth 2 points
-ANSWER, SOLUTION = "otter_answer_cell", "otter_assign_solution_cell"
-# Lines only a solution holds: none may reach the student.
-SOLUTION_LINES = ['for d in out if d["label"] == label', "with ppo_model.pretrained_model.disable_adapter():\n",
-                  "rng.integers(0, len(diffs)", "reward_tensors = reward_function(rewards, reward_label)",
-                  "stats = ppo_trainer.step(prompt_tensors", "A model answer", "exercises."]
-# The planted mistakes: (exercise, a line of its solution, what replaces it).
-PLANTED = {
-    "reward by position": ("reward", 'return [torch.tensor(next(d["score"] for d in out if d["label"] == label)) '
-                           'for out in outputs]', 'return [torch.tensor(out[nothate_index]["score"]) for out in outputs]'),
-    "reward of hate": ("reward", 'if d["label"] == label', 'if d["label"] == "hate"'),
-    "reference = plain model": (
-        "reference", "with ppo_model.pretrained_model.disable_adapter():\n"
-        "        reference_logits = ppo_model(**check, decoder_input_ids=decoder_input_ids)[0]",
-        "from transformers import AutoModelForSeq2SeqLM\n"
-        "    plain = AutoModelForSeq2SeqLM.from_pretrained(cfg.model_name).to(device)\n"
-        "    reference_logits = plain(**check, decoder_input_ids=decoder_input_ids)[0]"),
-    "bootstrap resamples before and after apart": (
-        "bootstrap", "means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)",
-        "draw = lambda x: np.asarray(x, dtype=float)[rng.integers(0, len(x), size=(n_resamples, len(x)))]\n"
-        "    means = draw(after).mean(axis=1) - draw(before).mean(axis=1)"),
+ANSWER = "otter_answer_cell"
+NAMES = [e.name for e in EXERCISES]
+SOLUTIONS = {e.name: solution_cells()[e.function] for e in EXERCISES}
+PLAIN_MODEL = ("from transformers import AutoModelForSeq2SeqLM\n"  # FLAN-T5 without the Lab 2 adapter
+               "    plain = AutoModelForSeq2SeqLM.from_pretrained(cfg.model_name)\n"
+               "    return plain(**inputs, decoder_input_ids=decoder_input_ids)[0]")
+# The wrong answers students write, each as (what, a line of the solution, what replaces it, what the public check
+# says, what the hidden tests say): every one must fail both, with its mistake named.
+WRONG = {
+    "reference": [
+        ("the policy itself", "with torch.no_grad(), ppo_model.pretrained_model.disable_adapter():",
+         "with torch.no_grad():", "your reference moved with the policy", "gave the policy's own logits"),
+        ("the lecture's create_reference_model",
+         "    with torch.no_grad(), ppo_model.pretrained_model.disable_adapter():\n        return ppo_model(",
+         "    from trl import create_reference_model\n    with torch.no_grad():\n"
+         "        return create_reference_model(ppo_model)(", "create_reference_model copies the adapter too",
+         "create_reference_model copies the adapter too"),
+        ("plain FLAN-T5", "with torch.no_grad(), ppo_model.pretrained_model.disable_adapter():\n"
+                          "        return ppo_model(**inputs, decoder_input_ids=decoder_input_ids)[0]", PLAIN_MODEL,
+         "plain FLAN-T5", "not the Lab 2 model's")],
+    "reward": [
+        ("by position, as the lecture", 'next(d["score"] for d in out if d["label"] == label)', 'out[0]["score"]',
+         "an entry taken by its position is the winning label's score", "the first entry, whatever its label"),
+        ('"nothate" written in', 'd["label"] == label', 'd["label"] == "nothate"', "Asked for the label 'hate'",
+         "another label's, not the `label` asked for"),
+        ("floats, not tensors", "torch.tensor(next(", "float(next(", "make each reward a torch.tensor",
+         "each reward must be a tensor")],
+    "loop": [
+        ("prompt and summary joined without a space", 'query + " " + summary', "query + summary",
+         "joined without a space", "prompt and summary without the space"),
+        ("the summary alone", 'query + " " + summary for', "summary for", "scored the summaries alone",
+         "it scored the summaries alone")],
+    "kl_rewards": [
+        ("the KL's sign", "rewards = -kl_coef *", "rewards = kl_coef *", "The KL penalty has the wrong sign",
+         "the KL penalty has the wrong sign"),
+        ("the score on every token", "rewards[torch.arange(len(scores)), last] += scores", "rewards += scores[:, None]",
+         "The score was added to more than one token", "the score is added to every token"),
+        ("the score at the last column", "rewards[torch.arange(len(scores)), last] += scores",
+         "rewards[:, -1] += scores", "not the last column", "the score is at the last column")],
+    "advantages": [
+        ("GAE forwards", "for t in reversed(range(rewards.shape[1])):", "for t in range(rewards.shape[1]):",
+         "GAE ran forwards", "GAE ran forwards"),
+        ("the returns after whitening", "return masked_whiten(advantages, masks), advantages + values",
+         "whitened = masked_whiten(advantages, masks)\n    return whitened, whitened + values",
+         "take them from the advantages before whitening", "the returns were taken after whitening")],
+    "losses": [
+        ("min and max swapped", "masked_mean(torch.max(-advantages * ratio", "masked_mean(torch.min(-advantages * ratio",
+         "Taking the smaller lets each update run away", "the max and min of the clipped surrogate are swapped"),
+        ("no clipping", "torch.max(-advantages * ratio, -advantages * clipped_ratio)", "-advantages * ratio",
+         "past 1 + cliprange", "the policy loss is not clipped")],
+    "bootstrap": [
+        ("no seed", "default_rng(seed)", "default_rng()", "The same seed gave two intervals",
+         "the same seed gave two intervals"),
+        ("a normal approximation", "    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean("
+                                   "axis=1)\n    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])",
+         "    from statistics import NormalDist\n    z = NormalDist().inv_cdf((1 + level) / 2)\n"
+         "    low, high = diffs.mean() - z * diffs.std() / len(diffs) ** 0.5, diffs.mean() + z * diffs.std() / "
+         "len(diffs) ** 0.5", "a formula (mean +- 1.96 standard errors) ignores the resamples",
+         "with n_resamples=1 both ends must be the one resampled mean"),
+        ("before and after resampled apart",
+         "means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)",
+         "draw = lambda x: np.asarray(x, dtype=float)[rng.integers(0, len(x), size=(n_resamples, len(x)))]\n"
+         "    means = draw(after).mean(axis=1) - draw(before).mean(axis=1)", "Resample pairs, not two lists",
+         "not the paired bootstrap's")],
 }
+
+
+def wrong(exercise: str, index: int) -> str:
+    """The answer cell of `exercise` with its `index`th wrong answer planted in the solution."""
+    _, line, replacement, _, _ = WRONG[exercise][index]
+    assert line in SOLUTIONS[exercise], line
+    return SOLUTIONS[exercise].replace(line, replacement)
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
-    """The assignment as `python -m grading.assign` builds it."""
+    """The assignment as `python -m assignment.build` builds it."""
     out = tmp_path_factory.mktemp("assignment") / "dist"
-    subprocess.run([sys.executable, "-m", "grading.assign", str(out)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "assignment.build", str(out)], cwd=ROOT, check=True, capture_output=True)
     return out
 
 
-def _cells(nb: dict, tag: str) -> list[dict]:
-    return [c for c in nb["cells"] if c["cell_type"] == "code" and tag in c["metadata"].get("tags", [])]
+def _body(source: str) -> list[str]:
+    """The lines of a solution's function after its signature and docstring: the solution itself."""
+    function = ast.parse(source).body[0]
+    return source.splitlines()[function.body[1].lineno - 1:]
+
+
+def _code(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
 
 
 def _source(cell: dict) -> str:
     return "".join(cell["source"])
 
 
-def submission(dist: Path, mistake: str | None = None, parameters: str | None = None) -> dict:
-    """The student notebook with every exercise answered by its solution, but for one planted `mistake`."""
-    nb = json.loads((dist / "student" / assign.MASTER).read_text())
-    solutions = _cells(json.loads((dist / "autograder" / assign.MASTER).read_text()), SOLUTION)
-    for exercise, answer, solution in zip(EXERCISES, _cells(nb, ANSWER), solutions, strict=True):
-        source = _source(solution)
-        if mistake and PLANTED[mistake][0] == exercise:
-            _, line, wrong = PLANTED[mistake]
-            assert line in source
-            source = source.replace(line, wrong)
-        answer["source"] = source
-    if parameters:
-        cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-        cell["source"] = _source(cell) + parameters
-    return nb
-
-
-def test_the_student_gets_no_solution_and_no_hidden_test(dist):
+def test_the_student_gets_no_solution_and_a_public_check_per_coding_exercise(dist):
     student = dist / "student"
     texts = {p: p.read_text(errors="replace") for p in student.rglob("*") if p.is_file()
              and p.suffix in (".py", ".ipynb", ".txt", ".json", ".md")}
-    assert student / assign.MASTER in texts and student / "rlhf_helpers.py" in texts
-    leaks = [(str(p.relative_to(student)), line) for p, text in texts.items() for line in SOLUTION_LINES if line in text]
+    assert student / NOTEBOOK in texts and student / "rlhf_helpers.py" in texts
+    bodies = [line.strip() for source in SOLUTIONS.values() for line in _body(source) if len(line.strip()) > 20]
+    answers = [c for c in json.loads((ROOT / NOTEBOOK).read_text())["cells"] if "answer" in c["metadata"].get("tags", [])]
+    secrets = bodies + [_source(c).splitlines()[0] for c in answers] + ["def verdict(", "def probe("]
+    leaks = [(str(p.relative_to(student)), line) for p, text in texts.items() for line in secrets if line in text]
     assert not leaks
-    assert not (student / "grading").exists() and not (student / "tests").exists()
-    nb = json.loads((student / assign.MASTER).read_text())
-    tests = nb["metadata"]["otter"]["tests"]
-    assert set(tests) == set(EXERCISES) and not any("hidden=True" in t for t in tests.values())
-    assert len(_cells(nb, ANSWER)) == len(EXERCISES)
+    assert not any((student / folder).exists() for folder in ("grading", "assignment", "tests", "benchmarks"))
+    nb = json.loads((student / NOTEBOOK).read_text())
+    assert sorted(nb["metadata"]["otter"]["tests"]) == sorted(NAMES)
+    assert [_source(c) for c in _code(nb) if _source(c).startswith("grader.check(")] == \
+        [f'grader.check("{name}")' for name in NAMES]
 
 
-def test_the_student_notebook_is_the_masters_but_for_answers_and_checks(dist):
-    """Generated, never edited: its other code cells are the complete notebook's, test cells aside."""
-    master = json.loads((ROOT / assign.MASTER).read_text())
-    ours = [_source(c) for c in master["cells"] if c["cell_type"] == "code" and SOLUTION not in _source(c)
-            and "# BEGIN SOLUTION" not in _source(c) and "# BEGIN TEST CONFIG" not in _source(c)]
-    nb = json.loads((dist / "student" / assign.MASTER).read_text())
-    theirs = [_source(c) for c in nb["cells"] if c["cell_type"] == "code" and ANSWER not in c["metadata"].get("tags", [])
-              and not _source(c).startswith("grader.check(") and _source(c) != assign.GRADER_CELL]
+def test_the_student_notebook_is_the_lecture_but_for_its_exercises_and_answers(dist):
+    """Built, never edited: its other cells are the lecture's, in order, with otter's grader after the set-up."""
+    lecture = json.loads((ROOT / NOTEBOOK).read_text())["cells"]
+    nb = json.loads((dist / "student" / NOTEBOOK).read_text())["cells"]
+    ours = [_source(c) for c in lecture if not {"exercise", "answer"} & set(c["metadata"].get("tags", []))]
+    theirs = [_source(c) for c in nb if ANSWER not in c["metadata"].get("tags", [])
+              and not _source(c).startswith("grader.check(") and _source(c) != build.GRADER_CELL]
     assert theirs == ours
 
 
-def _tests(dist: Path) -> dict[str, str]:
-    """The autograder's test files (public and hidden), by question."""
-    with zipfile.ZipFile(next((dist / "autograder").glob("*.zip"))) as z:
-        return {Path(n).stem: z.read(n).decode() for n in z.namelist() if n.startswith("tests/")}
+def _kernel(tiny, tiny_dataset, tokenizer) -> dict:
+    """What the student's kernel holds when a public check runs (the policy without dropout, as the lecture has it)."""
+    from trl.trainer.utils import disable_dropout_in_model
+    ppo_model = policy(tiny)
+    disable_dropout_in_model(ppo_model)
+    return {**base_namespace(), "ppo_model": ppo_model, "tokenizer": tokenizer, "dataset": tiny_dataset,
+            "device": "cpu", "cfg": tiny, "ppo_trainer": small_trainer(tiny, tiny_dataset, tokenizer)}
 
 
-def test_the_autograder_has_a_test_per_exercise_and_per_run_check(dist):
-    tests = _tests(dist)
-    assert set(tests) == set(EXERCISES) | {f"run_{check}" for check in RUN_CHECKS}
-    for check in RUN_CHECKS:
-        assert ExceptionTestFile.from_string(tests[f"run_{check}"]).test_cases[0].points == POINTS[check]
-    with zipfile.ZipFile(next((dist / "autograder").glob("*.zip"))) as z:
-        names = set(z.namelist())
-    assert {"setup.sh", "run_autograder", "files/grading/released.ipynb", "files/lab3/setup.py"} <= names
+@pytest.fixture(scope="module")
+def kernel(tiny, tiny_dataset, tokenizer) -> dict:
+    return _kernel(tiny, tiny_dataset, tokenizer)
 
 
-def _function(source: str, name: str) -> dict:
-    """The variables `name` (a function an answer cell defines) runs with."""
-    tree = ast.parse(source)
-    env = {"torch": torch, "np": __import__("numpy"), "nothate_index": 0}
-    exec(compile(ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name], []),
-                 "answer", "exec"), env)
-    return env
-
-
-def _score(test_source: str, env: dict) -> tuple[float, str]:
-    test_file = ExceptionTestFile.from_string(test_source)
+def public_check(dist: Path, exercise: str, answer: str, kernel: dict) -> tuple[float, str]:
+    """The score and output of `exercise`'s public check on `answer`, run as otter runs it in the kernel."""
+    env = dict(kernel)
+    exec(compile(answer, "answer", "exec"), env)
+    source = json.loads((dist / "student" / NOTEBOOK).read_text())["metadata"]["otter"]["tests"][exercise]
+    test_file = ExceptionTestFile.from_string(source)
     test_file.run(env)
     return test_file.score, test_file.summary()
 
 
-TEACHING = {"reference": "plain\nFLAN-T5 lacks the Lab 2 adapter", "reward": "take the entry whose label is `label`",
-            "loop": "take its rewards\nwith reward_function", "bootstrap": "Resample pairs, not two lists"}
+@pytest.mark.parametrize("exercise", NAMES)
+def test_each_stub_stops_with_its_name_and_fails_its_public_check(dist, kernel, exercise):
+    nb = json.loads((dist / "student" / NOTEBOOK).read_text())
+    stub = _source([c for c in _code(nb) if ANSWER in c["metadata"].get("tags", [])][NAMES.index(exercise)])
+    assert f'raise NotImplementedError("Exercise {exercise}: write' in stub
+    score, summary = public_check(dist, exercise, stub, kernel)
+    assert score == 0 and f"NotImplementedError: Exercise {exercise}: write" in summary
 
 
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_the_public_checks_fail_on_the_stubs_and_teach(dist, exercise):
-    """Unanswered, each exercise stops with its name, and its public check fails with a message that teaches."""
-    nb = json.loads((dist / "student" / assign.MASTER).read_text())
-    stub = _source(_cells(nb, ANSWER)[EXERCISES.index(exercise)])
-    function = {"reward": "rewards_by_label", "bootstrap": "paired_bootstrap_ci"}.get(exercise)
-    if function:  # the stub defines the function, which stops when called
-        env = _function(stub, function)
-        with pytest.raises(NotImplementedError, match=f"Exercise {exercise}:"):
-            env[function](*([[]] * 2))
-    else:  # the stub stops the cell itself, before it defines what the check reads
-        assert f'raise NotImplementedError("Exercise {exercise}:' in stub
-        env = {"torch": torch, "policy_logits": torch.zeros(1), "ppo_history": [], "cfg": None}
-    score, summary = _score(nb["metadata"]["otter"]["tests"][exercise], env)
-    assert score == 0 and " ".join(TEACHING[exercise].split()) in " ".join(summary.split())
+@pytest.mark.parametrize("exercise", NAMES)
+def test_each_solution_passes_its_public_check_which_says_the_autograder_runs_more(dist, kernel, exercise):
+    score, summary = public_check(dist, exercise, SOLUTIONS[exercise], kernel)
+    assert score == 2 and "public checks passed; the autograder runs more" in summary
 
 
-@pytest.mark.parametrize("mistake", [m for m in PLANTED if PLANTED[m][0] in ("reward", "bootstrap")])
-def test_each_planted_mistake_costs_its_exercise_s_points(dist, mistake):
-    exercise = PLANTED[mistake][0]
-    function = {"reward": "rewards_by_label", "bootstrap": "paired_bootstrap_ci"}[exercise]
-    test = _tests(dist)[exercise]
-    right = _source(_cells(submission(dist), ANSWER)[EXERCISES.index(exercise)])
-    wrong = _source(_cells(submission(dist, mistake), ANSWER)[EXERCISES.index(exercise)])
-    assert _score(test, _function(right, function))[0] == 2
-    score, summary = _score(test, _function(wrong, function))
-    assert score == 0, summary
-    if exercise == "reward":  # the public check's message names the trap
-        assert "an entry taken by its position is the winning label's score" in summary
+@pytest.mark.parametrize("exercise,index", [(e, i) for e in WRONG for i in range(len(WRONG[e]))],
+                         ids=[f"{e}: {w[0]}" for e in WRONG for w in WRONG[e]])
+def test_each_wrong_answer_fails_its_public_check_which_names_the_mistake(dist, kernel, exercise, index):
+    score, summary = public_check(dist, exercise, wrong(exercise, index), kernel)
+    assert score < 2 and WRONG[exercise][index][3] in " ".join(summary.split()), summary
 
 
-def test_the_reference_exercise_fails_on_plain_flan_t5(dist, tiny, tokenizer, tiny_dataset):
-    test = _tests(dist)["reference"]
-    env = {"torch": torch, "tokenizer": tokenizer, "dataset": tiny_dataset, "device": "cpu", "cfg": tiny,
-           "ppo_model": policy(tiny)}
-    for mistake, points in ((None, 2), ("reference = plain model", 0)):
-        cell = _source(_cells(submission(dist, mistake), ANSWER)[EXERCISES.index("reference")])
-        answered = dict(env)
-        exec(cell, answered)
-        assert (answered["difference"] < 1e-5) == (mistake is None)
-        assert _score(test, answered)[0] == points
+def probe(answers: dict[str, str], tmp_path: Path, seed: int = 11) -> dict:
+    """The hidden tests' verdicts on `answers`, probed as the autograder probes them (beside the lab's files)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "answers.json").write_text(json.dumps(answers))
+    subprocess.run([sys.executable, str(ROOT / "assignment" / "probes.py"), str(tmp_path / "answers.json"), str(seed),
+                    str(tmp_path / "out.pt")], cwd=ROOT, check=True, capture_output=True)
+    out = torch.load(tmp_path / "out.pt", weights_only=True)
+    return {name: hidden.verdict(name, out.get(name), seed) for name in answers}
 
 
-@pytest.mark.slow
-def test_the_student_notebook_runs_to_the_first_exercise_s_message(dist, tmp_path):
-    """Run all, unanswered: the set-up installs otter, and the first exercise stops the run with its name."""
-    folder = tmp_path / "student"
-    shutil.copytree(dist / "student", folder)
-    done = subprocess.run([sys.executable, "-m", "papermill", assign.MASTER, "out.ipynb", "-p", "output_dir", "out"],
-                          cwd=folder, capture_output=True, text=True)
-    assert done.returncode != 0
-    text = printed(folder / "out.ipynb")
-    nb = json.loads((folder / "out.ipynb").read_text())
-    error = next(o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error")
-    assert (error["ename"], error["evalue"]) == ("NotImplementedError",
-                                                 "Exercise reference: compute reference_logits (2.3).")
-    assert "PEFT model parameters to be updated" in text  # the cells before it ran
+def test_the_hidden_tests_give_the_solutions_full_points_and_each_wrong_answer_none(tmp_path):
+    """Each round plants one wrong answer in every exercise that has one left; a verdict depends on its exercise's
+    answer alone (the others' answers are right in the first round and each wrong one's neighbours differ)."""
+    assert all(ok for ok, _ in probe(SOLUTIONS, tmp_path / "right").values())
+    for index in range(max(map(len, WRONG.values()))):
+        planted = {e: index for e in WRONG if index < len(WRONG[e])}
+        answers = {e: wrong(e, planted[e]) if e in planted else SOLUTIONS[e] for e in NAMES}
+        for exercise, (ok, why) in probe(answers, tmp_path / str(index)).items():
+            if exercise in planted:
+                assert not ok and WRONG[exercise][planted[exercise]][4] in why, (exercise, why)
+            else:
+                assert ok, (exercise, why)
 
 
-@pytest.mark.slow
-def test_a_class_autograded_locally_full_marks_and_each_planted_mistake_costs_exactly_its_points(dist, tmp_path):
-    """Short runs (the course assigned SHORT), graded by the autograder zip as on Gradescope: the solutions score every
-    point of the exercises and the run checks; a planted mistake loses its exercise's points and nothing else (the
-    run checks that rest on that exercise are not charged again)."""
-    mistakes = {"alice": None, "bob": "reward of hate"}  # the others' points: the unit tests above
-    for name, mistake in mistakes.items():
-        (tmp_path / "class" / name).mkdir(parents=True)
-        nb = submission(dist, mistake, parameters=f"\noverrides = {SHORT!r}\n")
-        (tmp_path / "class" / name / assign.MASTER).write_text(json.dumps(nb))
-    zip_path = next((dist / "autograder").glob("*.zip"))
-    subprocess.run([sys.executable, "-m", "grading.autograde", str(zip_path), str(tmp_path / "class"), "--csv",
-                    str(tmp_path / "grades.csv")], cwd=ROOT, check=True, env=dict(os.environ, LAB3_ASSIGNED=json.dumps(SHORT)))
-    rows = {r["submission"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
-    possible = 2 * len(EXERCISES) + sum(POINTS[c] for c in RUN_CHECKS)
-    assert {r["possible"] for r in rows.values()} == {str(possible)}
-    assert rows["alice"]["score"] == str(possible), rows["alice"]["lost"]
-    assert rows["bob"]["score"] == str(possible - 2), rows["bob"]["lost"]
-    assert rows["bob"]["reward"] == "0" and rows["bob"]["lost"].startswith("reward: ")
+def submission(dist: Path, answers: dict[str, str], first_lines: str = "") -> dict:
+    """The student notebook with `answers` (by exercise) in its answer cells, the rest left as stubs; `first_lines`
+    go at the top of the first answer cell."""
+    nb = json.loads((dist / "student" / NOTEBOOK).read_text())
+    cells = [c for c in _code(nb) if ANSWER in c["metadata"].get("tags", [])]
+    for exercise, cell in zip(NAMES, cells):
+        if exercise in answers:
+            cell["source"] = answers[exercise]
+    cells[0]["source"] = first_lines + _source(cells[0])
+    return nb
+
+
+ATTACKS = """import otter.test_files.exception_test as _t
+_t.test_case.call_func = lambda self, env: None  # otter's tests pass whatever they find
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(20); open(sys.argv[1], 'a').write('mallory,29')",
+                  {csv!r}], start_new_session=True)  # outlives the grading, then edits the class's grades
+for secret in ({root!r} + "/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.ipynb"):
+    try:
+        print(open(secret).read())
+        raise SystemExit(open(secret).read()[:3000])
+    except OSError:
+        pass
+"""
+
+
+@pytest.fixture(scope="module")
+def graded_assignment(dist, tmp_path_factory):
+    """A class graded by the autograder with per-student seeds, short runs: alice's solutions, bob's solutions with
+    the reward of 'hate', the handed-out stubs, mallory's stubs under every attack of an answer cell, and dan's cell
+    that kills its kernel. (rows of the CSV, what the class's CSV said 25 s after grading ended, the seconds it took)"""
+    klass, work = tmp_path_factory.mktemp("class"), tmp_path_factory.mktemp("work")
+    grades = work / "grades.csv"
+    bob = dict(SOLUTIONS, reward=wrong("reward", 1).replace('"nothate"', '"hate"'))
+    students = {"alice": submission(dist, SOLUTIONS), "bob": submission(dist, bob), "stubs": submission(dist, {}),
+                "mallory": submission(dist, {}, ATTACKS.format(csv=str(grades), root=str(ROOT))),
+                "dan": submission(dist, {"reward": SOLUTIONS["reward"]}, "import os\nos._exit(1)\n")}
+    for name, nb in students.items():
+        (klass / name).mkdir()
+        (klass / name / NOTEBOOK).write_text(json.dumps(nb))
+    (work / "course.json").write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(klass), "--csv",
+                    str(grades), "--course", str(work / "course.json")], cwd=ROOT, check=True, capture_output=True)
+    seconds = time.time() - started
+    rows = {r["submission"]: r for r in csv.DictReader(open(grades))}
+    written = grades.read_text()
+    time.sleep(25)  # mallory's detached process would have written by now
+    return rows, written, grades.read_text(), seconds
+
+
+POSSIBLE = 2 * len(EXERCISES) + sum(POINTS[c] for c in RUN_CHECKS)
+
+
+def test_the_solutions_get_full_marks_with_the_student_s_own_seed(graded_assignment):
+    alice = graded_assignment[0]["alice"]
+    assert (alice["score"], alice["possible"]) == (str(POSSIBLE), str(POSSIBLE)), alice["lost"]
+
+
+def test_a_planted_mistake_costs_exactly_its_exercise_s_points(graded_assignment):
+    bob = graded_assignment[0]["bob"]
+    assert bob["score"] == str(POSSIBLE - 2) and bob["reward"] == "0", bob["lost"]
+    assert bob["lost"].startswith("reward: asked for the label 'nothate', it returned another label's")
+
+
+def test_the_stubs_earn_no_point(graded_assignment):
+    stubs = graded_assignment[0]["stubs"]
+    assert stubs["score"] == "0"
+    assert "run_results: the autograder's run wrote no valid results.json" in stubs["lost"]
+
+
+def test_an_answer_cell_that_patches_otter_reads_the_grader_or_outlives_the_grading_changes_nothing(graded_assignment):
+    rows, written, later, _ = graded_assignment
+    assert rows["mallory"]["score"] == "0"
+    assert later == written  # the detached process was gone with the submission's processes
+    for line in ("def verdict(", "def reference_logits", "ppo_model.pretrained_model.disable_adapter()"):
+        assert line not in written
+
+
+def test_a_kernel_that_dies_is_its_student_s_row_and_the_class_goes_on(graded_assignment):
+    rows = graded_assignment[0]
+    assert list(rows) == ["alice", "bob", "dan", "mallory", "stubs"]
+    dan = rows["dan"]
+    assert dan["score"] == dan["reward"] == "2"  # the one exercise answered is graded; the run is lost
+    assert "reference_logits could not be probed (its process stopped)" in dan["lost"]
+    assert "the kernel died at code cell" in dan["lost"] and dan["run_results"] == "0"
+
+
+def test_an_answer_is_found_by_its_place_in_the_handed_out_notebook_not_by_its_tags(dist):
+    from assignment.autograde import answers
+    released = json.loads((dist / "student" / NOTEBOOK).read_text())
+    nb = submission(dist, SOLUTIONS)
+    for cell in _code(nb):
+        cell["metadata"]["tags"] = [ANSWER]  # every cell claims to be an answer
+    assert answers(nb, released) == SOLUTIONS
+    nb["cells"].insert(3, {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                           "source": "x = 1"})
+    assert answers(nb, released) is None

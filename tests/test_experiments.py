@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, printed
+from conftest import ROOT, SHORT, printed
+from grading.solutions import paired_bootstrap_ci
 from lab3 import experiments
 from lab3.errors import LabError
 
@@ -38,7 +40,7 @@ def _samples(prompts: int = 40, n: int = 4) -> pd.DataFrame:
 
 
 def test_best_of_n_rows_lower_toxicity_as_n_grows_with_a_paired_interval():
-    rows = experiments.best_of_n_rows(_samples(), [1, 2, 4], seed=0)
+    rows = experiments.best_of_n_rows(_samples(), [1, 2, 4], 0, paired_bootstrap_ci)
     assert rows.loc[1, "change"] == 0 and rows.loc[1, "ci_low"] == rows.loc[1, "ci_high"] == 0
     assert rows.reward.is_monotonic_increasing and rows.toxicity.is_monotonic_decreasing
     assert rows.loc[4, "ci_high"] < 0 and rows.loc[4, "kl"] == pytest.approx(math.log(4) - 0.75)
@@ -83,16 +85,18 @@ def test_a_finished_run_is_reused_and_one_of_other_settings_is_refused(tmp_path,
         experiments.run("kl0", {"init_kl_coef": 0.2}, tmp_path)
 
 
-@pytest.mark.slow
-def test_the_notebook_end_to_end_at_its_smallest_settings_then_again_reusing_every_run(tmp_path):
+def test_the_notebook_end_to_end_reusing_a_finished_run_then_every_run(lab_run, tmp_path):
+    """At the suite's short settings: the seed-42 run is the suite's own lab run, reused (its settings are those), the
+    unanchored one runs; run again, nothing runs."""
     folder = tmp_path / "experiments"
+    (folder / "seed42").mkdir(parents=True)
+    shutil.copy(lab_run / "results.json", folder / "seed42" / "results.json")
     command = [sys.executable, "-m", "papermill", "lab3_experiments.ipynb", str(tmp_path / "out.ipynb"),
                "-p", "experiments_dir", str(folder), "-y",
-               'kl_coefs: [0.0, 0.5]\nseeds: [1]\nbest_of: [1, 2]\n'
-               'overrides: {"max_ppo_steps": 2, "num_eval_samples": 16}']
+               f"kl_coefs: [0.0]\nseeds: [42]\nbest_of: [1, 2]\noverrides: {json.dumps(SHORT)}"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     runs = sorted(p.name for p in folder.iterdir() if (p / "results.json").is_file())
-    assert runs == ["kl0-fixed", "kl0.5-fixed", "seed1"]
+    assert runs == ["kl0-fixed", "seed42"]
     assert json.loads((folder / "kl0-fixed" / "results.json").read_text())["preset"]["kl_control"] == "fixed"
     text = printed(tmp_path / "out.ipynb")
     assert "Error" not in text

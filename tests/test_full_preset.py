@@ -78,8 +78,8 @@ def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):
 ])
 def test_full_preset_without_its_models_stops_at_once_in_one_sentence(tmp_path, hub, expected):
     """An empty Hugging Face cache, and the Hub either switched off or out of reach (an endpoint nobody answers)."""
-    code = ("from lab3 import settings\nfrom lab3.errors import LabError\n"
-            "try:\n    settings.resolve('full', {}, 'cpu')\n"
+    code = ("from lab3 import settings, sources\nfrom lab3.errors import LabError\n"
+            "try:\n    sources.check(settings.resolve('full', {}, 'cpu')[1])\n"
             "except LabError as e:\n    print(e._render_traceback_()[0])\n")
     hub_settings = {"offline": {"HF_HUB_OFFLINE": "1"},
                     "unreachable": {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}}[hub]

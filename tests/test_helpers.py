@@ -15,7 +15,7 @@ from lab3 import speedups
 from conftest import policy
 from lab3.settings import LAB2_LORA, PROMPT_TEMPLATE
 from lab3.errors import LabError
-from grading.evidence import paired_bootstrap_ci, rewards_by_label
+from grading.solutions import paired_bootstrap_ci, rewards_by_label
 
 HATEFUL = "You are disgusting and terrible and i damn hate you."
 

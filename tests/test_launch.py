@@ -1,5 +1,6 @@
 """The lab under `accelerate launch`, data-parallel, from its one source (the notebook and its jupytext twin)."""
 
+import dataclasses
 import math
 import subprocess
 
@@ -52,7 +53,9 @@ def test_overrides_from_the_environment_are_checked(tiny):
         settings.checked_overrides("[2]", "LAB3_OVERRIDES")
 
 
-def test_a_batch_that_does_not_split_over_the_processes_is_one_sentence():
-    assert session.per_process(32, 2, "batch size") == 16
-    with pytest.raises(LabError, match=r"The batch size \(16\) cannot be split evenly over 3 processes"):
-        session.per_process(16, 3, "batch size")
+def test_a_batch_that_does_not_split_over_the_processes_is_one_sentence(tiny):
+    session.check_split(tiny, 2)  # 64 and 16 split over two processes
+    with pytest.raises(LabError, match=r"The batch size \(64\) cannot be split evenly over 3 processes"):
+        session.check_split(tiny, 3)
+    with pytest.raises(LabError, match=r"The mini-batch size \(16\) cannot be split evenly over 32 processes"):
+        session.check_split(dataclasses.replace(tiny, batch_size=64 * 32), 32)

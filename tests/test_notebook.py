@@ -1,26 +1,43 @@
 """The whole lab notebook, executed headless on the tiny preset (fewer steps and samples), and its shape."""
 
+import ast
 import json
 import math
+import re
 
-from conftest import ROOT, SHORT, results
+from conftest import ROOT, SHORT, printed, results
 
 STEPS, SAMPLES = SHORT["max_ppo_steps"], SHORT["num_eval_samples"]
 
 
 def _code_lines(cell: dict) -> int:
-    """The lines of a code cell that are code (not blank, not only a comment, not the student's stub)."""
-    source = "".join(cell["source"])
-    if "# BEGIN PROMPT" in source:  # the assignment's stub, which replaces the solution in the student's copy
-        source = source[:source.index('""" # BEGIN PROMPT')] + source[source.index("# END PROMPT"):]
-    return sum(bool(line.strip()) and not line.strip().startswith("#") for line in source.splitlines())
+    """The lines of a code cell that are code (not blank, not only a comment)."""
+    return sum(bool(line.strip()) and not line.strip().startswith("#") for line in "".join(cell["source"]).splitlines())
+
+
+def test_the_lecture_carries_no_assignment():
+    """The lecture is a lecture: no otter markup, no test cell, nothing of the grader; each exercise is a function of its
+    own cell, tagged for the assignment's build."""
+    cells = json.loads((ROOT / "lab3_rlhf_detox.ipynb").read_text())["cells"]
+    assert {c["cell_type"] for c in cells} == {"code", "markdown"}
+    text = "\n".join("".join(c["source"]) for c in cells)
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for marker in ("BEGIN QUESTION", "BEGIN SOLUTION", "BEGIN TESTS", "otter", "def test_"):
+        assert marker not in text
+    assert "grading" not in code  # the markdown says how to check a run with `python -m grading`; no cell imports it
+    exercises = [c for c in cells if "exercise" in c["metadata"].get("tags", [])]
+    assert len(exercises) == 7
+    for cell in exercises:
+        body = ast.parse("".join(cell["source"])).body
+        assert len(body) == 1 and isinstance(body[0], ast.FunctionDef)
 
 
 def test_the_loop_cell_is_the_lectures_loop_and_only_the_set_up_cell_is_plumbing():
     cells = json.loads((ROOT / "lab3_rlhf_detox.ipynb").read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
-    loop = next(c for c in code if "ppo_trainer.step(" in "".join(c["source"]))
-    assert _code_lines(loop) <= 13
+    loop = next(c for c in code if "run.steps(ppo_trainer)" in "".join(c["source"]))
+    step = next(c for c in code if "ppo_trainer.step(" in "".join(c["source"]))
+    assert _code_lines(loop) + _code_lines(step) <= 16  # the loop, and the step it takes: the lecture's dozen lines
     set_up = [c for c in code if "setup.prepare(" in "".join(c["source"])]
     assert len(set_up) == 1 and _code_lines(set_up[0]) <= 30  # fetching, installing, settings, locks: one cell
     after = code[code.index(set_up[0]) + 1:]
@@ -79,3 +96,19 @@ def test_outputs_hold_the_plot_and_the_statistics(lab_run):
     assert set(run["versions"]) >= {"torch", "transformers", "trl", "peft", "datasets", "evaluate"}
     assert set(run["timings_s"]) == {"setup_and_eval_before_s", "ppo_s", "eval_after_s"}
     assert len(tox["before"]["per_sample"]) == len(tox["after"]["summaries"]) == SAMPLES
+
+
+def test_inside_one_step_the_lecture_s_pieces_equal_trl_s_on_the_run_s_last_batch(lab_run):
+    """3.3 of the executed lecture: its KL-shaped rewards, advantages, returns and losses on the run's own last batch
+    are TRL's to float32 precision, and the figure of two summaries' rewards is drawn."""
+    text = printed(lab_run / "lab.ipynb")
+    differences = re.findall(r"largest difference from TRL's \w+: (?:advantages )?([\d.e+-]+)(?:, returns ([\d.e+-]+))?",
+                             text)
+    assert len(differences) == 2 and all(float(d) <= 1e-5 for pair in differences for d in pair if d)
+    losses = re.search(r"policy loss ([-\d.]+) \(TRL ([-\d.]+)\), value loss ([-\d.]+) \(TRL ([-\d.]+)\)", text)
+    assert losses and losses.group(1) == losses.group(2) and losses.group(3) == losses.group(4)
+    assert f"sampled by the policy after {STEPS - 1} PPO steps" in text
+    nb = json.loads((lab_run / "lab.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "lab.plot_token_rewards(" in "".join(c["source"]))
+    assert any("image/png" in o.get("data", {}) for o in cell["outputs"])
+    assert "best-scored" in "".join(next(o for o in cell["outputs"] if "text/html" in o.get("data", {}))["data"]["text/html"])

@@ -48,7 +48,7 @@ def test_a_second_run_on_the_same_folders_stops_until_the_first_ends(tmp_path):
         first.wait()
     files.lock_run(run_dir, out)  # the first run's end lets the next one in
     run_dir.mkdir(parents=True)
-    checkpoints.finish_run({"dir": run_dir, "history": []})  # and finishing a run lets the next one in
+    checkpoints.finish_run(checkpoints.Progress(run_dir, {}))  # and finishing a run lets the next one in
 
 
 def _tmpfs(path: Path, size: int) -> Path:
@@ -79,7 +79,7 @@ def test_a_full_checkpoint_disk_is_one_sentence_and_the_previous_checkpoint_stay
     trainer = small_trainer(tiny, tiny_dataset, tokenizer)
     first = checkpoints.start_or_resume(tmp_path / "measure" / "ppo-tiny", {}, trainer)
     ppo_step(first, trainer, tokenizer, reward_pipe, tiny)
-    size = _pages(checkpoints.latest_checkpoint(first["dir"]))  # room for two checkpoints and part of a third
+    size = _pages(checkpoints.latest_checkpoint(first.dir))  # room for two checkpoints and part of a third
     run_dir = small_disks(tmp_path / "disk", int(2.5 * size) + 8192) / "ppo-tiny"
     trainer = small_trainer(tiny, tiny_dataset, tokenizer)
     run = checkpoints.start_or_resume(run_dir, {}, trainer)

@@ -59,9 +59,9 @@ def test_a_resumed_run_takes_the_uninterrupted_runs_next_step(tiny, tiny_dataset
     run = checkpoints.start_or_resume(run_dir, settings, trainer)
     assert f"Resuming from step {done} (steps done before the interruption) with the checkpoint in {run_dir}" in \
         capsys.readouterr().out
-    assert run["step"] == done and len(run["history"]) == done and run["resumed_from"] == [done]
+    assert run.step == done and len(run.history) == done and run.resumed_from == [done]
     resumed = ppo_step(run, trainer, tokenizer, reward_pipe, tiny)
-    expected = uninterrupted["run"]["history"][done]
+    expected = uninterrupted["run"].history[done]
     assert resumed["texts"] == expected["texts"]  # the same batch, the same sampled summaries
     assert resumed["rewards"] == pytest.approx(expected["rewards"], abs=1e-5)
     assert resumed["objective/kl"] == pytest.approx(expected["objective/kl"], abs=1e-5)
@@ -81,7 +81,7 @@ def test_the_history_grows_a_line_a_step_and_a_checkpoint_stays_small(uninterrup
     run_dir = uninterrupted["run_dir"]
     lines = (run_dir / "history.jsonl").read_bytes().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [0, 1, 2, 3, 4]
-    assert json.loads(lines[-1])["texts"] == uninterrupted["run"]["history"][-1]["texts"]
+    assert json.loads(lines[-1])["texts"] == uninterrupted["run"].history[-1]["texts"]
     states = [(run_dir / name / "state.json").read_bytes() for name in ("step-00004", "step-00005")]
     assert max(map(len, states)) < 2000  # no texts: a checkpoint does not grow with the run
 
@@ -95,7 +95,7 @@ def test_a_history_cut_short_is_passed_over_for_the_checkpoint_it_still_holds(ti
     resumed = checkpoints.start_or_resume(run_dir, settings, small_trainer(tiny, tiny_dataset, tokenizer))
     out = capsys.readouterr().out
     assert f"The newest checkpoint cannot be read ({history} is damaged): resuming from the one before it." in out
-    assert resumed["step"] == 1 and len(resumed["history"]) == 1
+    assert resumed.step == 1 and len(resumed.history) == 1
     assert history.read_bytes().count(b"\n") == 1  # the file holds the resumed steps only, ready to append to
 
 
@@ -117,10 +117,10 @@ def test_checkpoint_of_other_settings_is_refused_and_left_untouched(tiny, tiny_d
 def test_a_new_run_keeps_the_old_one_aside(tiny, tiny_dataset, tokenizer, settings, one_step_run, finished, capsys):
     run_dir = one_step_run
     if finished:
-        checkpoints.finish_run({"dir": run_dir, "history": [{}]})
+        checkpoints.finish_run(checkpoints.Progress(run_dir, {}, history=[{}]))
     before = _digest(run_dir)
     new = checkpoints.start_or_resume(run_dir, settings, small_trainer(tiny, tiny_dataset, tokenizer), resume=finished)
-    assert new["step"] == 0 and new["history"] == []
+    assert new.step == 0 and new.history == []
     assert [p.name for p in run_dir.iterdir()] == ["history.jsonl"] and not (run_dir / "history.jsonl").stat().st_size
     kept = [p for p in run_dir.parent.iterdir() if p.name.startswith("ppo-tiny-")]
     assert len(kept) == 1 and kept[0].name.startswith("ppo-tiny-" + ("finished" if finished else "interrupted"))
@@ -140,7 +140,7 @@ def test_a_checkpoint_is_never_unpickled(tiny, tiny_dataset, tokenizer, settings
     write_manifest(run_dir / "step-00001")  # as if the lab had written it: only the unpickler may refuse it
     new = checkpoints.start_or_resume(run_dir, settings, small_trainer(tiny, tiny_dataset, tokenizer))
     out = capsys.readouterr().out
-    assert "pwned" not in out and new["step"] == 0
+    assert "pwned" not in out and new.step == 0
     assert f"No checkpoint in {run_dir} can be read ({run_dir / 'step-00001' / 'optimizer.pt'} damaged): a new run " \
            "starts; the damaged run is kept in" in out
 
@@ -153,7 +153,7 @@ def test_a_damaged_newest_checkpoint_is_passed_over_for_the_one_before(tiny, tin
     resumed = checkpoints.start_or_resume(run_dir, settings, small_trainer(tiny, tiny_dataset, tokenizer))
     out = capsys.readouterr().out
     assert f"The newest checkpoint cannot be read ({value_head} is damaged): resuming from the one before it." in out
-    assert resumed["step"] == 1 and "Resuming from step 1 (steps done before the interruption)" in out
+    assert resumed.step == 1 and "Resuming from step 1 (steps done before the interruption)" in out
 
 
 def test_a_run_whose_ppo_steps_are_done_takes_no_step_again(tiny, tiny_dataset, tokenizer, settings, uninterrupted,
@@ -168,7 +168,7 @@ def test_a_run_whose_ppo_steps_are_done_takes_no_step_again(tiny, tiny_dataset, 
 def test_batches_go_on_past_one_pass_over_the_data(tiny, tiny_dataset, tokenizer, settings, tmp_path):
     trainer = small_trainer(tiny, tiny_dataset, tokenizer)  # 32 samples: 4 batches of 8 a pass
     run = checkpoints.start_or_resume(tmp_path / "ppo-tiny", settings, trainer)
-    batches = [next(run["batches"])["query"] for _ in range(8)]
+    batches = [next(run.batches)["query"] for _ in range(8)]
     first, second = sum(batches[:4], []), sum(batches[4:], [])
     assert sorted(first) == sorted(second) == sorted(tiny_dataset["train"].select(range(32))["query"])
     assert first != second  # each pass is shuffled anew

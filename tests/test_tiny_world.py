@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab3 import settings
+from lab3 import settings, sources
 from lab3.checksums import MANIFEST, build_inputs_sha256, folder_sha256s, manifest_mismatches
 from conftest import ROOT, shipped_build_kernels, this_cpus_kernels
 from lab3.settings import SOURCE_KEYS
@@ -71,24 +71,24 @@ def test_the_quality_measures_catch_what_they_measure(corpus):
 def test_the_shipped_files_are_those_of_the_manifest(tiny):
     assert set(json.loads((TINY / MANIFEST).read_text())) == set(folder_sha256s(TINY))  # every file is listed
     assert manifest_mismatches(TINY) == []
-    settings.check_tiny_files(tiny)  # what the lab checks at start-up
+    sources.check_tiny_files(tiny)  # what the lab checks at start-up
 
 
 def test_a_damaged_tiny_file_stops_the_lab_in_one_sentence(tiny, tmp_path):
     copy = shutil.copytree(TINY, tmp_path / "tiny")
     cfg = dataclasses.replace(tiny, **{k: str(copy / Path(getattr(tiny, k)).relative_to(TINY)) for k in SOURCE_KEYS})
-    settings.check_tiny_files(cfg, copy)
+    sources.check_tiny_files(cfg, copy)
     weights = copy / "roberta-hate" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(LabError) as error:
-        settings.check_tiny_files(cfg, copy)
+        sources.check_tiny_files(cfg, copy)
     assert str(error.value) == (
         f"{weights} is not the tiny preset's file (it is missing, or its SHA-256 differs from {copy / MANIFEST}): "
         "restore the shipped files with `git checkout -- checkpoints/tiny`, or rebuild them with "
         "`python -m tiny_world.build`.")
     (copy / MANIFEST).unlink()
     with pytest.raises(LabError, match=f"The tiny preset has no {MANIFEST} in {copy}"):
-        settings.check_tiny_files(cfg, copy)
+        sources.check_tiny_files(cfg, copy)
 
 
 def test_the_builder_makes_the_shipped_files_at_any_thread_count(tiny, tmp_path):

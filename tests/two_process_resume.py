@@ -39,4 +39,4 @@ trainer = small_trainer(tiny, dataset, tokenizer)
 run = checkpoints.start_or_resume(work / "interrupted", identity, trainer)
 resumed = [step(run, trainer) for _ in range(4)]
 same = all(a["texts"] == b["texts"] and a["rewards"] == b["rewards"] for a, b in zip(resumed, uninterrupted))
-state.print(f"resumed as uninterrupted: {same and run['resumed_from'] == [1]}")
+state.print(f"resumed as uninterrupted: {same and run.resumed_from == [1]}")
