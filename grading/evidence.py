@@ -8,7 +8,6 @@ grader's own; from the student only the adapter's tensors are read, with safeten
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +176,7 @@ def rescore(source: str, summaries: dict[str, list[str]], ppo_texts: list[str], 
     nothate = pipe.model.config.id2label[lab.not_hate_index(pipe.model)]
     toxic_kwargs = dict(reward_kwargs, function_to_apply="softmax")
     toxicity = {phase: [1 - float(r) for r in solutions.rewards_by_label(pipe(texts, **toxic_kwargs), nothate)]
-                for phase, texts in summaries.items()}
+                if texts else [] for phase, texts in summaries.items()}  # a pipeline refuses an empty list
     outputs = pipe(ppo_texts, **reward_kwargs) if ppo_texts else []
     return Scores(toxicity, outputs, [float(r) for r in solutions.rewards_by_label(outputs, nothate)])
 
@@ -192,7 +191,3 @@ def measures(toxicity: dict[str, list[float]], summaries: dict[str, list[str]], 
     out["rouge"] = {phase: lab.rouge(summaries[phase], references) for phase in ("before", "after")}
     return out
 
-
-def finite(values: list[float]) -> bool:
-    """Whether every number of `values` is finite (a classifier fed absurd text can still answer NaN)."""
-    return all(math.isfinite(v) for v in values)

@@ -37,10 +37,10 @@ def read_bytes(path: Path, kind: str) -> bytes:
     except OSError as e:
         why = "a symbolic link" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
         raise Refused(f"{shown(path.name)} is {why}, which is not graded") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder with an error of its own
+        os.close(fd)
+        raise Refused(f"{shown(path.name)} is not a regular file, which is not graded")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise Refused(f"{shown(path.name)} is not a regular file, which is not graded")
         data = f.read(limit + 1)
     if len(data) > limit:
         raise Refused(f"{shown(path.name)} is larger than {MAX_MB[kind]} MB, more than any run of the lab writes")

@@ -50,7 +50,7 @@ def _printed_lines(nb: dict, tox: dict) -> dict:
     for cell in nb["cells"]:
         for out in cell.get("outputs", []):
             if out.get("name") == "stdout":
-                out["text"] = "".join(next((new for start, new in lines.items() if line.startswith(start)), line)
+                out["text"] = "".join(next((new + "\n" for start, new in lines.items() if line.startswith(start)), line)
                                       for line in "".join(out["text"]).splitlines(keepends=True))
     return nb
 
@@ -204,7 +204,7 @@ def graded_class(lab_run, tiny, tiny_dataset, toxicity_evaluator, tmp_path_facto
                           "--time-limit", str(TIME_LIMIT), *ASSIGNED], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = {r["submission"]: r for r in csv.DictReader(open(klass.parent / "grades.csv"))}
-    assert len(rows) == 19
+    assert len(rows) == 18
     return rows, out.stdout, trap
 
 
@@ -216,9 +216,10 @@ def test_honest_students_pass_every_check_and_the_same_work_shows(graded_class):
     rows, out, _ = graded_class
     for student in ("alice", "carol", "eve\\x1b[2J"):
         assert _passed(rows[student]) == set(checks.CHECKS), rows[student]
-    assert rows["alice"]["same_work_as"] == ("carol (the same adapter, 100% of PPO texts, 100% of summaries); "
-                                             "eve\\x1b[2J (the same adapter, 100% of PPO texts, 100% of summaries)")
-    assert "3 of 19 submissions passed" in out and "3 share their work with another" in out
+    same = "(the same adapter, 100% of PPO texts, 100% of summaries)"
+    assert f"carol {same}" in rows["alice"]["same_work_as"] and f"eve\\x1b[2J {same}" in rows["alice"]["same_work_as"]
+    assert "forger (the same adapter, 100% of PPO texts)" in rows["alice"]["same_work_as"]  # its summaries differ
+    assert "3 of 18 submissions passed" in out
     assert "\x1b" not in out  # the name reached the terminal escaped
     assert not any("could not be graded" in r["reasons"] for r in rows.values())
 
@@ -238,8 +239,7 @@ def test_an_untrained_adapter_with_forged_records_is_not_credited(graded_class):
 def test_a_fabricated_submission_fails_and_scores_only_what_it_truly_passes(graded_class):
     forger = graded_class[0]["forger"]
     assert forger["notebook"] == "FAIL" and "not the released Lab 3 notebook" in forger["reasons"]
-    assert forger["summaries"] == "FAIL" and "summaries after PPO (the first: number 0) are not the submitted " \
-        "adapter's" in forger["reasons"]
+    assert forger["summaries"] == "FAIL" and "summaries after PPO (the first: number" in forger["reasons"]
     assert "toxicity: " in forger["reasons"] and "but the results file records other numbers" in forger["reasons"]
     # What it truly has: a cell that ran, the results' shape and settings, and a real run's PPO steps and scores.
     assert _passed(forger) == {"cells", "results", "config", "steps", "rescore", "reward"}
@@ -257,7 +257,7 @@ def test_an_edited_score_fails_the_rescore_and_the_toxicity(graded_class):
     edited = graded_class[0]["edited"]
     assert (edited["summaries"], edited["rescore"], edited["toxicity"]) == ("PASS", "FAIL", "FAIL")
     assert "1 summaries after PPO score otherwise than recorded" in edited["reasons"]
-    assert "toxicity: not credited: rescore did not pass" in edited["reasons"]
+    assert "but the results file records other numbers: mean after" in edited["reasons"]
 
 
 def test_the_notebook_s_parameters_must_be_the_run_s(graded_class):

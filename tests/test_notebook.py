@@ -78,7 +78,7 @@ def test_side_by_side_table_shows_whole_summaries_and_what_was_toxic(lab_run):
 
 def test_the_ppo_cell_shows_a_live_figure_and_rollouts_and_a_screen_of_text(lab_run):
     nb = json.loads((lab_run / "lab.ipynb").read_text())
-    cell = next(c for c in nb["cells"] if "ppo_trainer.step(" in "".join(c["source"]))
+    cell = next(c for c in nb["cells"] if "run.steps(ppo_trainer)" in "".join(c["source"]))
     text = "".join("".join(o["text"]) for o in cell["outputs"] if o["output_type"] == "stream")
     assert len(text.splitlines()) <= 15
     assert text.splitlines()[-1].startswith(f"step {STEPS:>3}/{STEPS}  reward:")  # the last step's line
