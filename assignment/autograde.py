@@ -30,7 +30,7 @@ from assignment import hidden, sandbox
 from assignment.exercises import BY_NAME, EXERCISES, RUN_CHECKS
 from grading.__main__ import limit_memory, spreadsheet_safe, write_csv
 from grading.checks import PARAMETERS, INJECTED, PASS
-from grading.course import Course, CourseError, course
+from grading.course import Course, CourseError, course, student_of
 from grading.submission import Refused, notebook_of, read_notebook, shown, submissions
 from lab3 import NOTEBOOK, ROOT
 
@@ -82,35 +82,43 @@ def _work(student_files: Path, parent: Path, name: str) -> Path:
 
 
 def exercises(sources: dict[str, str], student_files: Path, parent: Path, args) -> dict[str, tuple[bool, str]]:
-    """Each exercise's verdict: the answers probed in the sandbox (all in one process; each in its own where that
-    one did not finish), judged here."""
-    import torch
+    """Each exercise's verdict: the answers probed in the sandbox, all in one process, judged here; an answer that
+    ends the process is charged, and the others are probed again without it."""
     seed = secrets.randbelow(10 ** 6)  # inputs no submission can know in advance
-    verdicts, pending = {}, [dict(sources)] if sources else []
-    while pending:
-        batch = pending.pop()
-        work = _work(student_files, parent, f"probe-{len(pending)}-{'-'.join(batch)}"[:80])
-        (work / "answers.json").write_text(json.dumps(batch))
+    verdicts, pending, attempt = {}, dict(sources), 0
+    while pending:  # an answer that ends its process is charged alone; the others are probed again without it
+        attempt += 1
+        work = _work(student_files, parent, f"probe-{attempt}")
+        (work / "answers.json").write_text(json.dumps(pending))
         shutil.copy(PROBES, work / "probes.py")
         outcome = sandbox.run([sys.executable, "probes.py", "answers.json", str(seed), "out.pt"], work, args.hidden,
                               args.probe_time_limit, args.memory_limit_gb, _environment(work))
-        out = work / "out.pt"
-        results = None
-        if out.is_file() and out.stat().st_size < 64 << 20:
-            try:  # tensors and plain data only: whatever else the sandbox wrote is refused, never run
-                results = torch.load(out, weights_only=True)
-            except Exception:  # noqa: BLE001 (a file the student's code wrote over: not the probe's)
-                results = None
-        if not isinstance(results, dict) and len(batch) > 1:
-            pending += [{name: source} for name, source in batch.items()]  # find which answer stopped it
-            continue
-        for name in batch:
-            result = results.get(name) if isinstance(results, dict) else None
-            verdicts[name] = hidden.verdict(name, result if isinstance(result, dict) else None, seed)
-            if result is None and outcome.returncode is None:
-                verdicts[name] = (False, f"{BY_NAME[name].function} did not finish within "
-                                         f"{args.probe_time_limit:.0f} s")
+        results = _probed(work / "out.pt")
+        stopped = results.pop("_running", None)
+        for name, result in results.items():
+            if name in pending and name != stopped and isinstance(result, dict):
+                verdicts[name] = hidden.verdict(name, result, seed)
+                del pending[name]
+        if stopped not in pending and pending:  # nothing says which answer ended it (or it lied): the first
+            stopped = next(iter(pending))
+        if stopped in pending:
+            why = (f"did not finish within {args.probe_time_limit:.0f} s" if outcome.returncode is None else
+                   "could not be probed (its process stopped)")
+            verdicts[stopped] = (False, f"{BY_NAME[stopped].function} {why}")
+            del pending[stopped]
     return verdicts
+
+
+def _probed(path: Path) -> dict:
+    """What the probes saved: tensors and plain data only (whatever else the sandbox wrote is refused, never run)."""
+    import torch
+    if not path.is_file() or path.stat().st_size > 64 << 20:
+        return {}
+    try:
+        results = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 (a file the student's code wrote over: not the probe's)
+        return {}
+    return results if isinstance(results, dict) else {}
 
 
 def _stopped_at(executed: Path) -> str:
@@ -214,17 +222,6 @@ def _hidden(args) -> list[Path]:
     return [f for f in dict.fromkeys(folders) if not python.is_relative_to(f)]
 
 
-def _student(path: Path, metadata: Path | None) -> str:
-    """The student a submission is graded as: Gradescope's first submitter, else the submission's folder name."""
-    if metadata is not None and metadata.is_file():
-        try:
-            users = json.loads(metadata.read_text()).get("users") or [{}]
-            return str(users[0].get("email") or users[0].get("sid") or users[0].get("id") or path.name)
-        except (ValueError, AttributeError):
-            pass
-    return path.name if path.is_dir() else path.parent.name
-
-
 def _run_checks_main(args) -> int:
     """The child of `run_checks`: grade the run in `paths[0]`, write the report."""
     from grading.checks import grade_own_run
@@ -276,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ["submission", "score", "possible", *tests, "lost"]
     rows = []
     for name, path in found:
-        results = grade(path, _student(path, args.metadata), args)
+        results = grade(path, student_of(path, args.metadata), args)
         if args.gradescope:
             args.gradescope.parent.mkdir(parents=True, exist_ok=True)
             args.gradescope.write_text(json.dumps(results, indent=2) + "\n")

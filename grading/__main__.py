@@ -26,7 +26,7 @@ from pathlib import Path
 
 from grading import copies
 from grading.checks import CHECKS, FAIL, NOT_RUN, PASS, grade
-from grading.course import Course, CourseError, course
+from grading.course import Course, CourseError, course, student_of
 from grading.submission import notebook_of, shown, submissions
 from lab3 import ROOT
 
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assigned", type=json.loads, help="settings the course assigned in place of the preset's, "
                                                             "as a JSON object")
     parser.add_argument("--student", help="with one submission: its student (default: its folder's name)")
+    parser.add_argument("--metadata", type=Path, help="with one submission: Gradescope's submission_metadata.json, "
+                                                      "which names its student")
     parser.add_argument("--classifier", type=Path, help="the reward classifier's folder (default: the preset's)")
     parser.add_argument("--gradescope", type=Path, help="with one submission: write Gradescope's results JSON here")
     parser.add_argument("--time-limit", type=float, default=1800, help="seconds one submission may take (1800)")
@@ -175,15 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grading: {', '.join(map(shown, missing))} not found")
         return 2
     found = submissions(args.paths)
-    if (args.gradescope or args.student) and len(found) != 1:
-        print(f"grading: --gradescope and --student grade one submission, and {len(found)} were given")
+    if (args.gradescope or args.student or args.metadata) and len(found) != 1:
+        print(f"grading: --gradescope, --student and --metadata grade one submission, and {len(found)} were given")
         return 2
     header = ["submission", "passed", *CHECKS, "same_work_as", "reasons"]
     rows, fingerprints = [], {}
     with tempfile.TemporaryDirectory(prefix="lab3-grading-") as work:
         for i, (name, path) in enumerate(found):
             (Path(work) / str(i)).mkdir()
-            student = args.student or (path.name if path.is_dir() else path.parent.name)
+            student = args.student or student_of(path, args.metadata)
             report, fingerprints[name] = grade_isolated(path, student, args, Path(work) / str(i))
             rows.append((name, report))
             if args.csv:

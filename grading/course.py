@@ -65,6 +65,18 @@ def student_seed(salt: str, student: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def student_of(submission: Path, metadata: Path | None = None) -> str:
+    """Who handed `submission` in: Gradescope's first submitter (its submission_metadata.json), else the submission's
+    folder (a notebook's own folder, when a notebook is named)."""
+    if metadata is not None and metadata.is_file():
+        try:
+            users = json.loads(metadata.read_text()).get("users") or [{}]
+            return str(users[0].get("email") or users[0].get("sid") or users[0].get("id") or submission.name)
+        except (ValueError, AttributeError, TypeError):
+            pass
+    return submission.name if submission.is_dir() else submission.parent.name
+
+
 class CourseError(ValueError):
     """A course file or option the grader cannot use; the message says why, in one sentence."""
 

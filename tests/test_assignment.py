@@ -245,12 +245,13 @@ for secret in ({root!r} + "/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.
 @pytest.fixture(scope="module")
 def graded_assignment(dist, tmp_path_factory):
     """A class graded by the autograder with per-student seeds, short runs: alice's solutions, bob's solutions with
-    the reward of 'hate', the handed-out stubs, mallory's stubs under every attack of an answer cell, and dan's cell
-    that kills its kernel. (rows of the CSV, what the class's CSV said 25 s after grading ended, the seconds it took)"""
+    the reward of 'hate', mallory's handed-out notebook with every attack of an answer cell at the top of its first,
+    and dan's cell that kills its kernel. (rows of the CSV, what the class's CSV said 25 s after grading ended, the
+    seconds it took)"""
     klass, work = tmp_path_factory.mktemp("class"), tmp_path_factory.mktemp("work")
     grades = work / "grades.csv"
     bob = dict(SOLUTIONS, reward=wrong("reward", 1).replace('"nothate"', '"hate"'))
-    students = {"alice": submission(dist, SOLUTIONS), "bob": submission(dist, bob), "stubs": submission(dist, {}),
+    students = {"alice": submission(dist, SOLUTIONS), "bob": submission(dist, bob),
                 "mallory": submission(dist, {}, ATTACKS.format(csv=str(grades), root=str(ROOT))),
                 "dan": submission(dist, {"reward": SOLUTIONS["reward"]}, "import os\nos._exit(1)\n")}
     for name, nb in students.items():
@@ -281,15 +282,13 @@ def test_a_planted_mistake_costs_exactly_its_exercise_s_points(graded_assignment
     assert bob["lost"].startswith("reward: asked for the label 'nothate', it returned another label's")
 
 
-def test_the_stubs_earn_no_point(graded_assignment):
-    stubs = graded_assignment[0]["stubs"]
-    assert stubs["score"] == "0"
-    assert "run_results: the autograder's run wrote no valid results.json" in stubs["lost"]
-
-
-def test_an_answer_cell_that_patches_otter_reads_the_grader_or_outlives_the_grading_changes_nothing(graded_assignment):
+def test_the_stubs_earn_no_point_whatever_an_answer_cell_does(graded_assignment):
+    """Mallory's stubs, under a cell that patches otter's tests to pass, reads the grader's files, and leaves a
+    process to edit the grades once the grading is over: no exercise point, no run check without a run."""
     rows, written, later, _ = graded_assignment
-    assert rows["mallory"]["score"] == "0"
+    mallory = rows["mallory"]
+    assert mallory["score"] == "0" and "NotImplementedError" in mallory["lost"]
+    assert "run_results: the autograder's run wrote no valid results.json" in mallory["lost"]
     assert later == written  # the detached process was gone with the submission's processes
     for line in ("def verdict(", "def reference_logits", "ppo_model.pretrained_model.disable_adapter()"):
         assert line not in written
@@ -297,7 +296,7 @@ def test_an_answer_cell_that_patches_otter_reads_the_grader_or_outlives_the_grad
 
 def test_a_kernel_that_dies_is_its_student_s_row_and_the_class_goes_on(graded_assignment):
     rows = graded_assignment[0]
-    assert list(rows) == ["alice", "bob", "dan", "mallory", "stubs"]
+    assert list(rows) == ["alice", "bob", "dan", "mallory"]
     dan = rows["dan"]
     assert dan["score"] == dan["reward"] == "2"  # the one exercise answered is graded; the run is lost
     assert "reference_logits could not be probed (its process stopped)" in dan["lost"]

@@ -27,7 +27,7 @@ FULL = settings.preset("full")
 
 def _grade(notebook, env: dict) -> dict:
     """The grader's verdicts on `notebook` (a run with FULL_SHORT), graded with the environment `env`."""
-    command = [sys.executable, "-m", "grading", str(notebook), "--assigned", json.dumps(FULL_SHORT)]
+    command = [sys.executable, "-m", "grading", str(notebook), "--preset", "full", "--assigned", json.dumps(FULL_SHORT)]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
     return {line.split(":")[0].split()[-1]: line for line in out.splitlines()
             if line.startswith(("PASS ", "FAIL ", "NOT RUN "))}
