@@ -305,6 +305,10 @@ def end_of_ppo(run: Progress, trainer) -> list[dict]:
     """The run's PPO steps, once every process has taken them; other processes than the main one end here (the
     evaluation, the plots and the results file are the main process's work)."""
     trainer.accelerator.wait_for_everyone()
+    # Every process leaves the group together, now that no collective is left: a process that exits while still in it
+    # can abort in Gloo's threads as the interpreter shuts down ("terminate called without an active exception").
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if not trainer.accelerator.is_main_process:
         sys.exit(0)
     return run.history

@@ -40,3 +40,4 @@ run = checkpoints.start_or_resume(work / "interrupted", identity, trainer)
 resumed = [step(run, trainer) for _ in range(4)]
 same = all(a["texts"] == b["texts"] and a["rewards"] == b["rewards"] for a, b in zip(resumed, uninterrupted))
 state.print(f"resumed as uninterrupted: {same and run.resumed_from == [1]}")
+checkpoints.end_of_ppo(run, trainer)  # every process leaves the processes' group, as the lab does
