@@ -174,7 +174,6 @@ def grade(path: Path, student: str, args) -> dict:
         submitted = read_notebook(notebook_of(path))
     except Refused as e:
         return {"score": 0, "output": f"could not be graded: {e}", "tests": []}
-    points = args.the_course.points
     with tempfile.TemporaryDirectory(prefix="lab3-submission-") as parent:
         parent = Path(parent)
         sources = answers(submitted, released)
@@ -186,9 +185,19 @@ def grade(path: Path, student: str, args) -> dict:
         work, stopped = execute(submitted, args.student_files, parent, changes, args)
         (parent / "submitted.ipynb").write_text(json.dumps(submitted))
         report = run_checks(work, parent / "submitted.ipynb", released_path, student, args)
+    results = combine(verdicts, report, stopped, args.the_course.points)
+    results["output"] = f"isolation: {sandbox.isolation()}" + (f"; the run stopped: {stopped}" if stopped else "")
+    return results
+
+
+def combine(verdicts: dict[str, tuple[bool, str]], report: dict[str, tuple[str, str]], stopped: str,
+            points: dict[str, float]) -> dict:
+    """Gradescope's tests of one submission: each exercise by its hidden tests' verdict, each run check by the strict
+    grader's `report`; a run check that fails where an exercise it rests on failed is not charged again, and none is
+    credited without the run's files (`stopped`: why the run stopped, or '')."""
     tests = [{"name": e.name, "score": e.points if verdicts[e.name][0] else 0, "max_score": e.points,
               "output": shown(verdicts[e.name][1], 1000), "visibility": "visible"} for e in EXERCISES]
-    ran = report.get("results", ("",))[0] == PASS  # no run check is credited without the run's files
+    ran = report.get("results", ("",))[0] == PASS
     for check, rests_on in RUN_CHECKS.items():
         status, reason = report.get(check, ("NOT RUN", "not graded"))
         if not ran:
@@ -200,8 +209,7 @@ def grade(path: Path, student: str, args) -> dict:
             reason = f"the run stopped: {stopped} ({reason})"
         tests.append({"name": f"run_{check}", "score": points[check] if status == PASS else 0,
                       "max_score": points[check], "output": shown(reason, 1000), "visibility": "visible"})
-    return {"score": sum(t["score"] for t in tests), "tests": tests,
-            "output": f"isolation: {sandbox.isolation()}" + (f"; the run stopped: {stopped}" if stopped else "")}
+    return {"score": sum(t["score"] for t in tests), "tests": tests}
 
 
 def _row(name: str, results: dict, tests: list[str], possible: float) -> list[str]:

@@ -244,14 +244,12 @@ for secret in ({root!r} + "/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.
 
 @pytest.fixture(scope="module")
 def graded_assignment(dist, tmp_path_factory):
-    """A class graded by the autograder with per-student seeds, short runs: alice's solutions, bob's solutions with
-    the reward of 'hate', mallory's handed-out notebook with every attack of an answer cell at the top of its first,
-    and dan's cell that kills its kernel. (rows of the CSV, what the class's CSV said 25 s after grading ended, the
-    seconds it took)"""
+    """A class graded by the autograder with per-student seeds, short runs: alice's solutions, mallory's handed-out
+    notebook with every attack of an answer cell at the top of its first, and dan's cell that kills its kernel. (rows
+    of the CSV, what the class's CSV said 25 s after grading ended, the seconds it took)"""
     klass, work = tmp_path_factory.mktemp("class"), tmp_path_factory.mktemp("work")
     grades = work / "grades.csv"
-    bob = dict(SOLUTIONS, reward=wrong("reward", 1).replace('"nothate"', '"hate"'))
-    students = {"alice": submission(dist, SOLUTIONS), "bob": submission(dist, bob),
+    students = {"alice": submission(dist, SOLUTIONS),
                 "mallory": submission(dist, {}, ATTACKS.format(csv=str(grades), root=str(ROOT))),
                 "dan": submission(dist, {"reward": SOLUTIONS["reward"]}, "import os\nos._exit(1)\n")}
     for name, nb in students.items():
@@ -276,10 +274,24 @@ def test_the_solutions_get_full_marks_with_the_student_s_own_seed(graded_assignm
     assert (alice["score"], alice["possible"]) == (str(POSSIBLE), str(POSSIBLE)), alice["lost"]
 
 
-def test_a_planted_mistake_costs_exactly_its_exercise_s_points(graded_assignment):
-    bob = graded_assignment[0]["bob"]
-    assert bob["score"] == str(POSSIBLE - 2) and bob["reward"] == "0", bob["lost"]
-    assert bob["lost"].startswith("reward: asked for the label 'nothate', it returned another label's")
+def test_a_mistake_costs_once_and_no_run_check_is_credited_without_the_run():
+    """A reward of 'hate' fails its exercise and makes the run fail toxicity, kl, rouge and reward: those are not
+    charged again. Without the run's files, no run check is credited."""
+    from assignment.autograde import combine
+    verdicts = {name: (name != "reward", "why") for name in NAMES}
+    report = {check: ("FAIL" if check in ("toxicity", "kl", "rouge", "reward") else "PASS", "why")
+              for check in RUN_CHECKS}
+    results = combine(verdicts, report, "", POINTS)
+    assert results["score"] == POSSIBLE - 2
+    assert [t["output"] for t in results["tests"] if t["name"] == "run_toxicity"] == [
+        "not charged again: it rests on reward (why)"]
+    report["steps"] = ("FAIL", "the steps were other prompts")  # rests on the loop, which passed: charged
+    assert combine(verdicts, report, "", POINTS)["score"] == POSSIBLE - 2 - POINTS["steps"]
+    nothing = {"results": ("FAIL", "there is no results.json"), "notebook": ("PASS", "the handed-out cells")}
+    results = combine({name: (True, "") for name in NAMES}, nothing, "the kernel died at code cell 7", POINTS)
+    assert results["score"] == 2 * len(EXERCISES)
+    assert all(t["score"] == 0 and t["output"] == "the run stopped: the kernel died at code cell 7 (there is no "
+               "results.json)" for t in results["tests"] if t["name"].startswith("run_"))
 
 
 def test_the_stubs_earn_no_point_whatever_an_answer_cell_does(graded_assignment):
@@ -296,7 +308,7 @@ def test_the_stubs_earn_no_point_whatever_an_answer_cell_does(graded_assignment)
 
 def test_a_kernel_that_dies_is_its_student_s_row_and_the_class_goes_on(graded_assignment):
     rows = graded_assignment[0]
-    assert list(rows) == ["alice", "bob", "dan", "mallory"]
+    assert list(rows) == ["alice", "dan", "mallory"]
     dan = rows["dan"]
     assert dan["score"] == dan["reward"] == "2"  # the one exercise answered is graded; the run is lost
     assert "reference_logits could not be probed (its process stopped)" in dan["lost"]
