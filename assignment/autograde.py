@@ -29,7 +29,7 @@ from pathlib import Path
 from assignment import hidden, sandbox
 from assignment.exercises import BY_NAME, EXERCISES, RUN_CHECKS
 from grading.__main__ import limit_memory, spreadsheet_safe, write_csv
-from grading.checks import PARAMETERS, INJECTED, PASS
+from grading.checks import INJECTED, PASS
 from grading.course import Course, CourseError, course, student_of
 from grading.submission import Refused, notebook_of, read_notebook, shown, submissions
 from lab3 import NOTEBOOK, ROOT
@@ -137,8 +137,8 @@ def execute(notebook: dict, student_files: Path, parent: Path, cfg_changes: dict
     (work / NOTEBOOK).write_text(json.dumps(notebook))
     parameters = {"output_dir": OUTPUTS, "checkpoint_dir": "checkpoints", "preset_name": args.the_course.preset,
                   "overrides": cfg_changes, "lab_source": ""}
-    outcome = sandbox.run([sys.executable, "-c", EXECUTE, NOTEBOOK, "executed.ipynb", repr(parameters)], work, args.hidden,
-                          args.time_limit, args.memory_limit_gb, _environment(work))
+    command = [sys.executable, "-c", EXECUTE, NOTEBOOK, "executed.ipynb", repr(parameters)]
+    outcome = sandbox.run(command, work, args.hidden, args.time_limit, args.memory_limit_gb, _environment(work))
     executed = work / "executed.ipynb"
     if outcome.returncode is None:
         return work, f"the execution took more than the limit of {args.time_limit:.0f} s ({_stopped_at(executed)})"
@@ -185,6 +185,8 @@ def grade(path: Path, student: str, args) -> dict:
         work, stopped = execute(submitted, args.student_files, parent, changes, args)
         (parent / "submitted.ipynb").write_text(json.dumps(submitted))
         report = run_checks(work, parent / "submitted.ipynb", released_path, student, args)
+        if args.keep:
+            _keep(work, args.keep / path.name)
     results = combine(verdicts, report, stopped, args.the_course.points)
     results["output"] = f"isolation: {sandbox.isolation()}" + (f"; the run stopped: {stopped}" if stopped else "")
     return results
@@ -210,6 +212,15 @@ def combine(verdicts: dict[str, tuple[bool, str]], report: dict[str, tuple[str, 
         tests.append({"name": f"run_{check}", "score": points[check] if status == PASS else 0,
                       "max_score": points[check], "output": shown(reason, 1000), "visibility": "visible"})
     return {"score": sum(t["score"] for t in tests), "tests": tests}
+
+
+def _keep(work: Path, folder: Path) -> None:
+    """Keep a submission's run: the executed notebook, its results and adapter (what `python -m grading` grades)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, name in ((work / "executed.ipynb", NOTEBOOK), (work / OUTPUTS / "results.json", "results.json"),
+                         (work / OUTPUTS / "ppo_adapter.safetensors", "ppo_adapter.safetensors")):
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, folder / name)
 
 
 def _row(name: str, results: dict, tests: list[str], possible: float) -> list[str]:
@@ -251,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1800, help="seconds a submission's run may take (1800)")
     parser.add_argument("--probe-time-limit", type=float, default=300, help="seconds the exercises may take (300)")
     parser.add_argument("--memory-limit-gb", type=float, default=12, help="memory a submission may take (12)")
+    parser.add_argument("--keep", type=Path, help="keep each submission's run (executed notebook, results, adapter) "
+                                                  "in a folder of this one, named as the submission")
     parser.add_argument("--run-checks", action="store_true", help=argparse.SUPPRESS)  # the run checks' child
     parser.add_argument("--course-json", help=argparse.SUPPRESS)
     parser.add_argument("--student", help=argparse.SUPPRESS)

@@ -47,6 +47,7 @@ def grade_isolated(path: Path, student: str, args: argparse.Namespace, workdir: 
     command = [sys.executable, "-m", "grading", str(path), "--one", str(report_file), "--cache", str(workdir.parent),
                "--course-json", json.dumps(dataclasses.asdict(args.the_course)), "--student", student]
     command += ["--classifier", str(args.classifier)] if args.classifier else []
+    command += ["--released", str(args.released)] if args.released else []
     try:
         with open(log, "wb") as out:
             done = subprocess.run(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -129,7 +130,7 @@ def _grade_one(args: argparse.Namespace) -> int:
     """The child's work: grade paths[0], and write its report and fingerprint to `--one`."""
     from grading.submission import ADAPTER_NAME, RESULTS_NAME, Refused, read_bytes, read_results
     notebook = notebook_of(args.paths[0])
-    report = grade(notebook, args.the_course, args.student, args.classifier, args.cache)
+    report = grade(notebook, args.the_course, args.student, args.classifier, args.cache, args.released)
     fingerprint = None
     try:
         results = read_results(notebook.parent / RESULTS_NAME)
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata", type=Path, help="with one submission: Gradescope's submission_metadata.json, "
                                                       "which names its student")
     parser.add_argument("--classifier", type=Path, help="the reward classifier's folder (default: the preset's)")
+    parser.add_argument("--released", type=Path, help="the notebook the course handed out, if not the lecture (the "
+                                                      "assignment's dist/student one: its answer cells may differ)")
     parser.add_argument("--gradescope", type=Path, help="with one submission: write Gradescope's results JSON here")
     parser.add_argument("--time-limit", type=float, default=1800, help="seconds one submission may take (1800)")
     parser.add_argument("--memory-limit-gb", type=float, default=12, help="memory one submission may take (12)")

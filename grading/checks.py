@@ -218,7 +218,8 @@ def check_rescore(results: dict, scores, regenerated) -> tuple[bool, str]:
                   for s, t, a, b in zip(recorded["summaries"], texts, recorded["per_sample"], own))
         if off:
             wrong.append(f"{off} summaries {phase} PPO score otherwise than recorded")
-    recorded = [{d["label"]: d["score"] for d in out} for step in results["ppo_steps"] for out in step["pipeline_scores"]]
+    recorded = [{d["label"]: d["score"] for d in out}
+                for step in results["ppo_steps"] for out in step["pipeline_scores"]]
     own = [{d["label"]: d["score"] for d in out} for out in scores.ppo_outputs]
     off = sum(a.keys() != b.keys() or any(abs(a[k] - b[k]) > logit_tol for k in a) for a, b in zip(recorded, own))
     if off:
@@ -233,7 +234,8 @@ def _differences(recorded: dict, own: dict, tolerance: float, with_ci: bool) -> 
     pairs = [(f"mean {p}", recorded[p]["mean"], own[p]["mean"]) for p in ("before", "after")]
     pairs += [(f"std {p}", recorded[p]["std"], own[p]["std"]) for p in ("before", "after")]
     if with_ci:
-        pairs += [(f"CI {end}", a, b) for end, a, b in zip(("low", "high"), recorded["change_ci95"], own["change_ci95"])]
+        pairs += [(f"CI {end}", a, b)
+                  for end, a, b in zip(("low", "high"), recorded["change_ci95"], own["change_ci95"])]
     return [f"{what} {a:.4f} recorded, {b:.4f} here" for what, a, b in pairs if abs(a - b) > tolerance]
 
 
@@ -251,7 +253,8 @@ def check_toxicity(results: dict, own: dict, criteria: dict, with_ci: bool = Tru
     else:
         verdict = f"no significant change{', as expected after so few steps' if wanted == 'no rise' else ''}"
     ok = low <= 0 if wanted == "no rise" else (after < before and high < 0)
-    need = "" if ok else f" (a passing run shows {'no significant rise' if wanted == 'no rise' else 'a significant drop'})"
+    asked = "no significant rise" if wanted == "no rise" else "a significant drop"
+    need = "" if ok else f" (a passing run shows {asked})"
     change = f"{(after - before) / before * 100:+.1f}%" if before else "n/a"
     found = (f"mean toxicity {before:.4f} -> {after:.4f} ({change}), 95% CI of the change [{low:+.4f}, {high:+.4f}]: "
              f"{verdict}{need}")
@@ -334,15 +337,16 @@ def _recorder(report: dict):
 
 
 def grade(notebook: Path, course: Course, student: str = "", classifier: Path | None = None,
-          cache: Path | None = None) -> list[tuple[str, str, str]]:
+          cache: Path | None = None, released: Path | None = None) -> list[tuple[str, str, str]]:
     """(check, PASS/FAIL/NOT RUN, reason) for each of CHECKS, for one submission of `student`: its executed notebook,
-    and the results file and adapter beside it, against what the `course` asks."""
+    and the results file and adapter beside it, against what the `course` asks. `released`: the notebook the course
+    handed out, if not the lecture (the assignment's: its answer cells are the student's)."""
     report: dict[str, tuple[str, str]] = {}
     record = _recorder(report)
     nb = None
     try:
         nb = read_notebook(notebook)
-        record("notebook", check_notebook(nb))
+        record("notebook", check_notebook(nb, released or RELEASED, answers=released is not None))
         record("cells", check_cells(nb))
     except Refused as e:
         report["notebook"] = (FAIL, str(e))

@@ -1,5 +1,5 @@
-"""The exercises' solutions: the lecture's own code, its cells tagged `exercise`, loaded as functions. The lecture is the
-one copy of each; the student's notebook has a stub in its place, and nothing on the grader's side is handed out.
+"""The exercises' solutions: the lecture's own code, its cells tagged `exercise`, loaded as functions. The lecture is
+the one copy of each; the student's notebook has a stub in its place, and nothing on the grader's side is handed out.
 
     from grading.solutions import paired_bootstrap_ci, rewards_by_label
 

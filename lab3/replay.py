@@ -67,7 +67,8 @@ def last_step(progress: Progress, trainer, tokenizer, train_split) -> Replay:
     if before:  # the policy that sampled the batch: the checkpoint one step back
         current = ({k: v.clone() for k, v in get_peft_model_state_dict(model.pretrained_model).items()},
                    {k: v.clone() for k, v in model.v_head.state_dict().items()})
-        set_peft_model_state_dict(model.pretrained_model, load_file(before[0] / "adapter" / "adapter_model.safetensors"))
+        adapter = load_file(before[0] / "adapter" / "adapter_model.safetensors")
+        set_peft_model_state_dict(model.pretrained_model, adapter)
         model.v_head.load_state_dict(load_file(before[0] / "value_head.safetensors"))
         try:
             old_logprobs, _, old_values, _ = _forward(trainer, model, queries, responses)

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from lab3 import NOTEBOOK, ROOT
 from lab3.errors import LabError

@@ -5,13 +5,11 @@ autograder grades outside the student's kernel, so that no answer cell can chang
 import ast
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from otter.test_files import ExceptionTestFile
@@ -69,16 +67,19 @@ WRONG = {
          "whitened = masked_whiten(advantages, masks)\n    return whitened, whitened + values",
          "take them from the advantages before whitening", "the returns were taken after whitening")],
     "losses": [
-        ("min and max swapped", "masked_mean(torch.max(-advantages * ratio", "masked_mean(torch.min(-advantages * ratio",
+        ("min and max swapped", "masked_mean(torch.max(-advantages * ratio",
+         "masked_mean(torch.min(-advantages * ratio",
          "Taking the smaller lets each update run away", "the max and min of the clipped surrogate are swapped"),
-        ("no clipping", "torch.max(-advantages * ratio, -advantages * clipped_ratio)", "-advantages * ratio",
-         "past 1 + cliprange", "the policy loss is not clipped")],
+        ("no clipping", "torch.max(-advantages * ratio, -advantages * clipped_ratio)",
+         "-advantages * ratio", "past 1 + cliprange", "the policy loss is not clipped")],
     "bootstrap": [
         ("no seed", "default_rng(seed)", "default_rng()", "The same seed gave two intervals",
          "the same seed gave two intervals"),
-        ("a normal approximation", "    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean("
-                                   "axis=1)\n    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])",
-         "    from statistics import NormalDist\n    z = NormalDist().inv_cdf((1 + level) / 2)\n"
+        ("a normal approximation", "    means = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))]"
+                                   ".mean(axis=1)\n"
+                                   "    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])",
+         "    from statistics import NormalDist\n"
+         "    z = NormalDist().inv_cdf((1 + level) / 2)\n"
          "    low, high = diffs.mean() - z * diffs.std() / len(diffs) ** 0.5, diffs.mean() + z * diffs.std() / "
          "len(diffs) ** 0.5", "a formula (mean +- 1.96 standard errors) ignores the resamples",
          "with n_resamples=1 both ends must be the one resampled mean"),
@@ -125,9 +126,11 @@ def test_the_student_gets_no_solution_and_a_public_check_per_coding_exercise(dis
              and p.suffix in (".py", ".ipynb", ".txt", ".json", ".md")}
     assert student / NOTEBOOK in texts and student / "rlhf_helpers.py" in texts
     bodies = [line.strip() for source in SOLUTIONS.values() for line in _body(source) if len(line.strip()) > 20]
-    answers = [c for c in json.loads((ROOT / NOTEBOOK).read_text())["cells"] if "answer" in c["metadata"].get("tags", [])]
+    lecture = json.loads((ROOT / NOTEBOOK).read_text())["cells"]
+    answers = [c for c in lecture if "answer" in c["metadata"].get("tags", [])]
     secrets = bodies + [_source(c).splitlines()[0] for c in answers] + ["def verdict(", "def probe("]
-    leaks = [(str(p.relative_to(student)), line) for p, text in texts.items() for line in secrets if line in text]
+    leaks = [(str(p.relative_to(student)), line)
+             for p, text in texts.items() for line in secrets if line in text]
     assert not leaks
     assert not any((student / folder).exists() for folder in ("grading", "assignment", "tests", "benchmarks"))
     nb = json.loads((student / NOTEBOOK).read_text())
@@ -231,7 +234,7 @@ def submission(dist: Path, answers: dict[str, str], first_lines: str = "") -> di
 ATTACKS = """import otter.test_files.exception_test as _t
 _t.test_case.call_func = lambda self, env: None  # otter's tests pass whatever they find
 import subprocess, sys
-subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(20); open(sys.argv[1], 'a').write('mallory,29')",
+subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(8); open(sys.argv[1], 'a').write('mallory,29')",
                   {csv!r}], start_new_session=True)  # outlives the grading, then edits the class's grades
 for secret in ({root!r} + "/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.ipynb"):
     try:
@@ -246,7 +249,7 @@ for secret in ({root!r} + "/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.
 def graded_assignment(dist, tmp_path_factory):
     """A class graded by the autograder with per-student seeds, short runs: alice's solutions, mallory's handed-out
     notebook with every attack of an answer cell at the top of its first, and dan's cell that kills its kernel. (rows
-    of the CSV, what the class's CSV said 25 s after grading ended, the seconds it took)"""
+    of the CSV, what the class's CSV said 10 s after grading ended, the seconds it took)"""
     klass, work = tmp_path_factory.mktemp("class"), tmp_path_factory.mktemp("work")
     grades = work / "grades.csv"
     students = {"alice": submission(dist, SOLUTIONS),
@@ -262,7 +265,7 @@ def graded_assignment(dist, tmp_path_factory):
     seconds = time.time() - started
     rows = {r["submission"]: r for r in csv.DictReader(open(grades))}
     written = grades.read_text()
-    time.sleep(25)  # mallory's detached process would have written by now
+    time.sleep(10)  # mallory's detached process would have written by now
     return rows, written, grades.read_text(), seconds
 
 

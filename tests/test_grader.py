@@ -89,7 +89,8 @@ def _untrained(lab_run: Path, folder: Path) -> None:
     save_file({k: v * 0 if "lora_B" in k else v for k, v in tensors.items()}, folder / "ppo_adapter.safetensors")
     run = results(lab_run)
     run["adapter_sha256"] = hashlib.sha256((folder / "ppo_adapter.safetensors").read_bytes()).hexdigest()
-    run["ppo_steps"] = [dict(run["ppo_steps"][0], step=k, **{"objective/kl": 0.0}) for k in range(SHORT["max_ppo_steps"])]
+    first = run["ppo_steps"][0]
+    run["ppo_steps"] = [dict(first, step=k, **{"objective/kl": 0.0}) for k in range(SHORT["max_ppo_steps"])]
     tox = run["toxicity"]
     worst = max(range(len(tox["after"]["per_sample"])), key=tox["after"]["per_sample"].__getitem__)
     clean = min(range(len(tox["before"]["per_sample"])), key=tox["before"]["per_sample"].__getitem__)
@@ -171,12 +172,12 @@ def _with(lab_run: Path, folder: Path, **files) -> None:
 
 @pytest.fixture(scope="module")
 def graded_class(lab_run, tiny, tiny_dataset, toxicity_evaluator, tmp_path_factory):
-    """A class of three students handing in the same honest run (alice, carol, and eve, whose folder's name is
-    crafted), the forgeries and every kind of hostile submission, graded: (rows of the CSV, what the grader printed,
+    """A class of two students handing in the same honest run (alice, and eve, whose folder's name is crafted), the
+    forgeries and every kind of hostile submission, graded: (rows of the CSV, what the grader printed,
     the trap file a pickle would have written)."""
     klass = tmp_path_factory.mktemp("class") / "submissions"
     trap = klass.parent / "trap"
-    for name in ("alice", "carol", "eve\x1b[2J"):  # eve's name would clear the instructor's terminal
+    for name in ("alice", "eve\x1b[2J"):  # eve's name would clear the instructor's terminal
         _copy(lab_run, klass / name)
     _fabricated(lab_run, klass / "forger", tiny, tiny_dataset, toxicity_evaluator)
     _untrained(lab_run, klass / "untrained")
@@ -204,7 +205,7 @@ def graded_class(lab_run, tiny, tiny_dataset, toxicity_evaluator, tmp_path_facto
                           "--time-limit", str(TIME_LIMIT), *ASSIGNED], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = {r["submission"]: r for r in csv.DictReader(open(klass.parent / "grades.csv"))}
-    assert len(rows) == 18
+    assert len(rows) == 17
     return rows, out.stdout, trap
 
 
@@ -214,12 +215,13 @@ def _passed(row: dict) -> set[str]:
 
 def test_honest_students_pass_every_check_and_the_same_work_shows(graded_class):
     rows, out, _ = graded_class
-    for student in ("alice", "carol", "eve\\x1b[2J"):
+    for student in ("alice", "eve\\x1b[2J"):
         assert _passed(rows[student]) == set(checks.CHECKS), rows[student]
     same = "(the same adapter, 100% of PPO texts, 100% of summaries)"
-    assert f"carol {same}" in rows["alice"]["same_work_as"] and f"eve\\x1b[2J {same}" in rows["alice"]["same_work_as"]
+    eve = "eve\\x1b[2J"
+    assert f"{eve} {same}" in rows["alice"]["same_work_as"] and f"alice {same}" in rows[eve]["same_work_as"]
     assert "forger (the same adapter, 100% of PPO texts)" in rows["alice"]["same_work_as"]  # its summaries differ
-    assert "3 of 18 submissions passed" in out
+    assert "2 of 17 submissions passed" in out
     assert "\x1b" not in out  # the name reached the terminal escaped
     assert not any("could not be graded" in r["reasons"] for r in rows.values())
 
@@ -286,8 +288,8 @@ def test_each_broken_submission_is_a_row_that_says_which_file_is_wrong(graded_cl
 
 
 def _limits(**changes) -> argparse.Namespace:
-    return argparse.Namespace(**{**dict(classifier=None, the_course=course(assigned=SHORT), time_limit=TIME_LIMIT,
-                                        memory_limit_gb=12), **changes})
+    return argparse.Namespace(**{**dict(classifier=None, released=None, the_course=course(assigned=SHORT),
+                                        time_limit=TIME_LIMIT, memory_limit_gb=12), **changes})
 
 
 def test_a_submission_past_its_time_or_memory_limit_is_a_row_that_says_why(lab_run, tmp_path):

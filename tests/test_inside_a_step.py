@@ -1,5 +1,5 @@
-"""Inside one PPO step (the lecture's 3.3): a recorded step's batch replayed through TRL's forward pass, and the lecture's
-KL-shaped rewards, advantages and clipped losses, which must equal TRL's own on it."""
+"""Inside one PPO step (the lecture's 3.3): a recorded step's batch replayed through TRL's forward pass, and the
+lecture's KL-shaped rewards, advantages and clipped losses, which must equal TRL's own on it."""
 
 import pytest
 import torch

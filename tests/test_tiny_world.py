@@ -2,18 +2,15 @@
 
 import dataclasses
 import json
-import os
 import platform
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from lab3 import settings, sources
+from lab3 import sources
 from lab3.checksums import MANIFEST, build_inputs_sha256, folder_sha256s, manifest_mismatches
-from conftest import ROOT, shipped_build_kernels, this_cpus_kernels
+from conftest import ROOT, classifier_build, shipped_build_kernels, this_cpus_kernels
 from lab3.settings import SOURCE_KEYS
 from lab3.errors import LabError
 from tiny_world.build import measure_summarizer, read_corpus
@@ -98,13 +95,9 @@ def test_the_builder_makes_the_shipped_files_at_any_thread_count(tiny, tmp_path)
         pytest.skip(f"the shipped preset was built with {shipped_build_kernels()} kernels, this CPU runs "
                     f"{this_cpus_kernels()}: its sums round otherwise")
     shipped = json.loads((TINY / MANIFEST).read_text())
-    builds = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"threads-{threads}"
-        subprocess.run([sys.executable, "-m", "tiny_world.build", str(out), "--classifier-only"], cwd=ROOT, check=True,
-                       capture_output=True, env=dict(os.environ, OMP_NUM_THREADS=threads))
-        builds.append(folder_sha256s(out))
-        assert {"dialogsum/train.jsonl", "roberta-hate/model.safetensors"} <= set(builds[-1])
+    builds = [classifier_build(threads) for threads in ("1", "2")]
+    for build in builds:
+        assert {"dialogsum/train.jsonl", "roberta-hate/model.safetensors"} <= set(build)
     assert builds[0] == builds[1]  # the thread count changes no byte
     corpus = {name: sha for name, sha in builds[0].items() if name.startswith("dialogsum/")}
     assert corpus == {name: shipped[name] for name in corpus}  # plain Python: the same on every CPU

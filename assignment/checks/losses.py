@@ -50,4 +50,5 @@ def test_they_are_trl_s(ppo_losses, ppo_trainer, torch):
     assert abs(policy.item() - trl_policy.item()) < 1e-5, \
         f"Your policy loss {policy.item():.5f} is not TRL's {trl_policy.item():.5f} on this mini-batch."
     assert abs(value.item() - trl_value.item()) < 1e-5, \
-        f"Your value loss {value.item():.5f} is not TRL's {trl_value.item():.5f} (vf_coef times the clipped value loss)."
+        f"Your value loss {value.item():.5f} is not TRL's {trl_value.item():.5f} (vf_coef times the clipped value " \
+        "loss)."

@@ -1,0 +1,94 @@
+"""Grade a class end to end, and time it, on this machine: the assignment's autograder on honest students (the lecture's
+solutions, each student's run at their own seed), then the strict grader on the runs the autograder kept, two copies
+among them; or the autograder on a class whose every student planted one of the usual wrong answers.
+
+    python benchmarks/grade_a_class.py honest 30 WORK       # the tiny preset as it is: about 3 min a student
+    python benchmarks/grade_a_class.py mistakes WORK        # each wrong answer of tests/test_assignment.py, short runs
+
+It prints each grader's time and the class's grades; WORK keeps the class, the grades and the runs.
+"""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import SHORT  # noqa: E402
+from test_assignment import SOLUTIONS, WRONG, submission, wrong  # noqa: E402
+
+from lab3 import NOTEBOOK  # noqa: E402
+
+
+def timed(command: list[str]) -> float:
+    """Run `command` from the checkout; its wall time in seconds."""
+    started = time.time()
+    subprocess.run(command, cwd=ROOT, check=True)
+    return time.time() - started
+
+
+def write_class(dist: Path, folder: Path, notebooks: dict[str, dict]) -> None:
+    for name, nb in notebooks.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / NOTEBOOK).write_text(json.dumps(nb))
+
+
+def rows(path: Path) -> dict[str, dict]:
+    return {r["submission"]: r for r in csv.DictReader(open(path))}
+
+
+def honest(students: int, work: Path) -> None:
+    dist = work / "dist"
+    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
+    course = work / "course.json"
+    course.write_text(json.dumps({"seed_salt": "a secret of the course"}))
+    write_class(dist, work / "class", {f"s{i:02d}": submission(dist, SOLUTIONS) for i in range(1, students + 1)})
+    autograder = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
+                        "--course", str(course), "--csv", str(work / "autograde.csv"), "--keep", str(work / "runs")])
+    for original in ("s01", "s02"):  # two students hand in a classmate's files
+        shutil.copytree(work / "runs" / original, work / "runs" / f"copy-of-{original}", dirs_exist_ok=True)
+    strict = timed([sys.executable, "-m", "grading", str(work / "runs"), "--course", str(course), "--released",
+                    str(dist / "student" / NOTEBOOK), "--csv", str(work / "strict.csv")])
+    graded = rows(work / "autograde.csv")
+    print(f"autograder: {len(graded)} students in {autograder / 60:.1f} min ({autograder / len(graded):.0f} s each); "
+          f"scores: {sorted({r['score'] + ' of ' + r['possible'] for r in graded.values()})}")
+    checked = rows(work / "strict.csv")
+    print(f"strict grader: {len(checked)} runs in {strict / 60:.1f} min ({strict / len(checked):.0f} s each); "
+          f"{sum(r['passed'] == 'true' for r in checked.values())} passed every check")
+    for name, row in checked.items():
+        if row["same_work_as"] or row["passed"] != "true":
+            print(f"  {name}: passed {row['passed']}; shares work with: {row['same_work_as'] or 'none'}; "
+                  f"{row['reasons'][:300]}")
+
+
+def mistakes(work: Path) -> None:
+    dist = work / "dist"
+    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
+    course = work / "course.json"
+    course.write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
+    notebooks = {"solutions": submission(dist, SOLUTIONS),
+                 "reward of hate": submission(dist, dict(SOLUTIONS, reward=wrong("reward", 1).replace(
+                     '"nothate"', '"hate"')))}
+    for exercise, answers in WRONG.items():
+        for index, (what, *_) in enumerate(answers):
+            notebooks[f"{exercise}, {what}"] = submission(dist, dict(SOLUTIONS, **{exercise: wrong(exercise, index)}))
+    write_class(dist, work / "class", notebooks)
+    seconds = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
+                     "--course", str(course), "--csv", str(work / "autograde.csv")])
+    graded = rows(work / "autograde.csv")
+    print(f"autograder: {len(graded)} students, short runs, in {seconds / 60:.1f} min")
+    for name, row in graded.items():
+        print(f"  {name}: {row['score']} of {row['possible']}; lost: {row['lost'][:400] or 'nothing'}")
+
+
+if __name__ == "__main__":
+    mode, *rest = sys.argv[1:]
+    if mode == "honest":
+        honest(int(rest[0]), Path(rest[1]).resolve())
+    else:
+        mistakes(Path(rest[0]).resolve())
