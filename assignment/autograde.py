@@ -121,14 +121,31 @@ def _probed(path: Path) -> dict:
     return results if isinstance(results, dict) else {}
 
 
+def _executed_cells(executed: Path) -> list[dict]:
+    """An execution's code cells, counted as in the submitted notebook (papermill's injected cell left out)."""
+    return [c for c in _code(json.loads(executed.read_text())) if INJECTED not in c.get("metadata", {}).get("tags", [])]
+
+
 def _stopped_at(executed: Path) -> str:
-    """Where an execution stopped: the first code cell that did not run, counted as in the submitted notebook."""
+    """Where an execution stopped: the first code cell that did not run."""
     try:
-        cells = [c for c in _code(json.loads(executed.read_text()))
-                 if INJECTED not in c.get("metadata", {}).get("tags", [])]
+        cells = _executed_cells(executed)
         return f"at code cell {next(i for i, c in enumerate(cells) if not c.get('execution_count')) + 1}"
     except (OSError, ValueError, StopIteration, KeyError, AttributeError, TypeError):
         return "before its first cell"
+
+
+def _raised_at(executed: Path) -> str:
+    """The first code cell of an execution that raised, and what it raised."""
+    try:
+        for number, cell in enumerate(_executed_cells(executed), 1):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    return f"at code cell {number}, which raised {shown(out.get('ename', ''), 60)}: " \
+                           f"{shown(out.get('evalue', ''), 200)}"
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        pass
+    return ""
 
 
 def execute(notebook: dict, student_files: Path, parent: Path, cfg_changes: dict, args) -> tuple[Path, str]:
@@ -147,6 +164,8 @@ def execute(notebook: dict, student_files: Path, parent: Path, cfg_changes: dict
     if outcome.returncode != 0:
         last = (outcome.output.strip().splitlines() or ["no output"])[-1]
         return work, f"the execution failed ({shown(last, 200)})"
+    if not (work / OUTPUTS / "results.json").exists():  # the cells after an error ran, but no run came of them
+        return work, _raised_at(executed)
     return work, ""
 
 

@@ -3,7 +3,7 @@ or runs out of time, no network, the file system read-only but for its work fold
 
 Linux namespaces, through util-linux's `unshare` (no root needed where user namespaces are enabled):
 - a PID namespace: when the command's first process ends, or is killed at the time limit, the kernel kills every
-  process left in it, those that started a session of their own included;
+  process left in it, those that started a session of their own included; the grader's death kills it too;
 - a network namespace with only its own loopback (a Jupyter kernel talks to papermill over it);
 - a mount namespace in which every mount is read-only but the work folder, each folder of `hide` is an empty
   tmpfs, and which a nested user namespace locks, so that the student's code, root in it, cannot unmount or remount.
@@ -14,6 +14,7 @@ not stopped; `isolation()` says which applies.
     python assignment/sandbox.py --init WORK HIDE... -- COMMAND...     (inside the namespaces: set them up, then run)
 """
 
+import ctypes
 import fcntl
 import os
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 
 NAMESPACES = ["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
 KEPT = ("/proc", "/sys", "/dev")  # mounts left as they are (devices, the kernel's views)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the one that started it dies
 
 
 @dataclass
@@ -50,11 +52,13 @@ def isolation() -> str:
     return "process group"
 
 
-def _memory_limit(gigabytes: float):
+def _limits(gigabytes: float):
+    """What the sandbox's first process sets before it runs: its memory cap, and its death with the grader's."""
     def limit() -> None:
         import resource
         cap = int(gigabytes * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no sandbox
     return limit
 
 
@@ -71,7 +75,7 @@ def run(command: list[str], work: Path, hide: list[Path], time_limit: float, mem
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_memory_limit(memory_gb))
+                                   preexec_fn=_limits(memory_gb))
         try:
             returncode = process.wait(timeout=time_limit)
         except subprocess.TimeoutExpired:

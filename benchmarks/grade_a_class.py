@@ -3,7 +3,9 @@ solutions, each student's run at their own seed), then the strict grader on the 
 among them; or the autograder on a class whose every student planted one of the usual wrong answers.
 
     python benchmarks/grade_a_class.py honest 30 WORK       # the tiny preset as it is: about 3 min a student
-    python benchmarks/grade_a_class.py mistakes WORK        # each wrong answer of tests/test_assignment.py, short runs
+    python benchmarks/grade_a_class.py mistakes WORK [NAME...]  # each wrong answer of tests/test_assignment.py (or
+                                                                 # those whose name starts with a NAME), short runs
+    python benchmarks/grade_a_class.py attacks WORK         # the attacks of a hostile student on both paths, short runs
 
 It prints each grader's time and the class's grades; WORK keeps the class, the grades and the runs.
 """
@@ -20,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import SHORT  # noqa: E402
-from test_assignment import SOLUTIONS, WRONG, submission, wrong  # noqa: E402
+from test_assignment import ATTACKS, SOLUTIONS, WRONG, submission, wrong  # noqa: E402
+from test_grader import _untrained  # noqa: E402
 
 from lab3 import NOTEBOOK  # noqa: E402
 
@@ -66,18 +69,18 @@ def honest(students: int, work: Path) -> None:
                   f"{row['reasons'][:300]}")
 
 
-def mistakes(work: Path) -> None:
+def mistakes(work: Path, only: list[str]) -> None:
     dist = work / "dist"
     subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
     course = work / "course.json"
-    course.write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
+    course.write_text(json.dumps({"assigned": SHORT}))  # every student at one seed: only the planted mistake differs
     notebooks = {"solutions": submission(dist, SOLUTIONS),
                  "reward of hate": submission(dist, dict(SOLUTIONS, reward=wrong("reward", 1).replace(
                      '"nothate"', '"hate"')))}
     for exercise, answers in WRONG.items():
         for index, (what, *_) in enumerate(answers):
             notebooks[f"{exercise}, {what}"] = submission(dist, dict(SOLUTIONS, **{exercise: wrong(exercise, index)}))
-    write_class(dist, work / "class", notebooks)
+    write_class(dist, work / "class", {k: v for k, v in notebooks.items() if not only or k.startswith(tuple(only))})
     seconds = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
                      "--course", str(course), "--csv", str(work / "autograde.csv")])
     graded = rows(work / "autograde.csv")
@@ -86,9 +89,46 @@ def mistakes(work: Path) -> None:
         print(f"  {name}: {row['score']} of {row['possible']}; lost: {row['lost'][:400] or 'nothing'}")
 
 
+def attacks(work: Path) -> None:
+    """The autograder on the stubs, on the stubs under every attack of an answer cell, on a cell that kills its kernel
+    and on the solutions; then the strict grader on the solutions' run and on its forgery with an untrained adapter."""
+    dist = work / "dist"
+    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
+    course = work / "course.json"
+    course.write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
+    grades = work / "autograde.csv"
+    write_class(dist, work / "class", {
+        "stubs": submission(dist, {}), "alice": submission(dist, SOLUTIONS),
+        "mallory": submission(dist, {}, ATTACKS.format(csv=str(grades), root=str(ROOT))),
+        "dan": submission(dist, {"reward": SOLUTIONS["reward"]}, "import os\nos._exit(1)\n")})
+    seconds = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
+                     "--course", str(course), "--csv", str(grades), "--keep", str(work / "runs")])
+    written = grades.read_text()
+    time.sleep(10)  # mallory's detached process would have written by now
+    print(f"autograder: 4 students, short runs, in {seconds:.0f} s; the CSV 10 s later is "
+          f"{'unchanged' if grades.read_text() == written else 'CHANGED'}")
+    for name, row in rows(grades).items():
+        print(f"  {name}: {row['score']} of {row['possible']}; lost: {row['lost'][:600] or 'nothing'}")
+    run = work / "honest"  # the run under the names the fixtures give it
+    run.mkdir(exist_ok=True)
+    for name in ("results.json", "ppo_adapter.safetensors"):
+        shutil.copy(work / "runs" / "alice" / name, run / name)
+    shutil.copy(work / "runs" / "alice" / NOTEBOOK, run / "lab.ipynb")
+    _untrained(run, work / "forged" / "alice")  # alice's seed is the course's for her name
+    shutil.copytree(work / "runs" / "alice", work / "honest-class" / "alice", dirs_exist_ok=True)
+    for klass in ("honest-class", "forged"):
+        subprocess.run([sys.executable, "-m", "grading", str(work / klass), "--course", str(course), "--released",
+                        str(dist / "student" / NOTEBOOK), "--csv", str(work / f"{klass}.csv")], cwd=ROOT, check=True)
+        for name, row in rows(work / f"{klass}.csv").items():
+            print(f"  strict grader, {klass}/{name}: passed {row['passed']}; "
+                  f"{row['reasons'][:1500] or 'every check passed'}")
+
+
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     if mode == "honest":
         honest(int(rest[0]), Path(rest[1]).resolve())
+    elif mode == "attacks":
+        attacks(Path(rest[0]).resolve())
     else:
-        mistakes(Path(rest[0]).resolve())
+        mistakes(Path(rest[0]).resolve(), rest[1:])

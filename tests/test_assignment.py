@@ -303,7 +303,9 @@ def test_the_stubs_earn_no_point_whatever_an_answer_cell_does(graded_assignment)
     rows, written, later, _ = graded_assignment
     mallory = rows["mallory"]
     assert mallory["score"] == "0" and "NotImplementedError" in mallory["lost"]
-    assert "run_results: the autograder's run wrote no valid results.json" in mallory["lost"]
+    assert ("run_results: the run stopped: at code cell 9, which raised NotImplementedError: Exercise reference: "
+            "write reference_logits (2.3).") in mallory["lost"]
+    assert "(the autograder's run wrote no valid results.json: there is no results.json)" in mallory["lost"]
     assert later == written  # the detached process was gone with the submission's processes
     for line in ("def verdict(", "def reference_logits", "ppo_model.pretrained_model.disable_adapter()"):
         assert line not in written

@@ -1,5 +1,5 @@
-"""Watching PPO learn: the live view in a Jupyter kernel, a line every few steps elsewhere, and the trackers (TensorBoard
-and Trackio, offline), read back with their own readers."""
+"""Watching PPO learn: the live view in a Jupyter kernel, a line every few steps elsewhere, and the trackers
+(TensorBoard and Trackio, offline), read back with their own readers."""
 
 import importlib.util
 import json

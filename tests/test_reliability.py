@@ -24,8 +24,8 @@ def test_a_bad_setting_stops_the_notebook_in_one_sentence(tiny, tmp_path):
 
 def _locker(run_dir: Path, output_dir: Path) -> subprocess.Popen:
     """Another process that locks the run's folders as a run of the lab does, and holds them until it is killed."""
-    code = (f"import sys; from lab3 import files; files.lock_run({str(run_dir)!r}, {str(output_dir)!r}); print('locked', "
-            "flush=True); sys.stdin.read()")
+    code = (f"import sys; from lab3 import files; files.lock_run({str(run_dir)!r}, {str(output_dir)!r}); "
+            "print('locked', flush=True); sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout.readline() == "locked\n"

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,22 @@ def test_a_command_past_its_time_limit_is_stopped_with_all_it_started(tmp_path):
     time.sleep(1)
     leftover = subprocess.run(["pgrep", "-x", "-f", "sleep 77"], capture_output=True).returncode == 0
     assert not leftover or sandbox.isolation() != "namespaces"
+
+
+@pytest.mark.skipif(sandbox.isolation() != "namespaces", reason="this machine forbids namespaces")
+def test_a_grader_that_is_killed_takes_the_student_s_processes_with_it(tmp_path):
+    (tmp_path / "work").mkdir()
+    student = "import subprocess, time; subprocess.Popen(['sleep', '78'], start_new_session=True); time.sleep(79)"
+    grader = (f"from assignment import sandbox; import os, sys; sandbox.run([sys.executable, '-c', {student!r}], "
+              f"{str(tmp_path / 'work')!r}, [], 600, 4, dict(os.environ))")
+    process = subprocess.Popen([sys.executable, "-c", grader], cwd=Path(__file__).resolve().parents[1])
+    running = lambda: subprocess.run(["pgrep", "-x", "-f", "sleep 78"], capture_output=True).returncode == 0
+    for _ in range(200):
+        if running():
+            break
+        time.sleep(0.1)
+    assert running()
+    process.kill()  # as when a grading job is cancelled
+    process.wait()
+    time.sleep(1)
+    assert not running()

@@ -6,7 +6,6 @@
 import json
 import math
 import sys
-from pathlib import Path
 
 import papermill
 
