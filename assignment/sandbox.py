@@ -58,7 +58,7 @@ def _limits(gigabytes: float):
         import resource
         cap = int(gigabytes * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no sandbox
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no sandbox
     return limit
 
 

@@ -35,6 +35,14 @@ def timed(command: list[str]) -> float:
     return time.time() - started
 
 
+def assign(work: Path, course: dict) -> tuple[Path, Path]:
+    """Build the assignment into WORK/dist and write the course file; (the dist folder, the course file)."""
+    dist, path = work / "dist", work / "course.json"
+    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
+    path.write_text(json.dumps(course))
+    return dist, path
+
+
 def write_class(dist: Path, folder: Path, notebooks: dict[str, dict]) -> None:
     for name, nb in notebooks.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
@@ -46,10 +54,7 @@ def rows(path: Path) -> dict[str, dict]:
 
 
 def honest(students: int, work: Path) -> None:
-    dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
-    course = work / "course.json"
-    course.write_text(json.dumps({"seed_salt": "a secret of the course"}))
+    dist, course = assign(work, {"seed_salt": "a secret of the course"})
     write_class(dist, work / "class", {f"s{i:02d}": submission(dist, SOLUTIONS) for i in range(1, students + 1)})
     autograder = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
                         "--course", str(course), "--csv", str(work / "autograde.csv"), "--keep", str(work / "runs")])
@@ -70,10 +75,7 @@ def honest(students: int, work: Path) -> None:
 
 
 def mistakes(work: Path, only: list[str]) -> None:
-    dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
-    course = work / "course.json"
-    course.write_text(json.dumps({"assigned": SHORT}))  # every student at one seed: only the planted mistake differs
+    dist, course = assign(work, {"assigned": SHORT})  # every student at one seed: only the planted mistake differs
     notebooks = {"solutions": submission(dist, SOLUTIONS),
                  "reward of hate": submission(dist, dict(SOLUTIONS, reward=wrong("reward", 1).replace(
                      '"nothate"', '"hate"')))}
@@ -92,10 +94,7 @@ def mistakes(work: Path, only: list[str]) -> None:
 def attacks(work: Path) -> None:
     """The autograder on the stubs, on the stubs under every attack of an answer cell, on a cell that kills its kernel
     and on the solutions; then the strict grader on the solutions' run and on its forgery with an untrained adapter."""
-    dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
-    course = work / "course.json"
-    course.write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
+    dist, course = assign(work, {"assigned": SHORT, "seed_salt": "a secret of the course"})
     grades = work / "autograde.csv"
     write_class(dist, work / "class", {
         "stubs": submission(dist, {}), "alice": submission(dist, SOLUTIONS),
