@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
+import zipfile
 from pathlib import Path
 
 from assignment import hidden, sandbox
@@ -36,6 +38,10 @@ from lab3 import NOTEBOOK, ROOT
 
 PROBES = Path(__file__).resolve().parent / "probes.py"
 OUTPUTS = "outputs"  # the run's folder, in the submission's work folder
+# What is read back of a sandbox's work folder (`sandbox.copy_out`), at most this many MB each; a probe's results are
+# a torch zip, whose members are checked before they are inflated.
+READ_BACK = {"out.pt": 64, "executed.ipynb": 16, f"{OUTPUTS}/results.json": 64,
+             f"{OUTPUTS}/ppo_adapter.safetensors": 64}
 # Executed in the sandbox: the notebook whole, on past a failing cell (an unwritten exercise of 3.3 does not stop the
 # evaluation); the error of a failing cell stays in the executed notebook.
 EXECUTE = """import ast, sys, papermill
@@ -72,13 +78,28 @@ def _environment(work: Path) -> dict:
                 JUPYTER_RUNTIME_DIR=str(work / ".jupyter"))
 
 
-def _work(student_files: Path, parent: Path, name: str) -> Path:
-    """A fresh work folder holding a copy of the lab's files as handed out."""
+def _work(student_files: Path, parent: Path, name: str, files: dict[str, str | bytes]) -> Path:
+    """A fresh work folder for the sandbox: a copy of the lab's files as handed out, and `files`."""
     work = parent / name
     shutil.copytree(student_files, work, ignore=shutil.ignore_patterns(NOTEBOOK))
     for folder in (".home", ".tmp", ".hf", ".mpl", ".ipython", ".jupyter"):
         (work / folder).mkdir()
+    for file, content in files.items():
+        (work / file).write_bytes(content if isinstance(content, bytes) else content.encode())
+    sandbox.prepare(work)
     return work
+
+
+def _read_back(work: Path, names: list[str]) -> tuple[Path, list[str]]:
+    """Copies of `names` from `work` in a folder the sandbox never saw, and why any was refused."""
+    into = work.parent / "grader" / work.name
+    into.mkdir(parents=True)
+    refused = [why for name in names if (why := sandbox.copy_out(work, name, into, READ_BACK[name]))]
+    return into, refused
+
+
+def _limits(args, seconds: float) -> sandbox.Limits:
+    return sandbox.Limits(seconds, args.memory_limit_gb, args.processes, args.disk_limit_mb)
 
 
 def exercises(sources: dict[str, str], student_files: Path, parent: Path, args) -> dict[str, tuple[bool, str]]:
@@ -88,33 +109,44 @@ def exercises(sources: dict[str, str], student_files: Path, parent: Path, args) 
     verdicts, pending, attempt = {}, dict(sources), 0
     while pending:  # an answer that ends its process is charged alone; the others are probed again without it
         attempt += 1
-        work = _work(student_files, parent, f"probe-{attempt}")
-        (work / "answers.json").write_text(json.dumps(pending))
-        shutil.copy(PROBES, work / "probes.py")
-        outcome = sandbox.run([sys.executable, "probes.py", "answers.json", str(seed), "out.pt"], work, args.hidden,
-                              args.probe_time_limit, args.memory_limit_gb, _environment(work))
-        results = _probed(work / "out.pt")
+        work = _work(student_files, parent, f"probe-{attempt}",
+                     {"answers.json": json.dumps(pending), "probes.py": PROBES.read_bytes()})
+        outcome = sandbox.run([sys.executable, "probes.py", "answers.json", str(seed), "out.pt"], work,
+                              _limits(args, args.probe_time_limit), _environment(work))
+        results = _probed(_read_back(work, ["out.pt"])[0] / "out.pt")
         stopped = results.pop("_running", None)
         for name, result in results.items():
             if name in pending and name != stopped and isinstance(result, dict):
-                verdicts[name] = hidden.verdict(name, result, seed)
+                verdicts[name] = _judged(name, result, seed)
                 del pending[name]
         if stopped not in pending and pending:  # nothing says which answer ended it (or it lied): the first
             stopped = next(iter(pending))
         if stopped in pending:
-            why = (f"did not finish within {args.probe_time_limit:.0f} s" if outcome.returncode is None else
+            why = (f"could not be probed: {outcome.exceeded}" if outcome.exceeded else
                    "could not be probed (its process stopped)")
             verdicts[stopped] = (False, f"{BY_NAME[stopped].function} {why}")
             del pending[stopped]
     return verdicts
 
 
-def _probed(path: Path) -> dict:
-    """What the probes saved: tensors and plain data only (whatever else the sandbox wrote is refused, never run)."""
-    import torch
-    if not path.is_file() or path.stat().st_size > 64 << 20:
-        return {}
+def _judged(name: str, result: dict, seed: int) -> tuple[bool, str]:
+    """The hidden tests' verdict on what an answer returned; one that cannot be judged fails, saying only what it is."""
     try:
+        return hidden.verdict(name, result, seed)
+    except Exception as e:  # noqa: BLE001 (an output crafted to break the judge: an int past float's range, ...)
+        return False, f"{BY_NAME[name].function} returned what could not be judged ({type(e).__name__})"
+
+
+def _probed(path: Path) -> dict:
+    """What the probes saved: tensors and plain data only, at most READ_BACK's bound once inflated (whatever else the
+    sandbox wrote is refused, never run)."""
+    import torch
+    try:
+        with zipfile.ZipFile(path) as z:  # torch stores its members uncompressed: their sizes are what loads
+            members = z.infolist()
+        if any(m.compress_type != zipfile.ZIP_STORED for m in members) or \
+                sum(m.file_size for m in members) > READ_BACK["out.pt"] << 20:
+            return {}
         results = torch.load(path, weights_only=True)
     except Exception:  # noqa: BLE001 (a file the student's code wrote over: not the probe's)
         return {}
@@ -149,31 +181,34 @@ def _raised_at(executed: Path) -> str:
 
 
 def execute(notebook: dict, student_files: Path, parent: Path, cfg_changes: dict, args) -> tuple[Path, str]:
-    """Execute the submitted notebook in the sandbox; returns its work folder and '' or why the run stopped."""
-    work = _work(student_files, parent, "run")
-    (work / NOTEBOOK).write_text(json.dumps(notebook))
+    """Execute the submitted notebook in the sandbox; returns the folder of what was read back of its run (the
+    executed notebook, results and adapter) and '' or why the run stopped."""
+    work = _work(student_files, parent, "run", {NOTEBOOK: json.dumps(notebook)})
     parameters = {"output_dir": OUTPUTS, "checkpoint_dir": "checkpoints", "preset_name": args.the_course.preset,
                   "overrides": cfg_changes, "lab_source": ""}
     command = [sys.executable, "-c", EXECUTE, NOTEBOOK, "executed.ipynb", repr(parameters)]
-    outcome = sandbox.run(command, work, args.hidden, args.time_limit, args.memory_limit_gb, _environment(work))
-    executed = work / "executed.ipynb"
-    if outcome.returncode is None:
-        return work, f"the execution took more than the limit of {args.time_limit:.0f} s ({_stopped_at(executed)})"
+    outcome = sandbox.run(command, work, _limits(args, args.time_limit), _environment(work))
+    run, refused = _read_back(work, list(READ_BACK)[1:])
+    executed = run / "executed.ipynb"
+    if outcome.exceeded:
+        return run, f"{outcome.exceeded} ({_stopped_at(executed)})"
     if "DeadKernelError" in outcome.output or "Kernel died" in outcome.output:
-        return work, f"the kernel died {_stopped_at(executed)}"
+        return run, f"the kernel died {_stopped_at(executed)}"
     if outcome.returncode != 0:
         last = (outcome.output.strip().splitlines() or ["no output"])[-1]
-        return work, f"the execution failed ({shown(last, 200)})"
-    if not (work / OUTPUTS / "results.json").exists():  # the cells after an error ran, but no run came of them
-        return work, _raised_at(executed)
-    return work, ""
+        return run, f"the execution failed ({shown(last, 200)})"
+    if refused:
+        return run, f"what the run left was refused: {shown('; '.join(refused), 300)}"
+    if not (run / "results.json").exists():  # the cells after an error ran, but no run came of them
+        return run, _raised_at(executed)
+    return run, ""
 
 
-def run_checks(work: Path, submitted: Path, released: Path, student: str, args) -> dict[str, tuple[str, str]]:
-    """The strict grader's checks of the run the execution wrote, in a process of its own (not the sandbox: it runs
-    no student code, and reads the run's files as hostile input)."""
-    report = work.parent / "run-checks.json"
-    command = [sys.executable, "-m", "assignment.autograde", "--run-checks", str(work / OUTPUTS), str(submitted),
+def run_checks(run: Path, submitted: Path, released: Path, student: str, args) -> dict[str, tuple[str, str]]:
+    """The strict grader's checks of the run the execution wrote (as read back into `run`), in a process of its own
+    (not the sandbox: it runs no student code, and reads the run's files as hostile input)."""
+    report = run.parent / "run-checks.json"
+    command = [sys.executable, "-m", "assignment.autograde", "--run-checks", str(run), str(submitted),
                str(released), "--course-json", json.dumps(dataclasses.asdict(args.the_course)), "--student", student,
                "--report", str(report)]
     try:
@@ -195,20 +230,36 @@ def grade(path: Path, student: str, args) -> dict:
         return {"score": 0, "output": f"could not be graded: {e}", "tests": []}
     with tempfile.TemporaryDirectory(prefix="lab3-submission-") as parent:
         parent = Path(parent)
+        (parent / "grader").mkdir(mode=0o700)  # what is read back, and the grader's own files: out of the sandbox's reach
         sources = answers(submitted, released)
         verdicts = exercises(sources, args.student_files, parent, args) if sources else {
             e.name: (False, "the notebook's code cells are not the handed-out notebook's: its answers cannot be found")
             for e in EXERCISES}
         seed = args.the_course.seed(student)
         changes = dict(args.the_course.assigned, **({} if seed is None else {"seed": seed}))
-        work, stopped = execute(submitted, args.student_files, parent, changes, args)
-        (parent / "submitted.ipynb").write_text(json.dumps(submitted))
-        report = run_checks(work, parent / "submitted.ipynb", released_path, student, args)
+        run, stopped = execute(submitted, args.student_files, parent, changes, args)
+        (parent / "grader" / "submitted.ipynb").write_text(json.dumps(submitted))
+        report = run_checks(run, parent / "grader" / "submitted.ipynb", released_path, student, args)
         if args.keep:
-            _keep(work, args.keep / path.name)
+            _keep(run, args.keep / path.name)
     results = combine(verdicts, report, stopped, args.the_course.points)
-    results["output"] = f"isolation: {sandbox.isolation()}" + (f"; the run stopped: {stopped}" if stopped else "")
+    results["output"] = isolation() + (f"; the run stopped: {stopped}" if stopped else "")
     return results
+
+
+def isolation() -> str:
+    """The sandbox's mode and what it guarantees, as each submission's output says it."""
+    return f"isolation: {sandbox.mode()} ({sandbox.GUARANTEES[sandbox.mode()]})"
+
+
+def graded(path: Path, student: str, args) -> dict:
+    """`grade`, or a row that says the submission could not be graded: one submission never stops the class."""
+    try:
+        return grade(path, student, args)
+    except Exception:  # noqa: BLE001 (the trace is the instructor's; the student's row names no grader's detail)
+        traceback.print_exc()
+        return {"score": 0, "tests": [], "output": "could not be graded: the autograder failed on this submission; "
+                                                   "your instructor has its log"}
 
 
 def combine(verdicts: dict[str, tuple[bool, str]], report: dict[str, tuple[str, str]], stopped: str,
@@ -233,13 +284,14 @@ def combine(verdicts: dict[str, tuple[bool, str]], report: dict[str, tuple[str, 
     return {"score": sum(t["score"] for t in tests), "tests": tests}
 
 
-def _keep(work: Path, folder: Path) -> None:
-    """Keep a submission's run: the executed notebook, its results and adapter (what `python -m grading` grades)."""
+def _keep(run: Path, folder: Path) -> None:
+    """Keep a submission's run as read back (bounded): the executed notebook, its results and adapter (what
+    `python -m grading` grades)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for source, name in ((work / "executed.ipynb", NOTEBOOK), (work / OUTPUTS / "results.json", "results.json"),
-                         (work / OUTPUTS / "ppo_adapter.safetensors", "ppo_adapter.safetensors")):
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, folder / name)
+    for source, name in (("executed.ipynb", NOTEBOOK), ("results.json", "results.json"),
+                         ("ppo_adapter.safetensors", "ppo_adapter.safetensors")):
+        if (run / source).is_file():
+            shutil.copyfile(run / source, folder / name)
 
 
 def _row(name: str, results: dict, tests: list[str], possible: float) -> list[str]:
@@ -251,13 +303,26 @@ def _row(name: str, results: dict, tests: list[str], possible: float) -> list[st
                              shown(results.get("output", "") if not scored else " | ".join(lost), 4000)])
 
 
-def _hidden(args) -> list[Path]:
-    """What the sandbox hides: this checkout (the lecture's solutions, the grader, the hidden tests), and the folder
-    of the student's files and of the course file (on Gradescope, the autograder's source: its seed salt), unless
-    Python itself lives there."""
-    python = Path(sys.executable).resolve()
-    folders = [ROOT, args.student_files.parent, *([args.course.resolve().parent] if args.course else [])]
-    return [f for f in dict.fromkeys(folders) if not python.is_relative_to(f)]
+def preflight(args) -> str:
+    """'' if the sandbox's user can run this Python and read none of the grader's files (this checkout, the course
+    file, the student folder as handed out), else what is wrong, in one sentence."""
+    secrets_ = [ROOT / NOTEBOOK, ROOT / "assignment" / "hidden.py", args.student_files / NOTEBOOK,
+                *([args.course.resolve()] if args.course else [])]
+    check = ("import sys, torch\nfor p in sys.argv[1:]:\n    try:\n        open(p).close()\n        print('READABLE', p)"
+             "\n    except OSError:\n        pass\nprint('RAN')")
+    with tempfile.TemporaryDirectory(prefix="lab3-preflight-") as parent:
+        work = _work(args.student_files, Path(parent), "work", {"check.py": check})
+        outcome = sandbox.run([sys.executable, "check.py", *map(str, secrets_)], work, _limits(args, 120),
+                              _environment(work))
+    readable = [line.split(" ", 1)[1] for line in outcome.output.splitlines() if line.startswith("READABLE ")]
+    if readable:
+        return (f"the sandbox's user can read {shown(readable[0], 200)}: make the grader's files unreadable to "
+                f"others (chmod 700 on their folder)")
+    if "RAN" not in outcome.output:
+        last = (outcome.output.strip().splitlines() or ["no output"])[-1]
+        return (f"the sandbox's user cannot run {sys.executable} with torch ({shown(last, 200)}): install Python where "
+                f"others may read it")
+    return ""
 
 
 def _run_checks_main(args) -> int:
@@ -281,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1800, help="seconds a submission's run may take (1800)")
     parser.add_argument("--probe-time-limit", type=float, default=300, help="seconds the exercises may take (300)")
     parser.add_argument("--memory-limit-gb", type=float, default=12, help="memory a submission may take (12)")
+    parser.add_argument("--processes", type=int, default=512, help="processes and threads a submission may run (512)")
+    parser.add_argument("--disk-limit-mb", type=int, default=2048, help="MB a submission may write (2048)")
     parser.add_argument("--keep", type=Path, help="keep each submission's run (executed notebook, results, adapter) "
                                                   "in a folder of this one, named as the submission")
     parser.add_argument("--run-checks", action="store_true", help=argparse.SUPPRESS)  # the run checks' child
@@ -308,12 +375,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autograde: --gradescope grades one submission, and {len(found)} were given")
         return 2
     possible = sum(e.points for e in EXERCISES) + sum(args.the_course.points[c] for c in RUN_CHECKS)
-    args.hidden = _hidden(args)
+    problem = preflight(args)
+    if problem:
+        print(f"autograde: {problem}")
+        return 2
+    print(isolation(), flush=True)
     tests = [e.name for e in EXERCISES] + [f"run_{c}" for c in RUN_CHECKS]
     header = ["submission", "score", "possible", *tests, "lost"]
     rows = []
     for name, path in found:
-        results = grade(path, student_of(path, args.metadata), args)
+        results = graded(path, student_of(path, args.metadata), args)
         if args.gradescope:
             args.gradescope.parent.mkdir(parents=True, exist_ok=True)
             args.gradescope.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,122 +1,419 @@
-"""Running a student's code so that it cannot reach past its own submission: a process tree killed whole when it ends
-or runs out of time, no network, the file system read-only but for its work folder, the grader's files out of sight.
+"""Running a student's code so that it reaches nothing but its own work folder, as an unprivileged user, within limits
+for the whole submission, and leaves nothing running behind it.
 
-Linux namespaces, through util-linux's `unshare` (no root needed where user namespaces are enabled):
-- a PID namespace: when the command's first process ends, or is killed at the time limit, the kernel kills every
-  process left in it, those that started a session of their own included; the grader's death kills it too;
-- a network namespace with only its own loopback (a Jupyter kernel talks to papermill over it);
-- a mount namespace in which every mount is read-only but the work folder, each folder of `hide` is an empty
-  tmpfs, and which a nested user namespace locks, so that the student's code, root in it, cannot unmount or remount.
-Where `unshare` cannot make them (a container that forbids namespaces), the command runs in a session of its own
-whose process group is killed when it ends: a process that leaves the group, or writes outside its folder, is then
-not stopped; `isolation()` says which applies.
+The mode is what the host allows (`mode()`); `GUARANTEES` says what each one holds:
+- "namespaces": bubblewrap, started as the sandbox's own user (root drops to it first with `setpriv`), in fresh user,
+  PID, network, IPC, UTS and mount namespaces. The file system is an allow-list: /usr and a few files of /etc and the
+  Python environment read-only, the work folder read-write, a private /tmp and /dev/shm, a minimal /dev, its own /proc.
+- "user": root where namespaces are refused (Docker without CAP_SYS_ADMIN, as on Gradescope): `setpriv` to the
+  sandbox's user with no capabilities and no_new_privs; the grader's files are hidden by their permissions
+  (`preflight` checks them); every process of that user is killed, and what it left in /tmp, /var/tmp, /dev/shm and
+  System V IPC removed, before the grader reads anything back.
+- "process group": neither root nor namespaces: the command runs as the grader, in a process group killed when it
+  ends. It can read and write whatever the grader can: grade only trusted code here.
 
-    python assignment/sandbox.py --init WORK HIDE... -- COMMAND...     (inside the namespaces: set them up, then run)
+Limits hold for the whole submission: memory and processes by cgroups where they are writable (v1 or v2), else by
+rlimits (`RLIMIT_NPROC` for the sandbox's user) and by summing its processes' memory; the work folder's size, each
+file's size and the wall time in every mode. A limit that is hit is `Outcome.exceeded`, in one sentence.
+
+Whatever the sandbox leaves behind is hostile: `copy_out` reads a file of the work folder back without following a link
+on the way, only if it is a regular file, and only up to a size.
 """
 
-import ctypes
-import fcntl
+import errno
+import functools
 import os
+import pwd
+import resource
+import shutil
 import signal
-import socket
-import struct
+import stat
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-NAMESPACES = ["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
-KEPT = ("/proc", "/sys", "/dev")  # mounts left as they are (devices, the kernel's views)
+USER = "lab3-sandbox"  # the sandbox's own user, where it exists (Gradescope's setup.sh adds it)
+FALLBACK_UID = 64999  # a uid no account has, where that user does not exist
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the one that started it dies
+LEFT_IN = ("/tmp", "/var/tmp", "/dev/shm")  # the host's folders every user may write (mode "user" empties its part)
+ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "hosts", "localtime",
+       "alternatives", "ssl", "ca-certificates", "fonts", "mime.types")  # what the Python environment reads of /etc
+CPU = "/sys/devices/system/cpu"  # torch counts the CPUs here
+GUARANTEES = {
+    "namespaces": "the student's code runs as an unprivileged user with no capabilities, sees only the Python "
+                  "environment, /usr and its own folder, has no network, and every process it starts dies with it",
+    "user": "the student's code runs as an unprivileged user with no capabilities, cannot read the grader's files or "
+            "write outside its folder, /tmp and /dev/shm, and every process of that user is killed before grading; "
+            "it can still read what the host lets every user read, and reach the network",
+    "process group": "the student's code runs as the grader's own user: it can read and change the grader's files "
+                     "and leave processes; grade only trusted notebooks here (as root, or with user namespaces, it "
+                     "would be isolated)",
+}
+
+
+@dataclass
+class Limits:
+    seconds: float
+    memory_gb: float = 12
+    processes: int = 512  # tasks, threads included: a tiny run uses about 100
+    disk_mb: int = 2048  # the work folder, and any one file
+    files: int = 100_000  # entries in the work folder
 
 
 @dataclass
 class Outcome:
-    returncode: int | None  # None: killed at the time limit
+    returncode: int | None  # None: stopped at a limit
     output: str  # the end of what it printed
+    exceeded: str = ""  # the limit it hit, in one sentence ('' if none)
 
 
-def _unshare() -> list[str]:
-    """The `unshare` command line of the namespaces (a user namespace too where this is not root)."""
-    return ["unshare", *([] if os.geteuid() == 0 else ["--user", "--map-root-user"]), *NAMESPACES]
-
-
-def isolation() -> str:
-    """Which isolation `run` gives here, in a few words."""
+def sandbox_user() -> tuple[int, int]:
+    """The (uid, gid) the student's code runs as, where the grader is root."""
     try:
-        done = subprocess.run([*_unshare(), "true"], capture_output=True, timeout=30)
-        if done.returncode == 0:
-            return "namespaces"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return "process group"
+        entry = pwd.getpwnam(USER)
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return FALLBACK_UID, FALLBACK_UID
 
 
-def _limits(gigabytes: float):
-    """What the sandbox's first process sets before it runs: its memory cap, and its death with the grader's."""
-    def limit() -> None:
-        import resource
-        cap = int(gigabytes * (1 << 30))
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no sandbox
-    return limit
+def _as_user() -> list[str]:
+    """The command prefix that drops root to the sandbox's user: no groups, capabilities or new privileges."""
+    uid, gid = sandbox_user()
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
 
 
-def run(command: list[str], work: Path, hide: list[Path], time_limit: float, memory_gb: float,
-        env: dict) -> Outcome:
-    """Run `command` in `work` (which it alone may write) with `hide` out of its sight, within `time_limit` seconds
-    and `memory_gb` of memory; nothing it started outlives it."""
-    work = Path(work).resolve()
-    namespaced = isolation() == "namespaces"
-    if namespaced:
-        command = [*_unshare(), sys.executable, str(Path(__file__).resolve()), "--init", str(work),
-                   *map(str, hide), "--", *command]  # by its path: the package may be among what is hidden
-    log = work / ".sandbox.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_limits(memory_gb))
+@functools.cache
+def mode() -> str:
+    """The isolation this host allows: 'namespaces', 'user' or 'process group'."""
+    root = os.geteuid() == 0
+    if shutil.which("bwrap"):
+        test = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]
+        test = ["unshare", "--mount", "--", *_as_user(), *test] if root else test
         try:
-            returncode = process.wait(timeout=time_limit)
-        except subprocess.TimeoutExpired:
-            returncode = None
-        finally:  # the namespace's first process takes every other with it; the group, where there is none
+            if subprocess.run(test, capture_output=True, timeout=30).returncode == 0:
+                return "namespaces"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return "user" if root else "process group"
+
+
+def _python_folders() -> list[Path]:
+    """The folders this Python and its packages live in (not the rest of its path, which holds the grader's code)."""
+    folders = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1]}
+    folders |= {Path(p) for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()}
+    folders = {f.resolve() for f in folders if not f.resolve().is_relative_to("/usr")}
+    return sorted(f for f in folders if not any(f != g and f.is_relative_to(g) for g in folders))
+
+
+# Root's own mount namespace for the run: each Python folder bound where the sandbox's user can reach it (a Python
+# under /root, mode 700, is common), then the rest of the command.
+STAGE = 'while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"'
+
+
+def _bwrap(work: Path, limits: Limits, root: bool) -> list[str]:
+    """The command line that runs the rest in bubblewrap: as the sandbox's user, from a mount namespace of root's
+    own that stages the Python folders, where the grader is root."""
+    staged, binds = [], []
+    for number, folder in enumerate(_python_folders()):
+        source = folder
+        if root:
+            source = work.parent / f"python-{number}"
+            source.mkdir(mode=0o755, exist_ok=True)
+            staged += [str(folder), str(source)]
+        binds += ["--ro-bind", str(source), str(folder)]
+    for name in ETC:
+        binds += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for link in ("bin", "sbin", "lib", "lib64", "lib32"):
+        target = Path("/", link)
+        if target.is_symlink():
+            binds += ["--symlink", os.readlink(target), f"/{link}"]
+        elif target.is_dir():
+            binds += ["--ro-bind", str(target), f"/{link}"]
+    size = str(limits.disk_mb << 20)
+    # The tmpfs first: a later mount on a path inside it stays seen.
+    command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+               "--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--size", size,
+               "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm", "--ro-bind", "/usr", "/usr", *binds,
+               "--bind", str(work), str(work), "--ro-bind-try", CPU, CPU, "--chdir", str(work), "--"]
+    if root:
+        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", STAGE, "stage", *staged, "--",
+                *_as_user(), *command]
+    return command
+
+
+class _Cgroup:
+    """A cgroup of its own for one run, where this host lets the grader make one (v2, or v1's memory and pids)."""
+
+    def __init__(self, limits: Limits):
+        name = f"lab3-sandbox-{os.getpid()}-{time.monotonic_ns()}"
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        settings = ({"": {"memory.max": int(limits.memory_gb * (1 << 30)), "pids.max": limits.processes}} if v2 else
+                    {"memory": {"memory.limit_in_bytes": int(limits.memory_gb * (1 << 30))},
+                     "pids": {"pids.max": limits.processes}})
+        self.folders = []
+        try:
+            for controller, values in settings.items():
+                folder = Path("/sys/fs/cgroup", controller, name)
+                folder.mkdir()
+                self.folders.append(folder)
+                for file, value in values.items():
+                    (folder / file).write_text(str(value))
+        except OSError:  # read-only (a container), or not ours to write: rlimits instead
+            self.remove()
+
+    def join(self) -> None:
+        """Put the calling process in it (in the child, before it runs the command)."""
+        for folder in self.folders:
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+    def kill(self) -> None:
+        """Kill every process in it, until none is left."""
+        for _ in range(100):
+            pids = {int(p) for f in self.folders for p in _read(f / "cgroup.procs").split()}
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def exceeded(self, limits: Limits) -> str:
+        """The limit its processes hit, in one sentence."""
+        events = {line.split()[0]: line.split()[-1] for f in self.folders
+                  for name in ("memory.events", "memory.oom_control", "pids.events")
+                  for line in _read(f / name).splitlines() if line.split()}
+        if int(events.get("oom_kill", 0)) or int(events.get("oom", 0)):
+            return f"the run used more than {limits.memory_gb:g} GB of memory"
+        if int(events.get("max", 0)):
+            return f"the run started more than {limits.processes} processes"
+        return ""
+
+    def remove(self) -> None:
+        for folder in self.folders:
             try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                folder.rmdir()
+            except OSError:
                 pass
-            process.wait()
-    return Outcome(returncode, log.read_bytes()[-4000:].decode(errors="replace"))
+        self.folders = []
 
 
-def _mount(*arguments: str) -> None:
-    subprocess.run(["mount", *arguments], check=True, capture_output=True)
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
-def _loopback_up() -> None:
-    """Bring the namespace's loopback up (SIOCGIFFLAGS, SIOCSIFFLAGS: no `ip` command needed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0)))[1]
-        fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))
+def _start(limits: Limits, cgroup: _Cgroup, root: bool):
+    """What the child sets before it runs the command: its cgroup, its rlimits, and its death with the grader's."""
+    def start() -> None:
+        import ctypes
+        cgroup.join()
+        cap = int(limits.memory_gb * (1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # one process; the cgroup, or the monitor, bounds them all
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk_mb << 20,) * 2)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if root:  # counted per user: the sandbox's user alone
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no sandbox
+    return start
 
 
-def _init(work: str, hide: list[str], command: list[str]) -> None:
-    """Inside fresh namespaces: every mount read-only but `work`, `hide` emptied, loopback up; then `command`, in a
-    nested user namespace that locks those mounts."""
-    _mount("--make-rprivate", "/")
-    _mount("--bind", work, work)
-    mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-    for point in sorted(mounts):
-        if point != work and not any(point == k or point.startswith(k + "/") for k in KEPT):
-            subprocess.run(["mount", "-o", "remount,bind,ro", point], capture_output=True)  # some refuse: fine
-    for folder in hide:
-        if Path(folder).is_dir() and not Path(work).is_relative_to(folder):
-            _mount("-t", "tmpfs", "-o", "size=16k,mode=0", "none", folder)
-    _loopback_up()
-    os.chdir(work)  # the bind mount: the folder as it was before is read-only now
-    os.execvp("unshare", ["unshare", "--user", "--map-root-user", "--mount", "--", *command])
+def processes_of(uid: int) -> list[int]:
+    """The processes this host's /proc shows running as `uid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--init"]:
-    split = sys.argv.index("--")
-    _init(sys.argv[2], sys.argv[3:split], sys.argv[split + 1:])
+def _memory_of(pids: list[int]) -> int:
+    """Bytes of resident memory of `pids`."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _usage(folder: Path, most: int) -> tuple[int, int]:
+    """(bytes on disk, entries) under `folder`, counting no further than `most` entries."""
+    size = count = 0
+    stack = [str(folder)]
+    while stack and count <= most:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    st = entry.stat(follow_symlinks=False)
+                    size += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+        except OSError:
+            pass
+    return size, count
+
+
+def kill_user(uid: int, gid: int) -> None:
+    """Kill every process of `uid` (kill(-1) as that user, the one signal that reaches them all), until /proc shows
+    none."""
+    for _ in range(100):
+        if not processes_of(uid):
+            return
+        subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "kill", "-s", "KILL", "--",
+                        "-1"], capture_output=True)
+        time.sleep(0.05)
+    raise RuntimeError(f"the processes of uid {uid} could not all be killed")
+
+
+def remove_leftovers(uid: int) -> None:
+    """Remove what `uid` left in the host's shared folders and in System V IPC."""
+    for top in LEFT_IN:
+        for folder, dirs, files in os.walk(top, topdown=False):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.lstat(path)
+                    if st.st_uid == uid:
+                        os.rmdir(path) if stat.S_ISDIR(st.st_mode) else os.unlink(path)
+                except OSError:
+                    pass
+    for kind, flag in (("shm", "-m"), ("msg", "-q"), ("sem", "-s")):
+        for line in _read(Path(f"/proc/sysvipc/{kind}")).splitlines()[1:]:
+            fields = line.split()
+            uid_column = {"shm": 7, "msg": 7, "sem": 4}[kind]
+            if len(fields) > uid_column and fields[uid_column] == str(uid):
+                subprocess.run(["ipcrm", flag, fields[1]], capture_output=True)
+
+
+def prepare(work: Path) -> None:
+    """Make `work` the sandbox's own: writable by its user, and reachable (not listable) through its parent."""
+    if os.geteuid() == 0 and mode() != "process group":
+        uid, gid = sandbox_user()
+        for folder, dirs, files in os.walk(work):
+            for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+                os.lchown(name, uid, gid)
+        work.parent.chmod(0o711)
+
+
+def run(command: list[str], work: Path, limits: Limits, env: dict) -> Outcome:
+    """Run `command` in `work` (prepared with `prepare`), the only folder it may write, within `limits`; nothing it
+    started outlives it."""
+    work = Path(work).resolve()
+    root, how = os.geteuid() == 0, mode()
+    if how == "namespaces":
+        command = [*_bwrap(work, limits, root), *command]
+    elif root:
+        command = [*_as_user(), *command]
+    cgroup = _Cgroup(limits)
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_start(limits, cgroup, root))
+    except BaseException:
+        os.close(read_end)
+        cgroup.remove()
+        raise
+    finally:
+        os.close(write_end)
+    tail = bytearray()
+    reader = threading.Thread(target=_keep_tail, args=(read_end, tail), daemon=True)
+    reader.start()
+    exceeded = ""
+    try:
+        returncode, exceeded = _watch(process, work, limits, cgroup, sandbox_user()[0] if how == "user" else None)
+    finally:
+        exceeded = _end(process, cgroup, limits, how) or exceeded
+        reader.join(timeout=5)
+    return Outcome(None if exceeded else returncode, bytes(tail).decode(errors="replace"), exceeded)
+
+
+def _end(process: subprocess.Popen, cgroup: "_Cgroup", limits: Limits, how: str) -> str:
+    """Kill whatever the run left (its group, its cgroup, every process of the sandbox's user), remove what it left
+    outside its folder; the limit the cgroup saw it hit, or ''."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    cgroup.kill()
+    if os.geteuid() == 0:
+        kill_user(*sandbox_user())
+    process.wait()
+    exceeded = cgroup.exceeded(limits)
+    cgroup.remove()
+    if os.geteuid() == 0 and how == "user":
+        remove_leftovers(sandbox_user()[0])
+    return exceeded
+
+
+def _keep_tail(fd: int, tail: bytearray, most: int = 4000) -> None:
+    """Read `fd` to its end, keeping the last `most` bytes in `tail` (the output, however long, takes no disk)."""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(1 << 16):
+            tail += chunk
+            del tail[:-most]
+
+
+def _watch(process: subprocess.Popen, work: Path, limits: Limits, cgroup: _Cgroup,
+           uid: int | None) -> tuple[int | None, str]:
+    """Wait for `process` within `limits`: (its return code, or None and the limit it hit)."""
+    started, checked = time.monotonic(), 0.0
+    while True:
+        try:
+            return process.wait(timeout=0.5), ""
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now - started > limits.seconds:
+            return None, f"the run took more than its limit of {limits.seconds:.0f} s"
+        if now - checked < 2:
+            continue
+        checked = now
+        size, count = _usage(work, limits.files)
+        if size > limits.disk_mb << 20 or count > limits.files:
+            return None, f"the run wrote more than {limits.disk_mb} MB or {limits.files} files in its folder"
+        if uid is not None and not cgroup.folders and _memory_of(processes_of(uid)) > limits.memory_gb * (1 << 30):
+            return None, f"the run used more than {limits.memory_gb:g} GB of memory"
+
+
+def copy_out(work: Path, relative: str, into: Path, most_mb: int) -> str:
+    """Copy `work`/`relative` to `into` (named as its last part) if it is a regular file of at most `most_mb` MB
+    reached through no link; '' or why it was not copied."""
+    parts = relative.split("/")
+    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except OSError as e:
+        return "" if e.errno == errno.ENOENT else (
+            f"{relative} is reached through a symbolic link" if e.errno in (errno.ELOOP, errno.ENOTDIR) else
+            f"{relative} could not be opened ({e.strerror})")
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return f"{relative} is not a regular file"
+        if st.st_size > most_mb << 20:
+            return f"{relative} is larger than {most_mb} MB"
+        data = f.read((most_mb << 20) + 1)
+    if len(data) > most_mb << 20:
+        return f"{relative} is larger than {most_mb} MB"
+    (into / parts[-1]).write_bytes(data)
+    return ""
