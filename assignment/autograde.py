@@ -249,7 +249,7 @@ def grade(path: Path, student: str, args) -> dict:
 
 def isolation() -> str:
     """The sandbox's mode and what it guarantees, as each submission's output says it."""
-    return f"isolation: {sandbox.mode()} ({sandbox.GUARANTEES[sandbox.mode()]})"
+    return f"isolation: {sandbox.mode()} ({sandbox.guarantees()})"
 
 
 def graded(path: Path, student: str, args) -> dict:

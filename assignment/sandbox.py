@@ -42,16 +42,29 @@ LEFT_IN = ("/tmp", "/var/tmp", "/dev/shm")  # the host's folders every user may 
 ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "hosts", "localtime",
        "alternatives", "ssl", "ca-certificates", "fonts", "mime.types")  # what the Python environment reads of /etc
 CPU = "/sys/devices/system/cpu"  # torch counts the CPUs here
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")  # bwrap's --dev has these
+# Landlock (linux/landlock.h): its syscalls on x86-64 and arm64 alike, and the file system rights by ABI version.
+LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446
+READ = 1 << 0 | 1 << 2 | 1 << 3  # execute, read a file, read a folder
+RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1}  # v2 adds reparenting, v3 truncating
+PR_SET_NO_NEW_PRIVS = 38
+FILES = {  # what the student's code may touch, by whether the kernel has Landlock (modes without namespaces)
+    True: "Landlock lets it read only the Python environment, /usr and its own folder, and write only its folder",
+    False: "this kernel has no Landlock: it may read whatever every user may, and write where every user may",
+}
 GUARANTEES = {
     "namespaces": "the student's code runs as an unprivileged user with no capabilities, sees only the Python "
                   "environment, /usr and its own folder, has no network, and every process it starts dies with it",
-    "user": "the student's code runs as an unprivileged user with no capabilities, cannot read the grader's files or "
-            "write outside its folder, /tmp and /dev/shm, and every process of that user is killed before grading; "
-            "it can still read what the host lets every user read, and reach the network",
-    "process group": "the student's code runs as the grader's own user: it can read and change the grader's files "
-                     "and leave processes; grade only trusted notebooks here (as root, or with user namespaces, it "
-                     "would be isolated)",
+    "user": "the student's code runs as an unprivileged user with no capabilities, which cannot read the grader's "
+            "files; {files}; every process of that user is killed before grading; it can reach the network",
+    "process group": "the student's code runs as the grader's own user, in a process group killed when it ends; "
+                     "{files}; a process it detaches can outlive it, and it can reach the network",
 }
+
+
+def guarantees() -> str:
+    """What the sandbox's mode on this host guarantees, in a sentence."""
+    return GUARANTEES[mode()].format(files=FILES[landlock_version() > 0])
 
 
 @dataclass
@@ -99,6 +112,42 @@ def mode() -> str:
         except (OSError, subprocess.TimeoutExpired):
             pass
     return "user" if root else "process group"
+
+
+def landlock_version() -> int:
+    """The Landlock ABI this kernel has (0: none)."""
+    import ctypes
+    version = ctypes.CDLL(None, use_errno=True).syscall(LANDLOCK_CREATE_RULESET, None, 0, 1)
+    return max(version, 0)
+
+
+def _landlock(read: list[str], write: list[str]) -> None:
+    """Restrict the calling process and all it starts to reading `read` and reading and writing `write` (Landlock:
+    no privilege needed, and it holds without namespaces)."""
+    import ctypes
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    rights = RIGHTS[min(landlock_version(), 3)]
+    attr = ctypes.create_string_buffer(struct.pack("QQQ", rights, 0, 0))  # fs rights, no net or scope rights
+    ruleset = libc.syscall(LANDLOCK_CREATE_RULESET, attr, 8, 0)
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+    for paths, allowed in ((read, READ), (write, rights)):
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue  # absent here: nothing to allow
+            file_only = (1 << 1) | (1 << 2) | (1 << 14)  # a file takes only a file's rights: write, read, truncate
+            granted = allowed & rights & (file_only if not stat.S_ISDIR(os.fstat(fd).st_mode) else -1)
+            beneath = ctypes.create_string_buffer(struct.pack("=Qi", granted, fd))
+            done = libc.syscall(LANDLOCK_ADD_RULE, ruleset, 1, beneath, 0)
+            os.close(fd)
+            if done < 0:
+                raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.syscall(LANDLOCK_RESTRICT_SELF, ruleset, 0):
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    os.close(ruleset)
 
 
 def _python_folders() -> list[Path]:
@@ -210,8 +259,19 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _start(limits: Limits, cgroup: _Cgroup, root: bool):
-    """What the child sets before it runs the command: its cgroup, its rlimits, and its death with the grader's."""
+def _allowed(work: Path) -> tuple[list[str], list[str]]:
+    """What Landlock lets the command read, and read and write, where there are no namespaces: bubblewrap's
+    allow-list."""
+    read = ["/usr", *(f"/{link}" for link in ("bin", "sbin", "lib", "lib64", "lib32")), *(f"/etc/{n}" for n in ETC),
+            *map(str, _python_folders()), "/proc", CPU]
+    return read, [str(work), *DEVICES]
+
+
+def _start(limits: Limits, cgroup: _Cgroup, root: bool, allowed: tuple[list[str], list[str]] | None):
+    """What the child sets before it runs the command: its cgroup, its rlimits, its death with the grader's, and
+    Landlock's allow-list (`allowed`, where there are no namespaces)."""
+    already = 0 if root else len(processes_of(os.getuid()))  # a grader's own user already runs these
+
     def start() -> None:
         import ctypes
         cgroup.join()
@@ -219,20 +279,22 @@ def _start(limits: Limits, cgroup: _Cgroup, root: bool):
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # one process; the cgroup, or the monitor, bounds them all
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk_mb << 20,) * 2)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if root:  # counted per user: the sandbox's user alone
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes + already,) * 2)  # counted per user
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no sandbox
+        if allowed:
+            _landlock(*allowed)
     return start
 
 
 def processes_of(uid: int) -> list[int]:
-    """The processes this host's /proc shows running as `uid`."""
+    """The processes this host's /proc shows running as `uid` (not the dead that wait for their parent to reap them)."""
     found = []
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid and \
+                    Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                 found.append(int(entry))
-        except OSError:
+        except (OSError, IndexError):
             pass
     return found
 
@@ -272,24 +334,37 @@ def kill_user(uid: int, gid: int) -> None:
     for _ in range(100):
         if not processes_of(uid):
             return
-        subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "kill", "-s", "KILL", "--",
-                        "-1"], capture_output=True)
+        child = os.fork()  # no command: neither kill(1)'s options nor a Python the user can reach are the same anywhere
+        if child == 0:
+            try:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(child, 0)
         time.sleep(0.05)
     raise RuntimeError(f"the processes of uid {uid} could not all be killed")
 
 
 def remove_leftovers(uid: int) -> None:
-    """Remove what `uid` left in the host's shared folders and in System V IPC."""
-    for top in LEFT_IN:
-        for folder, dirs, files in os.walk(top, topdown=False):
-            for name in dirs + files:
-                path = os.path.join(folder, name)
-                try:
-                    st = os.lstat(path)
-                    if st.st_uid == uid:
-                        os.rmdir(path) if stat.S_ISDIR(st.st_mode) else os.unlink(path)
-                except OSError:
-                    pass
+    """Remove what `uid` left in the host's shared folders (where every user may write) and in System V IPC."""
+    stack = list(LEFT_IN)
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_uid == uid:
+                    shutil.rmtree(entry.path) if stat.S_ISDIR(st.st_mode) else os.unlink(entry.path)
+                elif stat.S_ISDIR(st.st_mode) and st.st_mode & 0o002:  # only there could it have written
+                    stack.append(entry.path)
+            except OSError:
+                pass
     for kind, flag in (("shm", "-m"), ("msg", "-q"), ("sem", "-s")):
         for line in _read(Path(f"/proc/sysvipc/{kind}")).splitlines()[1:]:
             fields = line.split()
@@ -317,12 +392,15 @@ def run(command: list[str], work: Path, limits: Limits, env: dict) -> Outcome:
         command = [*_bwrap(work, limits, root), *command]
     elif root:
         command = [*_as_user(), *command]
+    if root:
+        kill_user(*sandbox_user())  # what a grader killed before its clean-up left
     cgroup = _Cgroup(limits)
     read_end, write_end = os.pipe()
     try:
         process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_start(limits, cgroup, root))
+                                   preexec_fn=_start(limits, cgroup, root, None if how == "namespaces" or
+                                                     not landlock_version() else _allowed(work)))
     except BaseException:
         os.close(read_end)
         cgroup.remove()
@@ -334,7 +412,7 @@ def run(command: list[str], work: Path, limits: Limits, env: dict) -> Outcome:
     reader.start()
     exceeded = ""
     try:
-        returncode, exceeded = _watch(process, work, limits, cgroup, sandbox_user()[0] if how == "user" else None)
+        returncode, exceeded = _watch(process, work, limits, cgroup)
     finally:
         exceeded = _end(process, cgroup, limits, how) or exceeded
         reader.join(timeout=5)
@@ -367,8 +445,23 @@ def _keep_tail(fd: int, tail: bytearray, most: int = 4000) -> None:
             del tail[:-most]
 
 
-def _watch(process: subprocess.Popen, work: Path, limits: Limits, cgroup: _Cgroup,
-           uid: int | None) -> tuple[int | None, str]:
+def _descendants(pid: int) -> list[int]:
+    """`pid` and the processes it started, and they started, that are still its descendants."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit():  # the parent is the field after the ')' that ends the command's name
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _watch(process: subprocess.Popen, work: Path, limits: Limits, cgroup: _Cgroup) -> tuple[int | None, str]:
     """Wait for `process` within `limits`: (its return code, or None and the limit it hit)."""
     started, checked = time.monotonic(), 0.0
     while True:
@@ -385,7 +478,10 @@ def _watch(process: subprocess.Popen, work: Path, limits: Limits, cgroup: _Cgrou
         size, count = _usage(work, limits.files)
         if size > limits.disk_mb << 20 or count > limits.files:
             return None, f"the run wrote more than {limits.disk_mb} MB or {limits.files} files in its folder"
-        if uid is not None and not cgroup.folders and _memory_of(processes_of(uid)) > limits.memory_gb * (1 << 30):
+        if cgroup.folders and cgroup.exceeded(limits):
+            return None, cgroup.exceeded(limits)
+        members = processes_of(sandbox_user()[0]) if os.geteuid() == 0 else _descendants(process.pid)
+        if not cgroup.folders and _memory_of(members) > limits.memory_gb * (1 << 30):
             return None, f"the run used more than {limits.memory_gb:g} GB of memory"
 
 
@@ -406,12 +502,12 @@ def copy_out(work: Path, relative: str, into: Path, most_mb: int) -> str:
             f"{relative} could not be opened ({e.strerror})")
     finally:
         os.close(fd)
+    st = os.fstat(file_fd)  # before fdopen, which refuses a folder with an error of its own
+    if not stat.S_ISREG(st.st_mode) or st.st_size > most_mb << 20:
+        os.close(file_fd)
+        return f"{relative} is not a regular file" if not stat.S_ISREG(st.st_mode) else \
+            f"{relative} is larger than {most_mb} MB"
     with os.fdopen(file_fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            return f"{relative} is not a regular file"
-        if st.st_size > most_mb << 20:
-            return f"{relative} is larger than {most_mb} MB"
         data = f.read((most_mb << 20) + 1)
     if len(data) > most_mb << 20:
         return f"{relative} is larger than {most_mb} MB"
