@@ -5,9 +5,14 @@ autograder grades outside the student's kernel, so that no answer cell can chang
 import ast
 import csv
 import json
+import os
+import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -330,3 +335,60 @@ def test_an_answer_is_found_by_its_place_in_the_handed_out_notebook_not_by_its_t
     nb["cells"].insert(3, {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
                            "source": "x = 1"})
     assert answers(nb, released) is None
+
+
+def test_an_output_crafted_to_break_the_hidden_tests_fails_its_exercise_alone():
+    from assignment.autograde import _judged
+    ok, why = _judged("bootstrap", {"output": [(10 ** 400, 10 ** 400)] * 5}, 11)  # out.pt rewritten: no float holds it
+    assert not ok and why == "paired_bootstrap_ci returned what could not be judged (OverflowError)"
+
+
+def test_probe_results_are_read_only_when_their_inflated_size_is_bounded(tmp_path):
+    import zipfile
+    from assignment.autograde import READ_BACK, _probed
+    torch.save({"reward": {"output": [1.0]}}, tmp_path / "out.pt")
+    assert _probed(tmp_path / "out.pt") == {"reward": {"output": [1.0]}}
+    with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z:  # a few KB that inflate past the bound
+        z.writestr("archive/data.pkl", bytes((READ_BACK["out.pt"] << 20) + 1))
+    assert (tmp_path / "bomb.pt").stat().st_size < 1 << 20 and _probed(tmp_path / "bomb.pt") == {}
+
+
+def test_a_submission_that_breaks_the_grader_is_its_own_row(monkeypatch, capsys):
+    from assignment import autograde
+
+    def broken(path, student, args):
+        raise OverflowError("a secret of the course")
+    monkeypatch.setattr(autograde, "grade", broken)
+    row = autograde.graded(Path("mallory"), "mallory", None)
+    assert row["score"] == 0 and row["output"].startswith("could not be graded: the autograder failed")
+    assert "secret" not in row["output"] and "OverflowError" in capsys.readouterr().err  # the instructor's log
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or platform.machine() != "x86_64",
+                    reason="Gradescope's container is simulated as root, on x86-64")
+def test_gradescope_s_container_grades_a_hostile_notebook_zero_and_only_root_writes_its_results(dist):
+    """The autograder's zip as Gradescope runs it: root, no CAP_SYS_ADMIN, no namespaces. Mallory's stubs under every
+    attack of an answer cell (otter patched, the hidden tests and the lecture read, a process left to rewrite the
+    results) get no point, and her results file is the grader's."""
+    from sandbox_modes import DOCKER_LIKE
+    root = Path(tempfile.mkdtemp(prefix="lab3-gradescope-", dir="/tmp"))  # /autograder
+    (root / "course.json").write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
+    with zipfile.ZipFile(build.build_autograder(root / "autograder.zip", dist / "student", root / "course.json")) as z:
+        z.extractall(root / "source")
+    (root / "course.json").unlink()
+    results = root / "results" / "results.json"
+    (root / "submission").mkdir()
+    (root / "submission" / NOTEBOOK).write_text(json.dumps(
+        submission(dist, {}, ATTACKS.format(csv=str(results), root=str(root / "source" / "lab")))))
+    (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "mallory@example.edu"}]}))
+    done = subprocess.run([*DOCKER_LIKE, "--", "bash", str(root / "source" / "run_autograder"), str(root)],
+                          capture_output=True, text=True, timeout=900)
+    written = results.read_text()
+    time.sleep(10)  # mallory's detached process would have written by now
+    graded = json.loads(results.read_text())
+    assert results.read_text() == written and graded["score"] == 0, (done.stdout[-2000:], done.stderr[-2000:])
+    assert graded["output"].startswith("isolation: user (")
+    for secret in ("a secret of the course", "def verdict(", "ppo_model.pretrained_model.disable_adapter()"):
+        assert secret not in written and secret not in done.stdout
+    shutil.rmtree(root)
