@@ -1,20 +1,21 @@
 """Running a student's code so that it reaches nothing but its own work folder, as an unprivileged user, within limits
 for the whole submission, and leaves nothing running behind it.
 
-The mode is what the host allows (`mode()`); `GUARANTEES` says what each one holds:
-- "namespaces": bubblewrap, started as the sandbox's own user (root drops to it first with `setpriv`), in fresh user,
-  PID, network, IPC, UTS and mount namespaces. The file system is an allow-list: /usr and a few files of /etc and the
-  Python environment read-only, the work folder read-write, a private /tmp and /dev/shm, a minimal /dev, its own /proc.
+The mode is what the host allows (`mode()`); `guarantees()` says what it holds:
+- "namespaces": bubblewrap, started as the sandbox's own user (root drops to it first with `setpriv`, from a mount
+  namespace of its own that makes the Python environment reachable), in fresh user, PID, network, IPC, UTS and mount
+  namespaces. The file system is an allow-list: /usr, a few files of /etc and the Python environment read-only, the
+  work folder read-write, a private /tmp and /dev/shm, a minimal /dev, its own /proc.
 - "user": root where namespaces are refused (Docker without CAP_SYS_ADMIN, as on Gradescope): `setpriv` to the
-  sandbox's user with no capabilities and no_new_privs; the grader's files are hidden by their permissions
-  (`preflight` checks them); every process of that user is killed, and what it left in /tmp, /var/tmp, /dev/shm and
-  System V IPC removed, before the grader reads anything back.
-- "process group": neither root nor namespaces: the command runs as the grader, in a process group killed when it
-  ends. It can read and write whatever the grader can: grade only trusted code here.
+  sandbox's user with no capabilities and no_new_privs, the same allow-list by Landlock where the kernel has it; every
+  process of that user is killed, and what it left in /tmp, /var/tmp, /dev/shm and System V IPC removed, before the
+  grader reads anything back.
+- "process group": neither root nor namespaces: the grader's own user, the allow-list by Landlock, in a process group
+  killed when it ends (a process that detaches can outlive it).
 
-Limits hold for the whole submission: memory and processes by cgroups where they are writable (v1 or v2), else by
-rlimits (`RLIMIT_NPROC` for the sandbox's user) and by summing its processes' memory; the work folder's size, each
-file's size and the wall time in every mode. A limit that is hit is `Outcome.exceeded`, in one sentence.
+Limits hold for the whole submission: memory and processes by a cgroup where the grader may make one (v1 or v2), else
+by `RLIMIT_NPROC` and a watch of its processes' memory; the work folder's size, each file's size and the wall time in
+every mode. A limit that is hit is `Outcome.exceeded`, in one sentence.
 
 Whatever the sandbox leaves behind is hostile: `copy_out` reads a file of the work folder back without following a link
 on the way, only if it is a regular file, and only up to a size.

@@ -86,6 +86,7 @@ def test_full_preset_without_its_models_stops_at_once_in_one_sentence(tmp_path, 
     env = {"HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", **hub_settings}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60).stdout.strip().splitlines()
+    out = [line for line in out if "has no fast bfloat16" not in line]  # a note on this CPU, not the error
     assert len(out) == 1 and out[0].startswith("LabError: " + expected)
 
 

@@ -1,0 +1,56 @@
+"""What the sandbox costs a class, measured side by side: the autograder of another commit (a git worktree of it) and
+this checkout's, one after the other on the same honest students (the lecture's solutions, each at their own seed),
+and whether their runs came out the same.
+
+    python benchmarks/sandbox_cost.py COMMIT STUDENTS WORK    # e.g. bcebfce 2 /tmp/cost: about 6 min a student
+
+It prints each autograder's time a student, the ratio, each one's grades and whether every kept run (results and
+adapter) is byte for byte the other's.
+"""
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from grade_a_class import SOLUTIONS, assign, rows, submission, write_class  # noqa: E402
+
+
+def grade(checkout: Path, dist: Path, klass: Path, course: Path, out: Path) -> float:
+    """The autograder of `checkout` on `klass`: its wall time in seconds; its CSV and kept runs in `out`."""
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(klass), "--course",
+                    str(course), "--csv", str(out / "grades.csv"), "--keep", str(out / "runs")], cwd=checkout,
+                   check=True, capture_output=True)
+    return time.time() - started
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def main(commit: str, students: int, work: Path) -> None:
+    old = work / "old-checkout"
+    if not old.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), commit], cwd=ROOT, check=True)
+    dist, course = assign(work, {"seed_salt": "a secret of the course"})
+    write_class(dist, work / "class", {f"s{i:02d}": submission(dist, SOLUTIONS) for i in range(1, students + 1)})
+    seconds = {}
+    for name, checkout in ((commit, old), ("this checkout", ROOT)):
+        (work / name).mkdir(exist_ok=True)
+        seconds[name] = grade(checkout, dist, work / "class", course, work / name) / students
+        graded = rows(work / name / "grades.csv")
+        print(f"{name}: {seconds[name]:.0f} s a student; scores "
+              f"{sorted({r['score'] + ' of ' + r['possible'] for r in graded.values()})}", flush=True)
+    print(f"this checkout / {commit}: {seconds['this checkout'] / seconds[commit]:.3f}")
+    for student in sorted(p.name for p in (work / "class").iterdir()):
+        same = all(digest(work / commit / "runs" / student / f) == digest(work / "this checkout" / "runs" / student / f)
+                   for f in ("results.json", "ppo_adapter.safetensors"))
+        print(f"  {student}: results and adapter {'identical' if same else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]).resolve())
