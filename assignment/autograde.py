@@ -230,7 +230,7 @@ def grade(path: Path, student: str, args) -> dict:
         return {"score": 0, "output": f"could not be graded: {e}", "tests": []}
     with tempfile.TemporaryDirectory(prefix="lab3-submission-") as parent:
         parent = Path(parent)
-        (parent / "grader").mkdir(mode=0o700)  # what is read back, and the grader's own files: out of the sandbox's reach
+        (parent / "grader").mkdir(mode=0o700)  # what is read back, and the grader's own files: not the sandbox's
         sources = answers(submitted, released)
         verdicts = exercises(sources, args.student_files, parent, args) if sources else {
             e.name: (False, "the notebook's code cells are not the handed-out notebook's: its answers cannot be found")
@@ -303,15 +303,25 @@ def _row(name: str, results: dict, tests: list[str], possible: float) -> list[st
                              shown(results.get("output", "") if not scored else " | ".join(lost), 4000)])
 
 
+# Run as the sandbox's user before any grading: can it run this Python, and which of the grader's files can it read?
+PREFLIGHT = """import sys, torch
+for path in sys.argv[1:]:
+    try:
+        open(path).close()
+        print("READABLE", path)
+    except OSError:
+        pass
+print("RAN")
+"""
+
+
 def preflight(args) -> str:
     """'' if the sandbox's user can run this Python and read none of the grader's files (this checkout, the course
     file, the student folder as handed out), else what is wrong, in one sentence."""
     secrets_ = [ROOT / NOTEBOOK, ROOT / "assignment" / "hidden.py", args.student_files / NOTEBOOK,
                 *([args.course.resolve()] if args.course else [])]
-    check = ("import sys, torch\nfor p in sys.argv[1:]:\n    try:\n        open(p).close()\n        print('READABLE', p)"
-             "\n    except OSError:\n        pass\nprint('RAN')")
     with tempfile.TemporaryDirectory(prefix="lab3-preflight-") as parent:
-        work = _work(args.student_files, Path(parent), "work", {"check.py": check})
+        work = _work(args.student_files, Path(parent), "work", {"check.py": PREFLIGHT})
         outcome = sandbox.run([sys.executable, "check.py", *map(str, secrets_)], work, _limits(args, 120),
                               _environment(work))
     readable = [line.split(" ", 1)[1] for line in outcome.output.splitlines() if line.startswith("READABLE ")]

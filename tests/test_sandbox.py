@@ -3,6 +3,7 @@ a hostile student gets, the limits for the whole submission, and what the grader
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ def test_a_submission_past_a_limit_is_stopped_whole_and_told_which(mode, limit):
         assert report["returncode"] is None and report["exceeded"] == sentence, report
         assert seconds < 45
     assert subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode == 1  # none left
+    shutil.rmtree(base)
 
 
 @needs_root
@@ -91,10 +93,13 @@ def test_a_grader_that_is_killed_takes_the_student_s_processes_with_it(tmp_path)
     base = lay_out(0)
     student = "import subprocess, time; subprocess.Popen(['sleep', '78'], start_new_session=True); time.sleep(79)"
     (base / "runs" / "work" / "student.py").write_text(student)
-    grader = (f"from assignment import sandbox; from pathlib import Path; import sys; w = Path({str(base)!r}) / 'runs' /"
-              f" 'work'; sandbox.prepare(w); sandbox.run([sys.executable, 'student.py'], w, sandbox.Limits(600), {{}})")
+    work = base / "runs" / "work"
+    grader = (f"from assignment import sandbox; from pathlib import Path; import sys; w = Path({str(work)!r}); "
+              f"sandbox.prepare(w); sandbox.run([sys.executable, 'student.py'], w, sandbox.Limits(600), {{}})")
     process = subprocess.Popen([sys.executable, "-c", grader], cwd=Path(__file__).resolve().parents[1])
-    running = lambda: subprocess.run(["pgrep", "-x", "-f", "sleep 78"], capture_output=True).returncode == 0
+
+    def running() -> bool:
+        return subprocess.run(["pgrep", "-x", "-f", "sleep 78"], capture_output=True).returncode == 0
     for _ in range(200):
         if running():
             break
@@ -104,6 +109,7 @@ def test_a_grader_that_is_killed_takes_the_student_s_processes_with_it(tmp_path)
     process.wait()
     time.sleep(1)
     assert not running()
+    shutil.rmtree(base)
 
 
 def test_what_the_sandbox_leaves_is_read_back_only_as_a_bounded_regular_file_through_no_link(tmp_path):
