@@ -25,11 +25,12 @@ MODES = {
     "unprivileged, namespaces": [*DOCKER_LIKE, "--as", str(GRADER_UID), "--namespaces", "--"],
     "unprivileged, no namespaces": [*DOCKER_LIKE, "--as", str(GRADER_UID), "--"],
 }
-# The grader's side: prepare the work folder, run the command in the sandbox, say what came of it.
+# The grader's side: prepare the work folder, run the command in the sandbox, say what came of it. It runs from a copy
+# of the sandbox's module in the grader's own folder, which an unprivileged grader can read wherever this checkout is.
 GRADER = """
 import json, sys
 from pathlib import Path
-from assignment import sandbox
+import sandbox
 job = json.loads(sys.argv[1])
 work = Path(job["work"])
 sandbox.prepare(work)
@@ -77,8 +78,9 @@ def lay_out(grader_uid: int) -> Path:
     (base / "grader" / "secret.txt").write_text("the course's seed salt")
     (base / "grader" / "grades.csv").write_text("alice,29\n")
     (base / "course" / "hidden.py").write_text("def verdict(): ...\n")
+    shutil.copy(ROOT / "assignment" / "sandbox.py", base / "grader" / "sandbox.py")
     for path in (base / "grader", base / "grader" / "secret.txt", base / "grader" / "grades.csv", base / "runs",
-                 base / "runs" / "work"):
+                 base / "runs" / "work", base / "grader" / "sandbox.py"):
         os.chown(path, grader_uid, grader_uid)
     (base / "grader" / "secret.txt").chmod(0o600)
     return base
@@ -87,7 +89,7 @@ def lay_out(grader_uid: int) -> Path:
 def sandboxed(mode: str, command: list[str], limits: dict, base: Path, timeout: float = 300) -> dict:
     """Run `command` in the sandbox in `mode`, the work folder `base`/runs/work: the grader's report."""
     job = {"work": str(base / "runs" / "work"), "command": command, "limits": limits}
-    done = subprocess.run([*MODES[mode], sys.executable, "-c", GRADER, json.dumps(job)], cwd=ROOT,
+    done = subprocess.run([*MODES[mode], sys.executable, "-c", GRADER, json.dumps(job)], cwd=base / "grader",
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
