@@ -2,7 +2,7 @@
 this checkout's, one after the other on the same honest students (the lecture's solutions, each at their own seed),
 and whether their runs came out the same.
 
-    python benchmarks/sandbox_cost.py COMMIT STUDENTS WORK    # e.g. bcebfce 2 /tmp/cost: about 6 min a student
+    python benchmarks/sandbox_cost.py COMMIT STUDENTS WORK    # about 7 min a student and commit on a 2-core CPU
 
 It prints each autograder's time a student, the ratio, each one's grades and whether every kept run (results and
 adapter) is the other's, but for its wall times.
