@@ -21,6 +21,7 @@ Whatever the sandbox leaves behind is hostile: `copy_out` reads a file of the wo
 on the way, only if it is a regular file, and only up to a size.
 """
 
+import ctypes
 import errno
 import functools
 import os
@@ -29,6 +30,7 @@ import resource
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -36,13 +38,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-USER = "lab3-sandbox"  # the sandbox's own user, where it exists (Gradescope's setup.sh adds it)
+USER = "lab3-sandbox"  # the sandbox's own user, where an instructor made that account
 FALLBACK_UID = 64999  # a uid no account has, where that user does not exist
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the one that started it dies
 LEFT_IN = ("/tmp", "/var/tmp", "/dev/shm")  # the host's folders every user may write (mode "user" empties its part)
 ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "hosts", "localtime",
        "alternatives", "ssl", "ca-certificates", "fonts", "mime.types")  # what the Python environment reads of /etc
 CPU = "/sys/devices/system/cpu"  # torch counts the CPUs here
+ROOT_LINKS = ("bin", "sbin", "lib", "lib64", "lib32")  # folders of / that are links into /usr, or hold libraries
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")  # bwrap's --dev has these
 # Landlock (linux/landlock.h): its syscalls on x86-64 and arm64 alike, and the file system rights by ABI version.
 LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446
@@ -117,7 +120,6 @@ def mode() -> str:
 
 def landlock_version() -> int:
     """The Landlock ABI this kernel has (0: none)."""
-    import ctypes
     version = ctypes.CDLL(None, use_errno=True).syscall(LANDLOCK_CREATE_RULESET, None, 0, 1)
     return max(version, 0)
 
@@ -125,8 +127,6 @@ def landlock_version() -> int:
 def _landlock(read: list[str], write: list[str]) -> None:
     """Restrict the calling process and all it starts to reading `read` and reading and writing `write` (Landlock:
     no privilege needed, and it holds without namespaces)."""
-    import ctypes
-    import struct
     libc = ctypes.CDLL(None, use_errno=True)
     rights = RIGHTS[min(landlock_version(), 3)]
     attr = ctypes.create_string_buffer(struct.pack("QQQ", rights, 0, 0))  # fs rights, no net or scope rights
@@ -177,7 +177,7 @@ def _bwrap(work: Path, limits: Limits, root: bool) -> list[str]:
         binds += ["--ro-bind", str(source), str(folder)]
     for name in ETC:
         binds += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for link in ("bin", "sbin", "lib", "lib64", "lib32"):
+    for link in ROOT_LINKS:
         target = Path("/", link)
         if target.is_symlink():
             binds += ["--symlink", os.readlink(target), f"/{link}"]
@@ -263,7 +263,7 @@ def _read(path: Path) -> str:
 def _allowed(work: Path) -> tuple[list[str], list[str]]:
     """What Landlock lets the command read, and read and write, where there are no namespaces: bubblewrap's
     allow-list."""
-    read = ["/usr", *(f"/{link}" for link in ("bin", "sbin", "lib", "lib64", "lib32")), *(f"/etc/{n}" for n in ETC),
+    read = ["/usr", *(f"/{link}" for link in ROOT_LINKS), *(f"/etc/{n}" for n in ETC),
             *map(str, _python_folders()), "/proc", CPU]
     return read, [str(work), *DEVICES]
 
@@ -274,7 +274,6 @@ def _start(limits: Limits, cgroup: _Cgroup, root: bool, allowed: tuple[list[str]
     already = 0 if root else len(processes_of(os.getuid()))  # a grader's own user already runs these
 
     def start() -> None:
-        import ctypes
         cgroup.join()
         cap = int(limits.memory_gb * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # one process; the cgroup, or the monitor, bounds them all
@@ -287,13 +286,18 @@ def _start(limits: Limits, cgroup: _Cgroup, root: bool, allowed: tuple[list[str]
     return start
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name (which may hold spaces): state, parent, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def processes_of(uid: int) -> list[int]:
     """The processes this host's /proc shows running as `uid` (not the dead that wait for their parent to reap them)."""
     found = []
     for entry in os.listdir("/proc"):
         try:
             if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid and \
-                    Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    _stat(entry)[0] != "Z":
                 found.append(int(entry))
         except (OSError, IndexError):
             pass
@@ -451,8 +455,8 @@ def _descendants(pid: int) -> list[int]:
     parents = {}
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit():  # the parent is the field after the ')' that ends the command's name
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if entry.isdigit():
+                parents[int(entry)] = int(_stat(entry)[1])
         except (OSError, IndexError, ValueError):
             pass
     found, frontier = [pid], [pid]
@@ -479,8 +483,9 @@ def _watch(process: subprocess.Popen, work: Path, limits: Limits, cgroup: _Cgrou
         size, count = _usage(work, limits.files)
         if size > limits.disk_mb << 20 or count > limits.files:
             return None, f"the run wrote more than {limits.disk_mb} MB or {limits.files} files in its folder"
-        if cgroup.folders and cgroup.exceeded(limits):
-            return None, cgroup.exceeded(limits)
+        hit = cgroup.exceeded(limits) if cgroup.folders else ""
+        if hit:
+            return None, hit
         members = processes_of(sandbox_user()[0]) if os.geteuid() == 0 else _descendants(process.pid)
         if not cgroup.folders and _memory_of(members) > limits.memory_gb * (1 << 30):
             return None, f"the run used more than {limits.memory_gb:g} GB of memory"
