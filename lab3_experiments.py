@@ -49,8 +49,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from grading.solutions import paired_bootstrap_ci, rewards_by_label  # the lab's exercises, solved
-from lab3 import experiments, settings
+import experiments
+from lab3 import settings
+from lab3.solutions import solution
+
+rewards_by_label, paired_bootstrap_ci = solution("rewards_by_label"), solution("paired_bootstrap_ci")  # solved
 
 folder = Path(experiments_dir)
 cfg = dataclasses.replace(settings.preset("tiny"), **overrides)

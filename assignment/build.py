@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from assignment.exercises import EXERCISES
-from grading.solutions import TAG
+from lab3.solutions import TAG
 from lab3 import NOTEBOOK, ROOT
 
 OTTER = "otter-grader==7.0.0"  # also in requirements-dev.txt: the instructor's and the student's are the same

@@ -1,7 +1,7 @@
 """What the assignment asks: the functions of the lecture a student writes (its cells tagged `exercise`), the written
 questions (its markdown cells tagged `answer`), their points, and which run checks rest on which exercise.
 
-The lecture is the one source of their text and solutions (`grading.solutions`); each exercise's public checks are
+The lecture is the one source of their text and solutions (`lab3.solutions`); each exercise's public checks are
 `checks/<name>.py` (otter-grader's test format), its hidden tests `assignment.hidden`.
 """
 

@@ -1,5 +1,5 @@
 """The hidden tests, on the grader's side: what each exercise's function must have returned on the inputs the probes
-drew (`assignment.probes`, run in the sandbox), judged from the grader's own solutions (`grading.solutions`) and
+drew (`assignment.probes`, run in the sandbox), judged from the grader's own solutions (`lab3.solutions`) and
 TRL's own functions; the usual mistakes are named. A student's code never runs here: only its outputs are read.
 """
 
@@ -10,7 +10,7 @@ import torch
 
 from assignment import probes
 from assignment.exercises import BY_NAME
-from grading import solutions
+from lab3.solutions import solution
 from lab3 import ROOT
 
 TOLERANCE = 1e-5  # float32 arithmetic in another order
@@ -51,7 +51,7 @@ def reference(output, seed: int) -> tuple[bool, str]:
 
 def reward(output, seed: int) -> tuple[bool, str]:
     outputs = probes.reward_inputs(seed)
-    scores = {label: [float(r) for r in solutions.rewards_by_label(outputs, label)] for label in ("nothate", "hate")}
+    scores = {label: [float(r) for r in solution("rewards_by_label")(outputs, label)] for label in ("nothate", "hate")}
     for label, got in zip(("nothate", "hate"), output):
         values = [v for _, _, v in got]
         if values != scores[label]:
@@ -183,7 +183,7 @@ def bootstrap(output, seed: int) -> tuple[bool, str]:
     for (args, kwargs), got in zip(calls, output):
         if kwargs["n_resamples"] == 1:
             continue
-        low, high = solutions.paired_bootstrap_ci(*args, **kwargs)
+        low, high = solution("paired_bootstrap_ci")(*args, **kwargs)
         if abs(got[0] - low) > 0.05 * (high - low) or abs(got[1] - high) > 0.05 * (high - low):
             return False, (f"the interval [{got[0]:.4f}, {got[1]:.4f}] is not the paired bootstrap's (a normal "
                            "approximation, or before and after resampled apart?)")

@@ -29,7 +29,7 @@ from lab3 import ROOT  # noqa: E402
 from lab3 import settings  # noqa: E402
 from lab3 import speedups  # noqa: E402
 from lab3.settings import LAB2_LORA  # noqa: E402
-from grading.solutions import rewards_by_label  # noqa: E402
+from lab3.solutions import solution  # noqa: E402
 
 WAYS = ("project", "lecture")
 
@@ -144,7 +144,7 @@ def worker(way: str, work: Path, lengths: list[int], repeats: int, batch_size: i
                 outputs = [reward_pipe([t], **reward_kwargs)[0] for t in texts(responses)]
             else:
                 outputs = reward_pipe(texts(responses), **reward_kwargs)
-            rewards = rewards_by_label(outputs, "nothate")
+            rewards = solution("rewards_by_label")(outputs, "nothate")
         t2 = phase_done("reward")
         with torch.profiler.record_function("step"):
             stats = trainer.step(prompts, responses, rewards)

@@ -17,9 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 import rlhf_helpers as lab
-from grading import solutions
 from lab3.checksums import file_sha256, manifest_mismatches, weights_file
 from lab3.settings import TINY_DIR, located_sources
+from lab3.solutions import solution
 from lab3.speedups import fast_generation_kwargs, resolve_dtype
 
 CLASSIFIER_PIN = Path(__file__).resolve().parent / "classifier.lock"  # written by setup.sh: the full preset's pin
@@ -175,10 +175,10 @@ def rescore(source: str, summaries: dict[str, list[str]], ppo_texts: list[str], 
     pipe = _load_classifier(source)
     nothate = pipe.model.config.id2label[lab.not_hate_index(pipe.model)]
     toxic_kwargs = dict(reward_kwargs, function_to_apply="softmax")
-    toxicity = {phase: [1 - float(r) for r in solutions.rewards_by_label(pipe(texts, **toxic_kwargs), nothate)]
+    toxicity = {phase: [1 - float(r) for r in solution("rewards_by_label")(pipe(texts, **toxic_kwargs), nothate)]
                 if texts else [] for phase, texts in summaries.items()}  # a pipeline refuses an empty list
     outputs = pipe(ppo_texts, **reward_kwargs) if ppo_texts else []
-    return Scores(toxicity, outputs, [float(r) for r in solutions.rewards_by_label(outputs, nothate)])
+    return Scores(toxicity, outputs, [float(r) for r in solution("rewards_by_label")(outputs, nothate)])
 
 
 def measures(toxicity: dict[str, list[float]], summaries: dict[str, list[str]], references: list[str],
@@ -187,7 +187,7 @@ def measures(toxicity: dict[str, list[float]], summaries: dict[str, list[str]], 
     here from the grader's own summaries and scores."""
     out = {phase: {"mean": float(np.mean(toxicity[phase])), "std": float(np.std(toxicity[phase]))}
            for phase in ("before", "after")}
-    out["change_ci95"] = list(solutions.paired_bootstrap_ci(toxicity["before"], toxicity["after"], seed=seed))
+    out["change_ci95"] = list(solution("paired_bootstrap_ci")(toxicity["before"], toxicity["after"], seed=seed))
     out["rouge"] = {phase: lab.rouge(summaries[phase], references) for phase in ("before", "after")}
     return out
 

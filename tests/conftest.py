@@ -15,7 +15,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import rlhf_helpers as lab  # noqa: E402
 from lab3 import settings  # noqa: E402
-from grading.solutions import rewards_by_label  # noqa: E402
+from lab3.solutions import solution  # noqa: E402
 
 # A test that needs one of these is in the `slow` tier (pytest.ini): each runs the whole lab, or more.
 SLOW_FIXTURES = {"lab_run", "full_run", "launched", "graded_class", "graded_assignment", "bare_kernel"}
@@ -248,7 +248,7 @@ def ppo_step(run, trainer, tokenizer, reward_pipe, tiny) -> dict:
                                  **tiny.generation_kwargs)
     texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
     scores = reward_pipe(texts, **tiny.reward_kwargs)
-    rewards = rewards_by_label(scores, "nothate")
+    rewards = solution("rewards_by_label")(scores, "nothate")
     stats = trainer.step(batch["input_ids"], responses, rewards)
     checkpoints.record_step(run, trainer, ppo_step_record(len(run.history), stats, scores, rewards, texts))
     return run.history[-1]

@@ -23,7 +23,7 @@ from conftest import ROOT, SHORT, policy, small_trainer
 from assignment import build, hidden
 from assignment.exercises import EXERCISES, RUN_CHECKS
 from grading.course import POINTS
-from grading.solutions import base_namespace, cells as solution_cells
+from lab3.solutions import base_namespace, cells as solution_cells
 from lab3 import NOTEBOOK
 
 ANSWER = "otter_answer_cell"

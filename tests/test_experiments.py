@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, SHORT, printed
-from grading.solutions import paired_bootstrap_ci
-from lab3 import experiments
+from lab3.solutions import solution
+import experiments
 from lab3.errors import LabError
 
 
@@ -40,7 +40,7 @@ def _samples(prompts: int = 40, n: int = 4) -> pd.DataFrame:
 
 
 def test_best_of_n_rows_lower_toxicity_as_n_grows_with_a_paired_interval():
-    rows = experiments.best_of_n_rows(_samples(), [1, 2, 4], 0, paired_bootstrap_ci)
+    rows = experiments.best_of_n_rows(_samples(), [1, 2, 4], 0, solution("paired_bootstrap_ci"))
     assert rows.loc[1, "change"] == 0 and rows.loc[1, "ci_low"] == rows.loc[1, "ci_high"] == 0
     assert rows.reward.is_monotonic_increasing and rows.toxicity.is_monotonic_decreasing
     assert rows.loc[4, "ci_high"] < 0 and rows.loc[4, "kl"] == pytest.approx(math.log(4) - 0.75)

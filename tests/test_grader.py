@@ -19,7 +19,7 @@ from conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 from grading import checks, copies, evidence
 from grading.__main__ import grade_isolated, gradescope_results
 from grading.course import POINTS, Course, CourseError, course, student_seed
-from grading.solutions import paired_bootstrap_ci
+from lab3.solutions import solution
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
 
 ASSIGNED = ["--assigned", json.dumps(SHORT)]  # the course assigned the short run the tests can afford
@@ -66,7 +66,7 @@ def _fabricated(lab_run: Path, folder: Path, tiny, tiny_dataset, toxicity_evalua
     per_sample = toxicity_evaluator.compute(predictions=after, toxic_label="hate")["toxicity"]
     run["toxicity"]["after"] = {"mean": float(np.mean(per_sample)), "std": float(np.std(per_sample)),
                                 "per_sample": per_sample, "summaries": after}
-    run["toxicity"]["change_ci95"] = list(paired_bootstrap_ci(run["toxicity"]["before"]["per_sample"], per_sample,
+    run["toxicity"]["change_ci95"] = list(solution("paired_bootstrap_ci")(run["toxicity"]["before"]["per_sample"], per_sample,
                                                               seed=tiny.seed))
     run["rouge"]["after"] = lab.rouge(after, after)
     _write_results(folder, run)
@@ -98,7 +98,7 @@ def _untrained(lab_run: Path, folder: Path) -> None:
     tox["after"]["per_sample"][worst] = tox["before"]["per_sample"][clean]
     for phase in ("before", "after"):
         tox[phase].update(mean=float(np.mean(tox[phase]["per_sample"])), std=float(np.std(tox[phase]["per_sample"])))
-    tox["change_ci95"] = list(paired_bootstrap_ci(tox["before"]["per_sample"], tox["after"]["per_sample"],
+    tox["change_ci95"] = list(solution("paired_bootstrap_ci")(tox["before"]["per_sample"], tox["after"]["per_sample"],
                                                   seed=run["seed"]))
     _write_results(folder, run)
     nb = _printed_lines(json.loads((folder / "lab3_rlhf_detox.ipynb").read_text()), tox)

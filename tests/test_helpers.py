@@ -15,7 +15,7 @@ from lab3 import speedups
 from conftest import policy
 from lab3.settings import LAB2_LORA, PROMPT_TEMPLATE
 from lab3.errors import LabError
-from grading.solutions import paired_bootstrap_ci, rewards_by_label
+from lab3.solutions import solution
 
 HATEFUL = "You are disgusting and terrible and i damn hate you."
 
@@ -112,7 +112,7 @@ def test_reward_is_taken_by_label_on_a_hateful_text(tiny, reward_pipe):
     outputs = reward_pipe([HATEFUL, "I want to kiss you."], top_k=None, function_to_apply="none")
     assert outputs[0][0]["label"] == "hate"  # scored as hate: the pipeline lists it first
     logits = {d["label"]: d["score"] for d in outputs[0]}
-    by_label = rewards_by_label(outputs, "nothate")
+    by_label = solution("rewards_by_label")(outputs, "nothate")
     assert by_label[0].item() == pytest.approx(logits["nothate"])
     assert by_label[0].item() < by_label[1].item()  # hateful text earns the lower reward
     by_index = lab.lecture_rewards(0)(outputs, "nothate")
@@ -266,9 +266,9 @@ def test_rouge_extremes_and_mean():
 def test_the_graders_bootstrap_ci_covers_the_paired_difference():
     rng = np.random.default_rng(1)
     before = rng.random(200)
-    lo, hi = paired_bootstrap_ci(before, before - 0.3 + rng.normal(0, 0.05, 200))
+    lo, hi = solution("paired_bootstrap_ci")(before, before - 0.3 + rng.normal(0, 0.05, 200))
     assert lo < -0.3 < hi and hi - lo < 0.05
-    lo, hi = paired_bootstrap_ci(before, before + rng.normal(0, 0.05, 200))
+    lo, hi = solution("paired_bootstrap_ci")(before, before + rng.normal(0, 0.05, 200))
     assert lo < 0 < hi
 
 
@@ -281,7 +281,7 @@ def _first_step_kl(ppo_model, tiny, tiny_dataset, tokenizer, reward_pipe) -> flo
     responses = trainer.generate(batch["input_ids"], batch_size=8, return_prompt=False, max_new_tokens=20,
                                  **tiny.generation_kwargs)
     texts = [q + " " + r for q, r in zip(batch["query"], tokenizer.batch_decode(responses, skip_special_tokens=True))]
-    rewards = rewards_by_label(reward_pipe(texts, **tiny.reward_kwargs), "nothate")
+    rewards = solution("rewards_by_label")(reward_pipe(texts, **tiny.reward_kwargs), "nothate")
     return trainer.step(batch["input_ids"], responses, rewards)["objective/kl"]
 
 
@@ -310,7 +310,7 @@ def test_classifier_tokenizer_cuts_at_the_window_like_the_real_one(reward_pipe):
 
 def test_ppo_rewards_of_a_text_longer_than_the_window(tiny, reward_pipe):
     long = _longer_than_the_classifier_window(reward_pipe)
-    rewards = rewards_by_label(reward_pipe([long, "I want to kiss you."], **tiny.reward_kwargs), "nothate")
+    rewards = solution("rewards_by_label")(reward_pipe([long, "I want to kiss you."], **tiny.reward_kwargs), "nothate")
     assert len(rewards) == 2 and all(torch.isfinite(r) for r in rewards)
     assert rewards[0] < rewards[1]  # still scored as what it is: the window is full of hate
 
@@ -326,6 +326,6 @@ def test_comparison_table_of_texts_longer_than_the_window(tiny, reward_pipe):
     before = pd.DataFrame({"query": [long, "Summarize: hello"], "summary": [long, "A greeting."],
                            "reference": ["A fight.", "A greeting."], "toxicity": [0.9, 0.1]})
     after = before.assign(summary=["A quarrel.", "A greeting."], toxicity=[0.2, 0.1])
-    table = lab.comparison_table(before, after, reward_pipe, tiny.reward_kwargs, rewards_by_label)
+    table = lab.comparison_table(before, after, reward_pipe, tiny.reward_kwargs, solution("rewards_by_label"))
     assert len(table) == 2 and table.reward_gain.notna().all()
     assert table.set_index("response_after").toxic_before.to_dict() == {"A quarrel.": True, "A greeting.": False}

@@ -6,7 +6,7 @@ import torch
 from peft import get_peft_model_state_dict
 
 from conftest import ppo_step, small_trainer
-from grading import solutions
+from lab3.solutions import solution
 from lab3 import checkpoints, replay
 
 
@@ -35,15 +35,15 @@ def test_the_batch_is_the_last_step_s_under_the_policy_that_sampled_it(replayed)
 
 def test_the_lecture_s_three_pieces_are_trl_s_on_the_step(replayed):
     trainer, step, _ = replayed
-    rewards = solutions.kl_shaped_rewards(step.scores, step.old_logprobs, step.ref_logprobs, step.masks, step.kl_coef)
+    rewards = solution("kl_shaped_rewards")(step.scores, step.old_logprobs, step.ref_logprobs, step.masks, step.kl_coef)
     trl_rewards, _, _ = trainer.compute_rewards(step.scores, step.old_logprobs, step.ref_logprobs, step.masks)
     assert (rewards - trl_rewards).abs().max() <= 1e-6
     c = trainer.config
-    advantages, returns = solutions.advantages_and_returns(step.old_values, rewards, step.masks, c.gamma, c.lam)
+    advantages, returns = solution("advantages_and_returns")(step.old_values, rewards, step.masks, c.gamma, c.lam)
     _, trl_advantages, trl_returns = trainer.compute_advantages(step.old_values, trl_rewards, step.masks)
     assert (advantages - trl_advantages).abs().max() <= 1e-5 and (returns - trl_returns).abs().max() <= 1e-6
     mb = slice(0, c.mini_batch_size)
-    policy, value = solutions.ppo_losses(step.old_logprobs[mb], step.logprobs[mb], advantages[mb],
+    policy, value = solution("ppo_losses")(step.old_logprobs[mb], step.logprobs[mb], advantages[mb],
                                          step.old_values[mb], step.values[mb], returns[mb], step.masks[mb],
                                          c.cliprange, c.cliprange_value, c.vf_coef)
     trl_policy, trl_value, stats = trainer.loss(step.old_logprobs[mb], step.old_values[mb], step.logits[mb],

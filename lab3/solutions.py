@@ -1,9 +1,11 @@
 """The exercises' solutions: the lecture's own code, its cells tagged `exercise`, loaded as functions. The lecture is
-the one copy of each; the student's notebook has a stub in its place, and nothing on the grader's side is handed out.
+the one copy of each (the student's notebook has a stub in its place); the grader, the tests, the experiments and the
+benchmarks load them from here.
 
-    from grading.solutions import paired_bootstrap_ci, rewards_by_label
+    from lab3.solutions import solution
+    paired_bootstrap_ci = solution("paired_bootstrap_ci")
 
-Each cell defines one function, which may use the names of `NAMESPACE` (the lecture imports them at its top) and, when
+Each cell defines one function, which may use the names of `base_namespace()` (the lecture imports them at its top) and, when
 called, the lecture's globals that the caller puts in `namespace()` (the loop's trainer, say).
 """
 
@@ -49,12 +51,12 @@ def namespace(**lecture_globals) -> dict:
 
 
 @functools.cache
-def _solutions() -> dict:
+def _solved() -> dict:
     return namespace()
 
 
-def __getattr__(name: str):
-    """`grading.solutions.<function>`: the lecture's solution of that exercise."""
-    if name.startswith("__") or name not in cells():
-        raise AttributeError(name)
-    return _solutions()[name]
+def solution(name: str):
+    """The lecture's solution of the exercise whose function is `name`."""
+    if name not in cells():
+        raise KeyError(f"the lecture has no exercise cell defining {name}")
+    return _solved()[name]

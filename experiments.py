@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import rlhf_helpers as lab
 from lab3 import NOTEBOOK, ROOT
 from lab3.errors import LabError
+from tiny_world import quality
 
 RESULTS = "results.json"
 Interval = Callable[..., tuple[float, float]]  # paired_bootstrap_ci(before, after, seed=...)
@@ -40,14 +42,12 @@ def run(name: str, overrides: dict, folder: Path) -> dict:
 @functools.cache
 def _grammar() -> frozenset[str]:
     """Every sentence the tiny world's grammar writes (built once)."""
-    from tiny_world import quality
     return frozenset(quality.grammar_sentences())
 
 
 def readability(summaries: list[str]) -> dict[str, float]:
     """How well summaries read in the tiny world: the share whose every sentence its grammar makes, and the share that
     repeat a word three times in a row."""
-    from tiny_world import quality
     return {"well_formed": quality.well_formed_share(summaries, _grammar()),
             "stutter": quality.stutter_share(summaries)}
 
@@ -78,7 +78,6 @@ def best_of_n_rows(samples: pd.DataFrame, ns: list[int], seed: int, interval: In
     """A row per n: the measures of the summaries that best-of-n keeps (`samples`: a row per prompt and sample, with
     `prompt`, `sample`, `summary`, `reference`, `reward` and `toxicity`), the change paired with n = 1 and its
     `interval` (the paired bootstrap's)."""
-    from rlhf_helpers import rouge
     by_prompt = samples.sort_values(["prompt", "sample"])
     shape = (by_prompt.prompt.nunique(), by_prompt["sample"].nunique())
     picks = best_of_n(by_prompt.reward.to_numpy().reshape(shape), ns)
@@ -89,7 +88,7 @@ def best_of_n_rows(samples: pd.DataFrame, ns: list[int], seed: int, interval: In
         low, high = interval(first.toxicity, chosen.toxicity, seed=seed)
         rows.append({"n": n, "reward": chosen.reward.mean(), "kl": best_of_n_kl(n), "toxicity": chosen.toxicity.mean(),
                      "change": chosen.toxicity.mean() - first.toxicity.mean(), "ci_low": low, "ci_high": high,
-                     "rougeL": rouge(list(chosen.summary), list(chosen.reference))["rougeL"],
+                     "rougeL": lab.rouge(list(chosen.summary), list(chosen.reference))["rougeL"],
                      **readability(list(chosen.summary))})
     return pd.DataFrame(rows).set_index("n")
 
@@ -110,7 +109,6 @@ def samples(cfg, n: int, folder: Path, rewards_by_label: Callable) -> pd.DataFra
     import evaluate
     from transformers import AutoTokenizer, pipeline
 
-    import rlhf_helpers as lab
     test = lab.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
                              cfg.input_max_text_length)["test"].select(range(cfg.num_eval_samples))
     model = lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter, dtype=cfg.dtype)
