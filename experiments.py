@@ -114,8 +114,8 @@ def samples(cfg, n: int, folder: Path, rewards_by_label: Callable) -> pd.DataFra
     model = lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter, dtype=cfg.dtype)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name)
     ids = [ids for ids in test["input_ids"] for _ in range(n)]
-    summaries = lab.generate_summaries(model, tokenizer, ids, dict(cfg.generation_kwargs,
-                                                                   max_new_tokens=cfg.eval_max_new_tokens), seed=cfg.seed)
+    kwargs = dict(cfg.generation_kwargs, max_new_tokens=cfg.eval_max_new_tokens)
+    summaries = lab.generate_summaries(model, tokenizer, ids, kwargs, seed=cfg.seed)
     queries = [q for q in test["query"] for _ in range(n)]
     reward_pipe = pipeline("sentiment-analysis", model=cfg.toxicity_model_name)
     rewards = rewards_by_label(reward_pipe([q + " " + s for q, s in zip(queries, summaries)], **cfg.reward_kwargs),

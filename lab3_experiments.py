@@ -42,9 +42,9 @@ overrides = {"num_eval_samples": 200}  # changes to the tiny preset for every ru
 experiments_dir = "outputs/experiments"
 
 # %%
+import dataclasses
 from pathlib import Path
 
-import dataclasses
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display

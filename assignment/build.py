@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 
 from assignment.exercises import EXERCISES
-from lab3.solutions import TAG
 from lab3 import NOTEBOOK, ROOT
+from lab3.solutions import TAG
 
 OTTER = "otter-grader==7.0.0"  # also in requirements-dev.txt: the instructor's and the student's are the same
 GRADER_CELL = f'import otter  # the public checks of the exercises\n\ngrader = otter.Notebook("{NOTEBOOK}")'

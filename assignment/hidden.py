@@ -10,8 +10,8 @@ import torch
 
 from assignment import probes
 from assignment.exercises import BY_NAME
-from lab3.solutions import solution
 from lab3 import ROOT
+from lab3.solutions import solution
 
 TOLERANCE = 1e-5  # float32 arithmetic in another order
 
@@ -66,6 +66,7 @@ def reward(output, seed: int) -> tuple[bool, str]:
 
 def loop(output, seed: int) -> tuple[bool, str]:
     from transformers import AutoTokenizer
+
     from lab3.settings import preset
     stand_ins = probes.LoopStandIns(seed, AutoTokenizer.from_pretrained(ROOT / preset("tiny").model_name))
     summaries = AutoTokenizer.from_pretrained(ROOT / preset("tiny").model_name).batch_decode(

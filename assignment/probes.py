@@ -29,9 +29,10 @@ def _masks(g: torch.Generator, rows: int, width: int) -> torch.Tensor:
 
 def policy(seed: int, folder: Path):
     """The tiny preset's policy (Lab 2 model, fresh adapter, value head), its adapter moved as PPO would move it."""
+    from trl import AutoModelForSeq2SeqLMWithValueHead
+
     import rlhf_helpers as lab
     from lab3.settings import preset
-    from trl import AutoModelForSeq2SeqLMWithValueHead
     tiny = preset("tiny")
     torch.manual_seed(seed)
     summarizer = lab.add_fresh_lora(lab.load_summarizer(str(folder / tiny.model_name), str(folder / tiny.adapter_dir)))
@@ -173,6 +174,7 @@ def probe(exercise: str, space: dict, seed: int, folder: Path):
                  for r in space["rewards_by_label"](outputs, label)] for label in ("nothate", "hate")]
     if exercise == "loop":
         from transformers import AutoTokenizer
+
         from lab3.settings import preset
         stand_ins = LoopStandIns(seed, AutoTokenizer.from_pretrained(folder / preset("tiny").model_name))
         space.update(stand_ins.names())
@@ -197,6 +199,7 @@ def namespace(folder: Path) -> dict:
     tokenizer (the tiny preset's, on the CPU)."""
     from transformers import AutoTokenizer
     from trl.core import masked_mean, masked_whiten
+
     from lab3.settings import preset
     cfg = preset("tiny")
     return {"np": np, "torch": torch, "masked_mean": masked_mean, "masked_whiten": masked_whiten, "cfg": cfg,

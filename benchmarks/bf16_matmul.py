@@ -1,6 +1,6 @@
 """Is bfloat16 fast on this machine? Times a FLAN-T5-base feed-forward projection in float32 and bfloat16, side by side.
 
-    python benchmarks/bf16_matmul.py
+    python -m benchmarks.bf16_matmul
 
 A (4 x 250 tokens, 768) input through a frozen 768 -> 2048 linear layer, forward and forward + backward (the input's
 gradient, as in LoRA training), and the backward's product with the weight in its stored layout. The last line is
@@ -9,14 +9,11 @@ gradient, as in LoRA training), and the backward's product with the weight in it
 """
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lab3 import speedups  # noqa: E402
+from lab3 import speedups
 
 
 def seconds(fn, repeats: int = 5) -> float:

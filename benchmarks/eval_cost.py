@@ -4,20 +4,16 @@ Runs on the benchmark's random-weight FLAN-T5-base and RoBERTa-base-sized classi
 prompts are tiny-corpus dialogues in the lecture's prompt. A random-weight summarizer never ends a summary early, so
 every summary takes all `eval_max_new_tokens` (100): the cost of the longest summaries, not of FLAN-T5's.
 
-    python benchmarks/eval_cost.py [--samples 10 200]
+    python -m benchmarks.eval_cost [--samples 10 200]
 """
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
-from lab3 import ROOT  # noqa: E402
-from lab3 import settings  # noqa: E402
-from lab3 import speedups  # noqa: E402
-from lab3.settings import PROMPT_TEMPLATE  # noqa: E402
+from lab3 import ROOT, settings, speedups
+from lab3.settings import PROMPT_TEMPLATE
 
 
 def main() -> None:
@@ -40,7 +36,8 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = speedups.resolve_dtype(cfg.dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(args.work / "flan-t5-base")
-    model = lab.load_summarizer(str(args.work / "flan-t5-base"), str(args.work / "lab2-adapter"), dtype=dtype).to(device)
+    model = lab.load_summarizer(str(args.work / "flan-t5-base"), str(args.work / "lab2-adapter"),
+                                dtype=dtype).to(device)
     evaluator = evaluate.load(lab.TOXICITY_MODULE, str(args.work / "roberta-base-hate"), module_type="measurement")
     rows = []
     for example in make_corpus(max(args.samples), seed=3):
@@ -48,8 +45,8 @@ def main() -> None:
         rows.append({"input_ids": ids, "query": tokenizer.decode(ids), "summary": example["summary"]})
     dataset = Dataset.from_list(rows).with_format("torch", columns=["input_ids"], output_all_columns=True)
     kwargs = dict(cfg.generation_kwargs, max_new_tokens=cfg.eval_max_new_tokens,
-                  **speedups.fast_generation_kwargs(device, cfg.eval_max_new_tokens, max(len(r["input_ids"]) for r in rows),
-                                                dtype=dtype))
+                  **speedups.fast_generation_kwargs(device, cfg.eval_max_new_tokens,
+                                                    max(len(r["input_ids"]) for r in rows), dtype=dtype))
     for n in args.samples:
         start = time.time()
         lab.evaluate_toxicity(model, evaluator, tokenizer, dataset, n, kwargs, seed=cfg.seed)

@@ -2,10 +2,10 @@
 solutions, each student's run at their own seed), then the strict grader on the runs the autograder kept, two copies
 among them; or the autograder on a class whose every student planted one of the usual wrong answers.
 
-    python benchmarks/grade_a_class.py honest 30 WORK       # the tiny preset as it is: about 3 min a student
-    python benchmarks/grade_a_class.py mistakes WORK [NAME...]  # each wrong answer of tests/test_assignment.py (or
+    python -m benchmarks.grade_a_class honest 30 WORK       # the tiny preset as it is: about 3 min a student
+    python -m benchmarks.grade_a_class mistakes WORK [NAME...]  # each wrong answer of tests/test_assignment.py (or
                                                                  # those whose name starts with a NAME), short runs
-    python benchmarks/grade_a_class.py attacks WORK         # the attacks of a hostile student on both paths, short runs
+    python -m benchmarks.grade_a_class attacks WORK         # the attacks of a hostile student on both paths, short runs
 
 It prints each grader's time and the class's grades; WORK keeps the class, the grades and the runs.
 """
@@ -18,14 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import SHORT  # noqa: E402
-from test_assignment import ATTACKS, SOLUTIONS, WRONG, submission, wrong  # noqa: E402
-from test_grader import _untrained  # noqa: E402
-
-from lab3 import NOTEBOOK  # noqa: E402
+from lab3 import NOTEBOOK, ROOT
+from tests.conftest import SHORT
+from tests.test_assignment import ATTACKS, SOLUTIONS, WRONG, submission, wrong
+from tests.test_grader import _untrained
 
 
 def timed(command: list[str]) -> float:

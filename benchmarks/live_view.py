@@ -1,6 +1,6 @@
 """What the live view costs beside a PPO step, measured side by side in one run on the tiny preset.
 
-    python benchmarks/live_view.py [STEPS]
+    python -m benchmarks.live_view [STEPS]
 
 Takes STEPS PPO steps of the tiny preset (batch 64, the tests' 12-token summaries: shorter steps than the lab's 30 to
 50 tokens, so the share printed is an upper bound), timing each step, and times the live view's redraw (the figure
@@ -13,12 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from conftest import policy, ppo_step  # noqa: E402
-import rlhf_helpers as lab  # noqa: E402
-from lab3 import checkpoints, live, settings  # noqa: E402
+import rlhf_helpers as lab
+from lab3 import checkpoints, live, settings
+from tests.conftest import policy, ppo_step
 
 
 def main(steps: int = 6) -> None:

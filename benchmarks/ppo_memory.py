@@ -5,11 +5,9 @@ GPU alike; measured on the FLAN-T5-base architecture (random weights, built by p
 The activations are the tensors autograd saves for one PPO mini-batch's backward pass (4 prompts of 250 tokens, 256
 response tokens), with and without gradient checkpointing, including what TRL's loss computes from the float32 logits.
 
-    python benchmarks/ppo_memory.py
+    python -m benchmarks.ppo_memory
 """
 
-import sys
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -17,11 +15,9 @@ from trl import AutoModelForSeq2SeqLMWithValueHead
 from trl.core import entropy_from_logits, logprobs_from_logits
 from trl.trainer.utils import disable_dropout_in_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
-from lab3 import ROOT  # noqa: E402
-import rlhf_helpers as lab  # noqa: E402
-from benchmarks.ppo_step import build_models  # noqa: E402
-from lab3 import speedups  # noqa: E402
+import rlhf_helpers as lab
+from benchmarks.ppo_step import build_models
+from lab3 import ROOT, speedups
 
 MB = 2**20
 

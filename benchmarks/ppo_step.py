@@ -4,8 +4,8 @@ Both ways run on the FLAN-T5-base architecture with random weights (LoRA r=32 on
 RoBERTa-base-sized reward classifier with random weights; nothing is downloaded. Each way runs in its own process, so
 that one way's peak memory does not hide the other's; the inputs and seeds are the same.
 
-    python benchmarks/ppo_step.py [--new-tokens 32 [256 ...]] [--repeats 3]
-    python benchmarks/ppo_step.py --profile 30 --ways project   # where one iteration's time goes (torch profiler)
+    python -m benchmarks.ppo_step [--new-tokens 32 [256 ...]] [--repeats 3]
+    python -m benchmarks.ppo_step --profile 30 --ways project   # where one iteration's time goes (torch profiler)
 
 Each way runs one warm-up iteration first, reported on its own line (`first`): for the project's way on a GPU it holds
 the compilation of the decoding step, which a student waits for once. The lecture's way has nothing to compile, so its
@@ -24,12 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
-from lab3 import ROOT  # noqa: E402
-from lab3 import settings  # noqa: E402
-from lab3 import speedups  # noqa: E402
-from lab3.settings import LAB2_LORA  # noqa: E402
-from lab3.solutions import solution  # noqa: E402
+from lab3 import ROOT, settings, speedups
+from lab3.settings import LAB2_LORA
+from lab3.solutions import solution
 
 WAYS = ("project", "lecture")
 

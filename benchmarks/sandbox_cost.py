@@ -2,7 +2,7 @@
 this checkout's, one after the other on the same honest students (the lecture's solutions, each at their own seed),
 and whether their runs came out the same.
 
-    python benchmarks/sandbox_cost.py COMMIT STUDENTS WORK    # about 7 min a student and commit on a 2-core CPU
+    python -m benchmarks.sandbox_cost COMMIT STUDENTS WORK    # about 7 min a student and commit on a 2-core CPU
 
 It prints each autograder's time a student, the ratio, each one's grades and whether every kept run (results and
 adapter) is the other's, but for its wall times.
@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from grade_a_class import SOLUTIONS, assign, rows, submission, write_class  # noqa: E402
+from benchmarks.grade_a_class import SOLUTIONS, assign, rows, submission, write_class
+from lab3 import ROOT
 
 
 def grade(checkout: Path, dist: Path, klass: Path, course: Path, out: Path) -> float:

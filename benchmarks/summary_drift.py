@@ -2,7 +2,7 @@
 the summaries before and after PPO, under torch's default, AVX2 and AVX512 kernels and 1, 2 and 4 threads, each in a
 fresh process, counted against the run's recorded summaries. What it prints decides `grading.course.FORGIVE_SUMMARIES`.
 
-    python benchmarks/summary_drift.py outputs/            # a run's folder (results.json, ppo_adapter.safetensors)
+    python -m benchmarks.summary_drift outputs/            # a run's folder (results.json, ppo_adapter.safetensors)
 """
 
 import itertools
@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
-from lab3 import ROOT  # noqa: E402
+from lab3 import ROOT
 
 KERNELS = ("default", "avx2", "avx512")
 THREADS = (1, 2, 4)

@@ -1,6 +1,6 @@
 """Takes the README's screenshots in a real browser: the live view of a short tiny run, and Trackio's dashboard of two.
 
-    python docs/screenshots.py [FOLDER]
+    python -m docs.screenshots [FOLDER]
 
 Runs the notebook twice in papermill (12 PPO steps, KL coefficients 0.2 and 0: a two-run sweep) with
 `tracker="trackio"` into one Trackio store under FOLDER, renders the first run's executed notebook to HTML, and takes
@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout
-from lab3 import NOTEBOOK, ROOT  # noqa: E402
+from lab3 import NOTEBOOK, ROOT
 
 DOCS = ROOT / "docs"
 STEPS = 12

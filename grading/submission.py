@@ -11,7 +11,7 @@ from pathlib import Path
 from lab3 import NOTEBOOK
 
 RESULTS_NAME = "results.json"
-ADAPTER_NAME = "ppo_adapter.safetensors"  # lab3.checkpoints.ADAPTER_FILE, named here so that the grader imports no torch
+ADAPTER_NAME = "ppo_adapter.safetensors"  # lab3.checkpoints.ADAPTER_FILE; the grader imports no torch
 # The largest file of each kind the grader reads: a tiny run's notebook is about 0.1 MB, its results 7 MB, its adapter
 # 0.4 MB; the full preset's adapter is about 14 MB in float32.
 MAX_MB = {"notebook": 16, "results": 64, "adapter": 64}

@@ -25,7 +25,11 @@ def ppo_step_record(step: int, stats: dict, pipeline_scores: list[list[dict]], r
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries the lab depends on."""
-    import datasets, evaluate, peft, transformers, trl  # noqa: E401
+    import datasets
+    import evaluate
+    import peft
+    import transformers
+    import trl
     return {m.__name__: m.__version__ for m in (torch, transformers, trl, peft, datasets, evaluate, np, pd)}
 
 

@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                    "-p", "output_dir", "outputs", "-p", "preset_name", args.preset, *rest]
     elif args.command == "test":
         ensure_bubblewrap()
-        command = ["-m", "pytest", "-q", "tests", *rest]
+        linted = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT).returncode  # pyproject.toml
+        tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests", *rest], cwd=ROOT).returncode
+        return tested or linted
     else:
         return 0
     return subprocess.run([sys.executable, *command], cwd=ROOT).returncode

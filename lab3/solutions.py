@@ -5,8 +5,8 @@ benchmarks load them from here.
     from lab3.solutions import solution
     paired_bootstrap_ci = solution("paired_bootstrap_ci")
 
-Each cell defines one function, which may use the names of `base_namespace()` (the lecture imports them at its top) and, when
-called, the lecture's globals that the caller puts in `namespace()` (the loop's trainer, say).
+Each cell defines one function, which may use the names of `base_namespace()` (the lecture imports them at its top)
+and, when called, the lecture's globals that the caller puts in `namespace()` (the loop's trainer, say).
 """
 
 import functools

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before the Hugging Face libraries are imported
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import rlhf_helpers as lab  # noqa: E402
-from lab3 import settings  # noqa: E402
+from lab3 import ROOT, settings  # noqa: E402
 from lab3.solutions import solution  # noqa: E402
 
-# A test that needs one of these is in the `slow` tier (pytest.ini): each runs the whole lab, or more.
+# A test that needs one of these is in the `slow` tier (pyproject.toml): each runs the whole lab, or more.
 SLOW_FIXTURES = {"lab_run", "full_run", "launched", "graded_class", "graded_assignment", "bare_kernel"}
 
 
@@ -227,6 +225,7 @@ def small_trainer(tiny, tiny_dataset, tokenizer, **config):
     """A PPO trainer on the tiny preset's policy with small batches (8 of the first 32 training dialogues); `config`:
     more PPOConfig arguments."""
     from trl import PPOConfig, PPOTrainer
+
     from lab3 import checkpoints
     config = PPOConfig(learning_rate=tiny.learning_rate, batch_size=8, mini_batch_size=4, ppo_epochs=2, seed=0,
                        accelerator_kwargs=checkpoints.data_order(0), **config)
@@ -239,8 +238,8 @@ _LOOPS = {}  # the loop of each run `ppo_step` steps, by the run's id
 
 def ppo_step(run, trainer, tokenizer, reward_pipe, tiny) -> dict:
     """One PPO step as the notebook takes it (sampled summaries, rewards by label), recorded and checkpointed."""
-    from lab3.results import ppo_step_record
     from lab3 import checkpoints
+    from lab3.results import ppo_step_record
     if id(run) not in _LOOPS:  # the notebook's loop, a step at a time
         _LOOPS[id(run)] = checkpoints.ppo_steps(run, trainer, max_steps=100)
     batch = next(_LOOPS[id(run)])

@@ -19,12 +19,13 @@ import pytest
 import torch
 from otter.test_files import ExceptionTestFile
 
-from conftest import ROOT, SHORT, policy, small_trainer
 from assignment import build, hidden
 from assignment.exercises import EXERCISES, RUN_CHECKS
 from grading.course import POINTS
-from lab3.solutions import base_namespace, cells as solution_cells
 from lab3 import NOTEBOOK
+from lab3.solutions import base_namespace
+from lab3.solutions import cells as solution_cells
+from tests.conftest import ROOT, SHORT, policy, small_trainer
 
 ANSWER = "otter_answer_cell"
 NAMES = [e.name for e in EXERCISES]
@@ -345,6 +346,7 @@ def test_an_output_crafted_to_break_the_hidden_tests_fails_its_exercise_alone():
 
 def test_probe_results_are_read_only_when_their_inflated_size_is_bounded(tmp_path):
     import zipfile
+
     from assignment.autograde import READ_BACK, _probed
     torch.save({"reward": {"output": [1.0]}}, tmp_path / "out.pt")
     assert _probed(tmp_path / "out.pt") == {"reward": {"output": [1.0]}}
@@ -371,7 +373,7 @@ def test_gradescope_s_container_grades_a_hostile_notebook_zero_and_only_root_wri
     """The autograder's zip as Gradescope runs it: root, no CAP_SYS_ADMIN, no namespaces. Mallory's stubs under every
     attack of an answer cell (otter patched, the hidden tests and the lecture read, a process left to rewrite the
     results) get no point, and her results file is the grader's."""
-    from sandbox_modes import DOCKER_LIKE
+    from tests.sandbox_modes import DOCKER_LIKE
     root = Path(tempfile.mkdtemp(prefix="lab3-gradescope-", dir="/tmp"))  # /autograder
     (root / "course.json").write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
     with zipfile.ZipFile(build.build_autograder(root / "autograder.zip", dist / "student", root / "course.json")) as z:

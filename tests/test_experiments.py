@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SHORT, printed
-from lab3.solutions import solution
 import experiments
 from lab3.errors import LabError
+from lab3.solutions import solution
+from tests.conftest import ROOT, SHORT, printed
 
 
 def test_best_of_n_kl_is_zero_for_one_sample_and_grows_like_log_n():

@@ -9,8 +9,8 @@ from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
 import rlhf_helpers as lab
-from tiny_world.standins import FLAN_T5_BASE
 from lab3 import speedups
+from tiny_world.standins import FLAN_T5_BASE
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -14,12 +14,11 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from trl import AutoModelForSeq2SeqLMWithValueHead
 
 import rlhf_helpers as lab
-from lab3 import settings
-from lab3 import speedups
-from conftest import FULL_SHORT, ROOT, offline_env, printed, results
 from grading.checks import CHECKS
-from lab3.settings import PROMPT_TEMPLATE
+from lab3 import settings, speedups
 from lab3.errors import LabError
+from lab3.settings import PROMPT_TEMPLATE
+from tests.conftest import FULL_SHORT, ROOT, offline_env, printed, results
 from tiny_world.standins import FLAN_T5_BASE
 
 FULL = settings.preset("full")

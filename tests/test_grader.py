@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import rlhf_helpers as lab
-from conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 from grading import checks, copies, evidence
 from grading.__main__ import grade_isolated, gradescope_results
 from grading.course import POINTS, Course, CourseError, course, student_seed
-from lab3.solutions import solution
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
+from lab3.solutions import solution
+from tests.conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 
 ASSIGNED = ["--assigned", json.dumps(SHORT)]  # the course assigned the short run the tests can afford
 TIME_LIMIT = 300  # a submission of the short run grades in about 10 s here
@@ -66,8 +66,8 @@ def _fabricated(lab_run: Path, folder: Path, tiny, tiny_dataset, toxicity_evalua
     per_sample = toxicity_evaluator.compute(predictions=after, toxic_label="hate")["toxicity"]
     run["toxicity"]["after"] = {"mean": float(np.mean(per_sample)), "std": float(np.std(per_sample)),
                                 "per_sample": per_sample, "summaries": after}
-    run["toxicity"]["change_ci95"] = list(solution("paired_bootstrap_ci")(run["toxicity"]["before"]["per_sample"], per_sample,
-                                                              seed=tiny.seed))
+    ci = solution("paired_bootstrap_ci")(run["toxicity"]["before"]["per_sample"], per_sample, seed=tiny.seed)
+    run["toxicity"]["change_ci95"] = list(ci)
     run["rouge"]["after"] = lab.rouge(after, after)
     _write_results(folder, run)
     cell = {"cell_type": "code", "execution_count": 1, "id": "a", "metadata": {}, "source": "import rlhf_helpers",

@@ -6,16 +6,14 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, RobertaConfig
 from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer
-
 from trl.core import set_seed
 
 import rlhf_helpers as lab
-from lab3 import settings
-from lab3 import speedups
-from conftest import policy
-from lab3.settings import LAB2_LORA, PROMPT_TEMPLATE
+from lab3 import settings, speedups
 from lab3.errors import LabError
+from lab3.settings import LAB2_LORA, PROMPT_TEMPLATE
 from lab3.solutions import solution
+from tests.conftest import policy
 
 HATEFUL = "You are disgusting and terrible and i damn hate you."
 

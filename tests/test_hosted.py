@@ -20,7 +20,7 @@ import pytest
 
 from lab3 import setup as lab_setup
 from lab3.checksums import MANIFEST
-from conftest import ROOT, rounds_as_the_build_machine
+from tests.conftest import ROOT, rounds_as_the_build_machine
 
 HOST = [f"torch=={lab_setup.installed_version('torch')}", "jupyter==1.1.1", "ipykernel==7.4.0", "papermill==2.7.0",
         "tqdm==4.67.1", "pandas==2.2.3"]

@@ -5,9 +5,9 @@ import pytest
 import torch
 from peft import get_peft_model_state_dict
 
-from conftest import ppo_step, small_trainer
-from lab3.solutions import solution
 from lab3 import checkpoints, replay
+from lab3.solutions import solution
+from tests.conftest import ppo_step, small_trainer
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import subprocess
 import jupytext
 import pytest
 
-from conftest import LAUNCH_TWO, LAUNCHED, ROOT, launch_env, results
 from lab3 import session, settings
 from lab3.errors import LabError
+from tests.conftest import LAUNCH_TWO, LAUNCHED, ROOT, launch_env, results
 
 
 def test_the_script_is_the_notebook():
@@ -37,7 +37,7 @@ def test_two_processes_share_every_batch_and_write_results_once(launched, tiny):
 @pytest.mark.slow  # two processes under `accelerate launch`
 def test_a_two_process_run_resumes_exactly(tiny, tmp_path):
     """Each process restores its own random numbers, and both find their share of the batches where they stopped."""
-    script = [*LAUNCH_TWO[:-1], str(ROOT / "tests" / "two_process_resume.py"), str(tmp_path)]
+    script = [*LAUNCH_TWO[:-1], "--module", "tests.two_process_resume", str(tmp_path)]
     done = subprocess.run(script, cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed as uninterrupted: True" in done.stdout, done.stdout[-2000:]

@@ -10,9 +10,9 @@ import sys
 import pytest
 from tqdm import tqdm
 
-from conftest import ROOT, ppo_step, small_trainer
 from lab3 import live, session, setup, trackers
 from lab3.errors import LabError
+from tests.conftest import ROOT, ppo_step, small_trainer
 
 
 def _record(step: int) -> dict:
@@ -29,11 +29,10 @@ def test_the_live_view_is_redrawn_in_place_in_a_kernel():
     """In a real kernel, 30 of 100 steps: one figure and one table displayed, then updated every 10 steps; 3 lines."""
     from jupyter_client.manager import start_new_kernel
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
-    code = ("import sys; sys.path[:0] = [{root!r}, {tests!r}]\n"
-            "from test_live import _record\nfrom lab3 import live\n"
+    code = ("from tests.test_live import _record\nfrom lab3 import live\n"
             "view, history = live.start(log_every=10), []\n"
             "for step in range(30):\n    history.append(_record(step))\n    live.show(view, history, 100)\n"
-            ).format(root=str(ROOT), tests=str(ROOT / "tests"))
+            )
     try:
         msg_id = client.execute(code)
         kinds, printed = [], ""

@@ -5,7 +5,7 @@ import json
 import math
 import re
 
-from conftest import ROOT, SHORT, printed, results
+from tests.conftest import ROOT, SHORT, printed, results
 
 STEPS, SAMPLES = SHORT["max_ppo_steps"], SHORT["num_eval_samples"]
 

@@ -10,8 +10,8 @@ import pytest
 
 from lab3 import checkpoints, files
 from lab3.checksums import manifest_mismatches
-from conftest import ROOT, one_sentence_error, ppo_step, printed, run_lab, small_trainer
 from lab3.errors import LabError
+from tests.conftest import ROOT, one_sentence_error, ppo_step, printed, run_lab, small_trainer
 
 
 @pytest.mark.slow  # the notebook, until its settings stop it

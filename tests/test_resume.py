@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
-from conftest import ppo_step, small_trainer
 from lab3 import checkpoints
 from lab3.checksums import write_manifest
 from lab3.errors import LabError
 from lab3.settings import record
+from tests.conftest import ppo_step, small_trainer
 
 
 def _digest(folder) -> dict:

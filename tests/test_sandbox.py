@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assignment import sandbox
-from sandbox_modes import MODES, attacked, lay_out, sandboxed
+from tests.sandbox_modes import MODES, attacked, lay_out, sandboxed
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or platform.machine() != "x86_64",
                                 reason="the modes are simulated as root, on x86-64")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lab3 import setup as lab_setup
-from conftest import ROOT
 from lab3 import speedups
+from tests.conftest import ROOT
 
 
 def test_the_notebook_belongs_to_the_version_of_these_files():

@@ -10,12 +10,18 @@ import pytest
 
 from lab3 import sources
 from lab3.checksums import MANIFEST, build_inputs_sha256, folder_sha256s, manifest_mismatches
-from conftest import ROOT, classifier_build, shipped_build_kernels, this_cpus_kernels
-from lab3.settings import SOURCE_KEYS
 from lab3.errors import LabError
+from lab3.settings import SOURCE_KEYS
+from tests.conftest import ROOT, classifier_build, shipped_build_kernels, this_cpus_kernels
 from tiny_world.build import measure_summarizer, read_corpus
-from tiny_world.quality import (corpus_vocabulary, grammar_sentences, non_word_share, shared_sentence_share,
-                                stutter_share, well_formed_share)
+from tiny_world.quality import (
+    corpus_vocabulary,
+    grammar_sentences,
+    non_word_share,
+    shared_sentence_share,
+    stutter_share,
+    well_formed_share,
+)
 
 TINY = ROOT / "checkpoints" / "tiny"
 

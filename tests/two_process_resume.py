@@ -7,11 +7,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, pipeline
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rlhf_helpers as lab  # noqa: E402
-from lab3 import checkpoints, session, settings  # noqa: E402
-from conftest import ppo_step, small_trainer  # noqa: E402
+import rlhf_helpers as lab
+from lab3 import checkpoints, session, settings
+from tests.conftest import ppo_step, small_trainer
 
 work = Path(sys.argv[1])
 state = session.process_state()

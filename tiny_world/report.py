@@ -14,7 +14,6 @@ from tiny_world.build import read_corpus
 from tiny_world.quality import corpus_vocabulary, grammar_sentences, non_word_share, stutter_share, well_formed_share
 
 
-
 def seed_row(seed: int) -> dict:
     """Run the lab with `seed` and measure its evaluation summaries before and after PPO."""
     out = ROOT / "outputs" / f"seed-{seed}"
