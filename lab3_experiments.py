@@ -31,8 +31,8 @@
 
 # %% [markdown]
 # ## Parameters
-# The defaults take about 15 minutes on a 2-core CPU (README); a second run, everything finished,
-# under a minute. Every run scores 200 test summaries (the lab: 600) to fit that time.
+# The defaults take about 15 minutes on a 2-core CPU (docs/lab.md); a second run, everything
+# finished, under a minute. Every run scores 200 test summaries (the lab: 600) to fit that time.
 
 # %% tags=["parameters"]
 kl_coefs = [0.0, 0.2, 1.0]    # fixed KL coefficients: 0 is no anchor, 0.2 the lab's first one
@@ -53,7 +53,8 @@ import experiments
 from lab3 import settings
 from lab3.solutions import solution
 
-rewards_by_label, paired_bootstrap_ci = solution("rewards_by_label"), solution("paired_bootstrap_ci")  # solved
+rewards_by_label = solution("rewards_by_label")  # two of the lab's exercises, solved
+paired_bootstrap_ci = solution("paired_bootstrap_ci")
 
 folder = Path(experiments_dir)
 cfg = dataclasses.replace(settings.preset("tiny"), **overrides)
@@ -132,4 +133,4 @@ pd.Series(experiments.spread(seed_table)).to_frame("toxicity change")
 # Read the tables and the figure: does the run without a KL anchor reach more reward than the
 # anchored ones, and what did it cost in ROUGE-L and in well-formed summaries? At what KL does
 # best-of-N reach the reward PPO reaches? Is the spread over seeds inside one run's interval, or
-# wider? The README's "Experiments" section gives the numbers of one default run.
+# wider? The "Experiments" section of docs/lab.md gives the numbers of one default run.

@@ -87,7 +87,7 @@ sys.path.insert(0, str(lab_dir))  # the lab's modules import from there
 from lab3 import setup  # noqa: E402
 
 setup.prepare(LAB_VERSION)
-from lab3 import session, speedups  # noqa: E402
+from lab3 import session  # noqa: E402
 
 run = session.start(preset_name, overrides, output_dir, checkpoint_dir, reward_label, reward_mode,
                     resume, log_every, tracker)  # also locks the folders: a second run stops here
@@ -143,7 +143,7 @@ print(dataset["test"][0]["query"])
 # adapter's, the value head's): PPO divides the policy's probabilities after an update by those
 # before it, and dropout would add noise to that ratio and to the summaries the policy samples
 # (TRL's later trainers switch it off too). The others depend on the device and change no result
-# (`speedups.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every
+# (`run.prepare_for_ppo`). On a CPU the PPO steps **skip padding**: `PPOTrainer` pads every
 # mini-batch's prompts to the longest prompt of the whole batch, and a hook drops the columns
 # that are padding in every row of a mini-batch (`lab.collator` sorts each batch by prompt
 # length, so there are many). On a GPU, where that hook costs more than it saves, memory is the
@@ -160,7 +160,7 @@ print(f"PEFT model parameters to be updated:\n"
 ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True)
 ppo_model = ppo_model.to(device)
 disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's (T5's is off)
-print(speedups.prepare_for_ppo(ppo_model, device))
+print(run.prepare_for_ppo(ppo_model))
 hidden_size = ppo_model.pretrained_model.config.d_model
 print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parameters):\n"
       f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
@@ -312,9 +312,10 @@ display(summaries_before[["summary", "toxicity", "toxicity_with_prompt"]].head(8
 # ### 3.1 - The PPO trainer
 # `ref_model=None`: as explained in 2.3, TRL uses the policy with its adapter disabled as the
 # reference. Each PPO step takes `batch_size` prompts and updates the model on mini-batches of
-# `mini_batch_size` of them, `ppo_epochs` times over the batch. Under `accelerate launch` (README)
-# each of `run.processes` processes takes its share of every batch. `run.data_order()` makes the
-# order of the batches follow from the seed alone, so that an interrupted run finds it again.
+# `mini_batch_size` of them, `ppo_epochs` times over the batch. Under `accelerate launch`
+# (docs/lab.md) each of `run.processes` processes takes its share of every batch.
+# `run.data_order()` makes the order of the batches follow from the seed alone, so that an
+# interrupted run finds it again.
 
 # %%
 config = PPOConfig(model_name=cfg.model_name, learning_rate=cfg.learning_rate,

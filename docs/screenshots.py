@@ -1,4 +1,4 @@
-"""Takes the README's screenshots in a real browser: the live view of a short tiny run, and Trackio's dashboard of two.
+"""Takes the docs' screenshots in a real browser: the live view of a short tiny run, and Trackio's dashboard of two.
 
     python -m docs.screenshots [FOLDER]
 

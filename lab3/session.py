@@ -93,6 +93,10 @@ class Run:
                 max_prompt_tokens=longest_prompt, dtype=cfg.dtype)
         return dict(cfg.generation_kwargs, **changes, **self.fast_generation)
 
+    def prepare_for_ppo(self, ppo_model) -> str:
+        """Set `ppo_model` up for PPO on this run's device (`speedups.prepare_for_ppo`); what it did, in a line."""
+        return speedups.prepare_for_ppo(ppo_model, self.device)
+
     def data_order(self) -> dict:
         """`PPOConfig(accelerator_kwargs=...)`: the data order a resumed run finds again."""
         return checkpoints.data_order(self.cfg.seed)
@@ -160,9 +164,9 @@ def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_d
     _check_tracker(tracker)
     if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
         raise LabError(f"log_every is {log_every!r}; it must be a whole number of PPO steps, at least 1.")
-    for notice in (".*PPOv2.*", ".*past_key_values.*"):  # trl 0.11.4 is pinned on purpose (README)
+    for notice in (".*PPOv2.*", ".*past_key_values.*"):  # trl 0.11.4 is pinned on purpose (docs/maintainers.md)
         warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
-    state = process_state()  # one process in Jupyter; several under `accelerate launch` (README)
+    state = process_state()  # one process in Jupyter; several under `accelerate launch` (docs/lab.md)
     preset_name, cfg = settings.resolve(preset_name, overrides, state.device.type)
     check_split(cfg, state.num_processes)
     sources.check(cfg)

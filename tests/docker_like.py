@@ -3,7 +3,7 @@
 profile refuses them, and /sys/fs/cgroup read-only. A Python under /root (mode 700) is made reachable, as a container's
 Python is.
 
-    python tests/docker_like.py [--as UID] [--namespaces] -- COMMAND...   (--namespaces: leave the syscalls allowed)
+    python -m tests.docker_like [--as UID] [--namespaces] -- COMMAND...   (--namespaces: leave the syscalls allowed)
 """
 
 import ctypes

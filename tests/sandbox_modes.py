@@ -1,6 +1,6 @@
 """The sandbox's modes as a grader meets them on this host, and what a hostile student's code gets in each.
 
-    python tests/sandbox_modes.py      # the table of attacks by mode (root, with namespaces and Landlock, needed)
+    python -m tests.sandbox_modes     # the table of attacks by mode (root, with namespaces and Landlock, needed)
 
 Each mode is this host made to look like a place where courses grade (tests/docker_like.py): root with namespaces (a
 server, this machine); root without CAP_SYS_ADMIN (Docker, Gradescope); an unprivileged grader with user namespaces
