@@ -16,12 +16,10 @@ run's files. Only this process writes the CSV, whole and atomically, once a subm
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -30,9 +28,10 @@ from pathlib import Path
 
 from assignment import hidden, sandbox
 from assignment.exercises import BY_NAME, EXERCISES, RUN_CHECKS
-from grading.__main__ import limit_memory, spreadsheet_safe, write_csv
-from grading.checks import INJECTED, PASS
-from grading.course import Course, CourseError, course, student_of
+from grading import isolated
+from grading.checks import INJECTED, PASS, grade_own_run
+from grading.course import CourseError, course, student_of
+from grading.gradebook import spreadsheet_safe, write_csv, write_gradescope
 from grading.submission import Refused, notebook_of, read_notebook, shown, submissions
 from lab3 import NOTEBOOK, ROOT
 
@@ -207,17 +206,13 @@ def execute(notebook: dict, student_files: Path, parent: Path, cfg_changes: dict
 def run_checks(run: Path, submitted: Path, released: Path, student: str, args) -> dict[str, tuple[str, str]]:
     """The strict grader's checks of the run the execution wrote (as read back into `run`), in a process of its own
     (not the sandbox: it runs no student code, and reads the run's files as hostile input)."""
-    report = run.parent / "run-checks.json"
-    command = [sys.executable, "-m", "assignment.autograde", "--run-checks", str(run), str(submitted),
-               str(released), "--course-json", json.dumps(dataclasses.asdict(args.the_course)), "--student", student,
-               "--report", str(report)]
-    try:
-        subprocess.run(command, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=args.time_limit,
-                       preexec_fn=limit_memory(args.memory_limit_gb))
-        return {k: tuple(v) for k, v in json.loads(report.read_text()).items()}
-    except (subprocess.TimeoutExpired, OSError, ValueError) as e:
-        why = "took too long" if isinstance(e, subprocess.TimeoutExpired) else "failed"
+    report, why = isolated.call(grade_own_run, dict(folder=run, submitted=submitted, released=released,
+                                                    course=args.the_course, student=student),
+                                args.time_limit, args.memory_limit_gb, run.parent / "run-checks.log")
+    if report is None:
+        why = "took too long" if why.startswith("took") else "failed"
         return {check: ("NOT RUN", f"the grading of the run {why}") for check in RUN_CHECKS}
+    return {check: tuple(report.get(check, ("NOT RUN", "not graded"))) for check in RUN_CHECKS}
 
 
 def grade(path: Path, student: str, args) -> dict:
@@ -335,15 +330,6 @@ def preflight(args) -> str:
     return ""
 
 
-def _run_checks_main(args) -> int:
-    """The child of `run_checks`: grade the run in `paths[0]`, write the report."""
-    from grading.checks import grade_own_run
-    report = grade_own_run(Path(args.paths[0]), Path(args.paths[1]), Path(args.paths[2]), args.the_course,
-                           args.student or "")
-    Path(args.report).write_text(json.dumps({k: report.get(k, ("NOT RUN", "not graded")) for k in RUN_CHECKS}))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m assignment.autograde", description=__doc__.splitlines()[0])
     parser.add_argument("paths", type=Path, nargs="+", help="the student folder as handed out (dist/student), then "
@@ -360,19 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disk-limit-mb", type=int, default=2048, help="MB a submission may write (2048)")
     parser.add_argument("--keep", type=Path, help="keep each submission's run (executed notebook, results, adapter) "
                                                   "in a folder of this one, named as the submission")
-    parser.add_argument("--run-checks", action="store_true", help=argparse.SUPPRESS)  # the run checks' child
-    parser.add_argument("--course-json", help=argparse.SUPPRESS)
-    parser.add_argument("--student", help=argparse.SUPPRESS)
-    parser.add_argument("--report", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        args.the_course = (Course(**json.loads(args.course_json)) if args.course_json
-                           else course(args.course, None, args.assigned))
+        args.the_course = course(args.course, None, args.assigned)
     except CourseError as e:
         print(f"autograde: {e}")
         return 2
-    if args.run_checks:
-        return _run_checks_main(args)
     if args.the_course.preset != "tiny":
         print("autograde: the assignment's runs are executed on the tiny preset; grade full-preset runs with "
               "`python -m grading`")
@@ -396,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in found:
         results = graded(path, student_of(path, args.metadata), args)
         if args.gradescope:
-            args.gradescope.parent.mkdir(parents=True, exist_ok=True)
-            args.gradescope.write_text(json.dumps(results, indent=2) + "\n")
+            write_gradescope(args.gradescope, results)
         rows.append(_row(name, results, tests, possible))
         if args.csv:
             write_csv(args.csv, header, rows)

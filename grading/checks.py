@@ -355,6 +355,23 @@ def grade(notebook: Path, course: Course, student: str = "", classifier: Path | 
     return [(name, *report.get(name, (NOT_RUN, missing))) for name in CHECKS]
 
 
+def graded_submission(notebook: Path, course: Course, student: str, classifier: Path | None, cache: Path | None,
+                      released: Path | None) -> dict:
+    """`grade`'s report of one submission, and the fingerprint of its work (`grading.copies`), or None without one;
+    what a grading process of its own returns."""
+    from grading import copies
+    report = grade(notebook, course, student, classifier, cache, released)
+    try:
+        results = read_results(notebook.parent / RESULTS_NAME)
+        adapter = read_bytes(notebook.parent / ADAPTER_NAME, "adapter")
+        fingerprint = copies.fingerprint(hashlib.sha256(adapter).hexdigest(),
+                                         [t for s in results["ppo_steps"] for t in s["texts"]],
+                                         results["toxicity"]["after"]["summaries"])
+    except (Refused, KeyError, TypeError):
+        fingerprint = None
+    return {"report": report, "fingerprint": fingerprint}
+
+
 def grade_own_run(folder: Path, submitted: Path, released: Path, course: Course,
                   student: str = "") -> dict[str, tuple[str, str]]:
     """The checks of the run an autograder made itself by executing a student's assignment notebook (its results and

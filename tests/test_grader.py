@@ -16,8 +16,9 @@ import pytest
 
 import rlhf_helpers as lab
 from grading import checks, copies, evidence
-from grading.__main__ import grade_isolated, gradescope_results
 from grading.course import POINTS, Course, CourseError, course, student_seed
+from grading.gradebook import gradescope_results
+from grading.isolated import grade_isolated
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
 from lab3.solutions import solution
 from tests.conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
