@@ -6,21 +6,22 @@ DIST/student/ is what a student gets: the lecture's notebook with each exercise'
 signature and docstring, and a `NotImplementedError` that names the exercise) followed by its public check
 (`grader.check(...)`, otter-grader's, whose tests the notebook's metadata holds), each written answer by a space to
 write it in, and the lab's files it runs on; no solution is in any of them. DIST/autograder/lab3-autograder.zip is
-what a course uploads to Gradescope: this checkout's files (the grader), the student's folder, and the scripts that
-set up the image and grade a submission (`assignment.autograde`).
+what a course uploads to Gradescope (`grading.autograder_zip`, its course file's `hand_in` "notebook": the
+submissions are graded by `assignment.autograde`).
 """
 
 import ast
 import copy
+import json
 import shutil
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import nbformat
 
 from assignment.exercises import EXERCISES
+from grading import autograder_zip
+from grading.autograder_zip import tracked
 from lab3 import NOTEBOOK, ROOT
 from lab3.solutions import TAG
 
@@ -31,14 +32,6 @@ ANSWER_PROMPT = "_Type your answer here, replacing this text._"
 # What a student's folder holds besides the notebook: what the notebook runs on (the tiny preset among it).
 STUDENT_FILES = ("lab3", "rlhf_helpers.py", "requirements.txt", "requirements-trackers.txt", "tiny_world",
                  "checkpoints/tiny", "checkpoints/README.md")
-GRADESCOPE = Path(__file__).resolve().parent / "gradescope"
-
-
-def tracked(*prefixes: str) -> list[str]:
-    """The files under `prefixes` that git does not ignore (no run, output or checkpoint of PPO)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *prefixes],
-                            cwd=ROOT, capture_output=True, check=True).stdout
-    return sorted(n for n in set(listed.decode().split("\0")) if n and (ROOT / n).is_file())
 
 
 def stub(source: str, exercise) -> str:
@@ -96,24 +89,6 @@ def build_student(folder: Path) -> Path:
     return folder / NOTEBOOK
 
 
-def build_autograder(zip_path: Path, student: Path, course: Path | None = None) -> Path:
-    """Gradescope's autograder: setup.sh and run_autograder at the top, the grader's files in lab/, the student's
-    folder in student/, and the course file (course.json) if there is one."""
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-        for script in ("setup.sh", "run_autograder"):
-            info = zipfile.ZipInfo(script)
-            info.external_attr = 0o755 << 16
-            z.writestr(info, (GRADESCOPE / script).read_bytes(), zipfile.ZIP_DEFLATED)
-        for name in tracked():
-            z.write(ROOT / name, f"lab/{name}")
-        for path in sorted(student.rglob("*")):
-            if path.is_file():
-                z.write(path, f"student/{path.relative_to(student).as_posix()}")
-        if course is not None:
-            z.write(course, "course.json")
-    return zip_path
-
-
 def main(dist: str = "dist", course: str | None = None) -> Path:
     """Build `dist`/student and `dist`/autograder/lab3-autograder.zip (with the course file `course`, if given)."""
     out = Path(dist).resolve()
@@ -121,8 +96,8 @@ def main(dist: str = "dist", course: str | None = None) -> Path:
     (out / "student").mkdir(parents=True)
     (out / "autograder").mkdir()
     build_student(out / "student")
-    zip_path = build_autograder(out / "autograder" / "lab3-autograder.zip", out / "student",
-                                Path(course) if course else None)
+    course_file = dict(json.loads(Path(course).read_text()) if course else {}, hand_in="notebook")
+    zip_path = autograder_zip.build(out / "autograder" / "lab3-autograder.zip", course_file, out / "student")
     print(f"student notebook and files: {out / 'student'}\nautograder: {zip_path}")
     return out
 

@@ -2,8 +2,11 @@
 what a passing run shows and the points of each check. Nothing here is read from a submission.
 
 A course file (`--course course.json`) is a JSON object with any of:
-    {"preset": "tiny", "assigned": {"max_ppo_steps": 20}, "seed_salt": "a secret of the course",
+    {"hand_in": "run", "preset": "tiny", "assigned": {"max_ppo_steps": 20}, "seed_salt": "a secret of the course",
      "forgive_summaries": 0, "points": {"summaries": 4}}
+`hand_in` says what students hand in, and so how Gradescope's autograder grades it: "run" (the executed notebook with
+its results and adapter, graded by the strict grader) or "notebook" (the assignment's notebook alone, executed and
+graded by `assignment.autograde`).
 With a `seed_salt`, each student's run has a seed of its own, derived from the salt and the student's name (the
 submission's folder, or Gradescope's student id): two honest runs differ, and a copied run shows.
 """
@@ -11,11 +14,12 @@ submission's folder, or Gradescope's student id): two honest runs differ, and a 
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from lab3.settings import PRESETS
 
+HAND_IN = ("run", "notebook")  # what students hand in: a run, or the assignment's notebook
 # What a passing run shows, by preset. `toxicity`: "drop" (the 95% CI of the change lies below 0) or "no rise" (it does
 # not lie above 0: the lecture's 10 PPO steps on barely toxic DialogSum move mean toxicity within its noise).
 PASS_CRITERIA = {
@@ -37,6 +41,7 @@ class Course:
     """The course's side of grading: the preset assigned, its settings changed as `assigned`, per-student seeds when
     `seed_salt` is set."""
 
+    hand_in: str = "run"
     preset: str = "tiny"
     assigned: dict = field(default_factory=dict)
     seed_salt: str | None = None
@@ -92,9 +97,11 @@ def course(path: Path | None = None, preset: str | None = None, assigned: dict |
         if not isinstance(values, dict):
             raise CourseError(f"the course file {path} must hold a JSON object")
     values.update({k: v for k, v in (("preset", preset), ("assigned", assigned)) if v is not None})
-    unknown = sorted(set(values) - {"preset", "assigned", "seed_salt", "forgive_summaries", "points"})
+    unknown = sorted(set(values) - {f.name for f in fields(Course)})
     if unknown:
         raise CourseError(f"the course names {', '.join(unknown)}, which the grader does not know")
+    if values.get("hand_in", "run") not in HAND_IN:
+        raise CourseError(f"the course's hand_in {values['hand_in']!r} is none of {', '.join(HAND_IN)}")
     if values.get("preset", "tiny") not in PRESETS:
         raise CourseError(f"the course's preset {values['preset']!r} is none of {', '.join(sorted(PRESETS))}")
     if "points" in values:

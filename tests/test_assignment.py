@@ -21,6 +21,7 @@ from otter.test_files import ExceptionTestFile
 
 from assignment import build, hidden
 from assignment.exercises import EXERCISES, RUN_CHECKS
+from grading import autograder_zip
 from grading.course import POINTS
 from lab3 import NOTEBOOK
 from lab3.solutions import base_namespace
@@ -375,10 +376,9 @@ def test_gradescope_s_container_grades_a_hostile_notebook_zero_and_only_root_wri
     results) get no point, and her results file is the grader's."""
     from tests.sandbox_modes import DOCKER_LIKE
     root = Path(tempfile.mkdtemp(prefix="lab3-gradescope-", dir="/tmp"))  # /autograder
-    (root / "course.json").write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
-    with zipfile.ZipFile(build.build_autograder(root / "autograder.zip", dist / "student", root / "course.json")) as z:
+    course_file = {"assigned": SHORT, "seed_salt": "a secret of the course", "hand_in": "notebook"}
+    with zipfile.ZipFile(autograder_zip.build(root / "autograder.zip", course_file, dist / "student")) as z:
         z.extractall(root / "source")
-    (root / "course.json").unlink()
     results = root / "results" / "results.json"
     (root / "submission").mkdir()
     (root / "submission" / NOTEBOOK).write_text(json.dumps(

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from grading.course import POINTS, Course, CourseError, course, student_seed
 from grading.gradebook import gradescope_results
 from grading.isolated import grade_isolated
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
+from lab3 import NOTEBOOK
 from lab3.solutions import solution
 from tests.conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 
@@ -312,16 +314,34 @@ def test_a_course_s_seed_salt_gives_each_student_a_seed_and_refuses_another_s(la
     assert not ok and f"seed 42 (the course's: {salted.seed('alice')})" in reason
 
 
-def _autograde(root: Path, submission: Path, **env) -> dict:
-    """Gradescope's results for `submission`, graded by run_autograder."""
+def _autograde(root: Path, submission: Path, zipped: bool = False, **env) -> dict:
+    """Gradescope's results for `submission`, graded by run_autograder: from the autograder's zip for a course that
+    assigned the short run (`zipped`), else from this checkout with the settings in LAB3_ASSIGNED."""
     shutil.copytree(submission, root / "submission")
-    subprocess.run(["bash", str(ROOT / "grading" / "gradescope" / "run_autograder"), str(root)], check=True,
-                   capture_output=True, env=dict(os.environ, LAB3_ASSIGNED=json.dumps(SHORT), **env))
+    script = ROOT / "grading" / "gradescope" / "run_autograder"
+    if zipped:
+        (root / "course.json").write_text(json.dumps({"assigned": SHORT}))
+        subprocess.run([sys.executable, "-m", "grading.autograder_zip", str(root / "autograder.zip"),
+                        str(root / "course.json")], cwd=ROOT, check=True, capture_output=True)
+        with zipfile.ZipFile(root / "autograder.zip") as z:
+            z.extractall(root / "source")
+        assert json.loads((root / "source" / "course.json").read_text()) == {"assigned": SHORT, "hand_in": "run"}
+        assert not (root / "source" / "student").exists() and (root / "source" / "lab" / NOTEBOOK).is_file()
+        script = root / "source" / "run_autograder"
+    subprocess.run(["bash", str(script), str(root)], check=True, capture_output=True,
+                   env=dict(os.environ, **({} if zipped else {"LAB3_ASSIGNED": json.dumps(SHORT)}), **env))
     return json.loads((root / "results" / "results.json").read_text())
 
 
+def test_the_autograder_zip_of_runs_refuses_an_assignment_s_course(tmp_path):
+    (tmp_path / "course.json").write_text(json.dumps({"hand_in": "notebook"}))
+    done = subprocess.run([sys.executable, "-m", "grading.autograder_zip", str(tmp_path / "a.zip"),
+                           str(tmp_path / "course.json")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "python -m assignment.build" in done.stdout and not (tmp_path / "a.zip").exists()
+
+
 def test_run_autograder_scores_an_honest_run_and_says_why_it_could_not_grade_one(lab_run, tmp_path):
-    honest = _autograde(tmp_path / "honest", _copy(lab_run, tmp_path / "a"))
+    honest = _autograde(tmp_path / "honest", _copy(lab_run, tmp_path / "a"), zipped=True)
     assert honest["score"] == sum(POINTS.values()) and [t["name"] for t in honest["tests"]] == list(checks.CHECKS)
     assert all(t["status"] == "passed" and t["output"] for t in honest["tests"])
     slow = _autograde(tmp_path / "slow", tmp_path / "a", LAB3_TIME_LIMIT="1")

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Gradescope runs this once when it builds the autograder image: the lab's pinned packages, and the full preset's
-# classifier at a pinned revision, so that the grader can re-score every submission. The lab's checkout is the
-# autograder's source folder. CLASSIFIER_REVISION: the Hub commit to pin (set it to a commit hash; "main" pins whatever
-# main is when the image is built, and grading/classifier.lock records which).
+# Gradescope runs this once when it builds the autograder's image (python -m grading.autograder_zip, or
+# python -m assignment.build): bubblewrap (the sandbox, where the container allows namespaces; Gradescope's does not,
+# and the sandbox then runs without them), the lab's pinned packages with pip (otter-grader among the tests'), and
+# where students hand in runs, the full preset's classifier at a pinned revision so that the grader can re-score
+# every submission. CLASSIFIER_REVISION: the Hub commit to pin (set it to a commit hash; "main" pins whatever main is
+# when the image is built, and grading/classifier.lock records which).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-for lab in "${LAB_DIR:-}" "$here" "$here/../.." /autograder/source; do [ -d "$lab/grading" ] && break; done
-cd "$lab"
-python3 -m lab3  # the pinned packages; the tiny preset is shipped, and built only if missing
+apt-get install -y -qq bubblewrap >/dev/null 2>&1 || echo "bubblewrap not installed: the sandbox runs without namespaces"
+hand_in=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("hand_in", "run"))' \
+  "$here/course.json" 2>/dev/null || echo run)
+cd "$here/lab"
+python3 -m lab3  # the pinned packages; the tiny preset is shipped
+[ "$hand_in" = run ] || exit 0
 # Only the weights as safetensors, the config and the tokenizer: nothing pickled, no code.
 python3 - <<'PY' || echo "setup: the full preset's classifier could not be cached: re-scoring full-preset runs will be NOT RUN"
 import json, os
