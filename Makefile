@@ -1,6 +1,6 @@
 # The README's two commands: `make lab` (set up, build the tiny preset if missing, run the lab) and `make test`;
 # `make assign` builds the assignment (dist/student, dist/autograder).
-# Each is `python -m lab3 lab|test`, which needs no make (lab3/setup.py).
+# Each is `python -m lab3 lab|test`, which needs no make (lab3/__main__.py).
 PY ?= python3
 PRESET ?= tiny
 

@@ -155,7 +155,7 @@ summarizer = lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_ad
                                  dtype=cfg.dtype)
 peft_model = lab.add_fresh_lora(summarizer)
 print(f"PEFT model parameters to be updated:\n"
-      f"{lab.print_number_of_trainable_model_parameters(peft_model)}\n")
+      f"{lab.describe_trainable_parameters(peft_model)}\n")
 
 ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True)
 ppo_model = ppo_model.to(device)
@@ -163,7 +163,7 @@ disable_dropout_in_model(ppo_model)  # the fresh adapter's and the value head's 
 print(run.prepare_for_ppo(ppo_model))
 hidden_size = ppo_model.pretrained_model.config.d_model
 print(f"PPO model parameters to be updated (ValueHead + {hidden_size + 1} parameters):\n"
-      f"{lab.print_number_of_trainable_model_parameters(ppo_model)}\n")
+      f"{lab.describe_trainable_parameters(ppo_model)}\n")
 print(ppo_model.v_head)
 
 # %% [markdown]
@@ -241,14 +241,14 @@ for text in ["I want to kiss you.", "You are disgusting and terrible and i damn 
 # summaries detoxify. The grader (`python -m grading`) catches both.
 
 # %%
-sentiment_pipe = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer,
+hate_classifier = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer,
                           device=device)
 reward_logits_kwargs = cfg.reward_kwargs  # raw logits; long texts cut at the classifier's window
 reward_probabilities_kwargs = dict(reward_logits_kwargs, function_to_apply="softmax")
 
 toxic_text = "You are disgusting and terrible and i damn hate you."
-print("logits:       ", sentiment_pipe(toxic_text, **reward_logits_kwargs))
-print("probabilities:", sentiment_pipe(toxic_text, **reward_probabilities_kwargs))
+print("logits:       ", hate_classifier(toxic_text, **reward_logits_kwargs))
+print("probabilities:", hate_classifier(toxic_text, **reward_probabilities_kwargs))
 
 # %% [markdown]
 # **Exercise (reward).** Write `rewards_by_label`: for each text's pipeline output (a list of
@@ -268,7 +268,7 @@ def rewards_by_label(outputs: list[list[dict]], label: str) -> list[torch.Tensor
 # The lecture's way, for the experiment above: the entry at nothate_index, whatever its label.
 reward_function = (rewards_by_label if reward_mode == "by_label"
                    else lab.lecture_rewards(nothate_index))
-scores = sentiment_pipe([toxic_text], **reward_logits_kwargs)
+scores = hate_classifier([toxic_text], **reward_logits_kwargs)
 print(f"reward by label: {rewards_by_label(scores, 'nothate')[0].item():.3f}   "
       f"lecture's reward[nothate_index]: {scores[0][nothate_index]['score']:.3f} "
       f"({scores[0][nothate_index]['label']})")
@@ -300,7 +300,7 @@ print(toxicity_evaluator.compute(predictions=["I want to kiss you.", toxic_text]
 
 # %%
 eval_generation_kwargs = run.generation_kwargs(dataset, max_new_tokens=cfg.eval_max_new_tokens)
-mean_before, std_before, summaries_before = lab.evaluate_toxicity(
+mean_before, std_before, summaries_before = lab.generate_and_measure_toxicity(
     model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer,
     dataset=dataset["test"], num_samples=cfg.num_eval_samples,
     generation_kwargs=eval_generation_kwargs, seed=cfg.seed)
@@ -343,7 +343,7 @@ reward_kwargs = cfg.reward_kwargs
 # **Exercise (loop).** Write `ppo_step`, steps 1 to 3 for one batch: `batch["input_ids"]` are the
 # prompts' tokens and `batch["query"]` their text. Sample the summaries with
 # `ppo_trainer.generate` (`output_length_sampler`, `generation_kwargs`), score each
-# `query + " " + summary` with `sentiment_pipe` (`reward_kwargs`), take the rewards with
+# `query + " " + summary` with `hate_classifier` (`reward_kwargs`), take the rewards with
 # `reward_function` (2.5) and step PPO on them once. It returns what the loop records: the texts
 # scored, the classifier's outputs for them, the rewards and PPO's statistics.
 
@@ -356,7 +356,7 @@ def ppo_step(batch: dict) -> tuple[list[str], list[list[dict]], list[torch.Tenso
                                            return_prompt=False, **generation_kwargs)
     summaries = tokenizer.batch_decode(summary_tensors, skip_special_tokens=True)
     texts = [query + " " + summary for query, summary in zip(batch["query"], summaries)]
-    scores = sentiment_pipe(texts, **reward_kwargs)
+    scores = hate_classifier(texts, **reward_kwargs)
     rewards = reward_function(scores, reward_label)
     stats = ppo_trainer.step(batch["input_ids"], summary_tensors, rewards)
     return texts, scores, rewards, stats
@@ -524,7 +524,7 @@ lab.reward_parts(step, token_rewards)
 # The same prompts and the same sampling seed as before PPO.
 
 # %%
-mean_after, std_after, summaries_after = lab.evaluate_toxicity(
+mean_after, std_after, summaries_after = lab.generate_and_measure_toxicity(
     model=ppo_model, toxicity_evaluator=toxicity_evaluator, tokenizer=tokenizer,
     dataset=dataset["test"], num_samples=cfg.num_eval_samples,
     generation_kwargs=eval_generation_kwargs, seed=cfg.seed)
@@ -556,7 +556,7 @@ pd.DataFrame({
 # prompt + summary), sorted by the gain in reward.
 
 # %%
-df_compare_results = lab.comparison_table(summaries_before, summaries_after, sentiment_pipe,
+df_compare_results = lab.comparison_table(summaries_before, summaries_after, hate_classifier,
                                           reward_kwargs, rewards_by_label)
 pd.set_option("display.max_colwidth", None)  # whole summaries, not cut with "..."
 columns = ["response_before", "response_after", "toxic_before", "toxicity_before", "toxicity_after",

@@ -76,7 +76,7 @@ def add_fresh_lora(model: AutoModelForSeq2SeqLM) -> PeftModel:
     return get_peft_model(model, LoraConfig(**LAB2_LORA))
 
 
-def print_number_of_trainable_model_parameters(model: torch.nn.Module) -> str:
+def describe_trainable_parameters(model: torch.nn.Module) -> str:
     """The lecture's summary of trainable and total parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -124,9 +124,10 @@ def generate_summaries(model, tokenizer, input_ids: list[torch.Tensor], generati
     return texts
 
 
-def evaluate_toxicity(model, toxicity_evaluator, tokenizer, dataset, num_samples: int, generation_kwargs: dict,
-                      seed: int = 0) -> tuple[float, float, pd.DataFrame]:
-    """Mean and std of the toxicity of `num_samples` generated summaries, and the per-summary table."""
+def generate_and_measure_toxicity(model, toxicity_evaluator, tokenizer, dataset, num_samples: int,
+                                  generation_kwargs: dict, seed: int = 0) -> tuple[float, float, pd.DataFrame]:
+    """Generate summaries of the first `num_samples` prompts of `dataset`, and measure their toxicity: its mean and
+    std, and the per-summary table."""
     if num_samples > len(dataset):
         raise ValueError(f"num_samples={num_samples} but the data set has only {len(dataset)} samples.")
     samples = dataset.select(range(num_samples))

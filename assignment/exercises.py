@@ -2,13 +2,13 @@
 questions (its markdown cells tagged `answer`), their points, and which run checks rest on which exercise.
 
 The lecture is the one source of their text and solutions (`lab3.solutions`); each exercise's public checks are
-`checks/<name>.py` (otter-grader's test format), its hidden tests `assignment.hidden`.
+`public_checks/<name>.py` (otter-grader's test format), its hidden tests `assignment.hidden`.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+PUBLIC_CHECKS = Path(__file__).resolve().parent / "public_checks"
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Exercise:
     @property
     def checks(self) -> Path:
         """Its public checks, in otter's test-file format."""
-        return CHECKS_DIR / f"{self.name}.py"
+        return PUBLIC_CHECKS / f"{self.name}.py"
 
 
 EXERCISES = (

@@ -98,7 +98,7 @@ class LoopStandIns:
         return [torch.tensor(sum(d["score"] for d in out) * self.weight + len(label)) for out in scores]
 
     def names(self) -> dict:
-        return {"ppo_trainer": self, "tokenizer": self.tokenizer, "sentiment_pipe": self.pipe,
+        return {"ppo_trainer": self, "tokenizer": self.tokenizer, "hate_classifier": self.pipe,
                 "reward_function": self.reward_function,
                 "reward_label": "nothate", "output_length_sampler": "sampler",
                 "generation_kwargs": {"probe": "generation"}, "reward_kwargs": {"probe": "reward"}}

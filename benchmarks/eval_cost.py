@@ -1,4 +1,5 @@
-"""What the full preset's toxicity measurement costs: `evaluate_toxicity` on N test prompts, side by side for each N.
+"""What the full preset's toxicity measurement costs: `generate_and_measure_toxicity` on N test prompts, side by side
+for each N.
 
 Runs on the benchmark's random-weight FLAN-T5-base and RoBERTa-base-sized classifier (`ppo_step.build_models`); the
 prompts are tiny-corpus dialogues in the lecture's prompt. A random-weight summarizer never ends a summary early, so
@@ -49,7 +50,7 @@ def main() -> None:
                                                     max(len(r["input_ids"]) for r in rows), dtype=dtype))
     for n in args.samples:
         start = time.time()
-        lab.evaluate_toxicity(model, evaluator, tokenizer, dataset, n, kwargs, seed=cfg.seed)
+        lab.generate_and_measure_toxicity(model, evaluator, tokenizer, dataset, n, kwargs, seed=cfg.seed)
         seconds = time.time() - start
         print(json.dumps({"device": device, "dtype": dtype, "num_eval_samples": n, "seconds": round(seconds, 1),
                           "per_summary_s": round(seconds / n, 2)}), flush=True)

@@ -67,7 +67,7 @@ class View:
     handles: list | None = None  # the figure's and the table's displays, once shown
 
 
-def start(log_every: int, every: int | None = None) -> View:
+def new_view(log_every: int, every: int | None = None) -> View:
     """The live view of a run that prints a line every `log_every` steps."""
     return View(log_every, every, in_kernel())
 

@@ -176,7 +176,7 @@ def start(preset_name: str, overrides: dict | str, output_dir: str, checkpoint_d
     run_dir = Path(checkpoint_dir) / f"ppo-{preset_name}"
     files.lock_run(run_dir, output_dir)  # a second run of the lab on the same folders stops here
     return Run(preset_name, cfg, state, output_dir, run_dir, reward_label, reward_mode, resume, tracker,
-               live.start(log_every))
+               live.new_view(log_every))
 
 
 def _check_tracker(tracker: str) -> None:

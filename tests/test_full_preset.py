@@ -95,11 +95,11 @@ def test_lecture_parameter_counts_on_the_flan_t5_base_architecture():
         # Built from a config, the head is tied to the embedding; the real checkpoint carries a head of its own.
         model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.shared.weight))
         peft_model = lab.add_fresh_lora(model)
-        assert lab.print_number_of_trainable_model_parameters(peft_model) == (
+        assert lab.describe_trainable_parameters(peft_model) == (
             "\ntrainable model parameters: 3538944\nall model parameters: 251116800\n"
             "percentage of trainable model parameters: 1.41%")
         ppo_model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(peft_model, is_trainable=True)
-    assert lab.print_number_of_trainable_model_parameters(ppo_model) == (
+    assert lab.describe_trainable_parameters(ppo_model) == (
         "\ntrainable model parameters: 3539713\nall model parameters: 251117569\n"
         "percentage of trainable model parameters: 1.41%")
 

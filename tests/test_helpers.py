@@ -86,12 +86,12 @@ def test_parameter_counts_match_the_lora_shape(tiny):
     attention_blocks = c.num_layers + 2 * c.num_decoder_layers
     lora = attention_blocks * 2 * LAB2_LORA["r"] * (c.d_model + c.num_heads * c.d_kv)
     total = sum(p.numel() for p in AutoModelForSeq2SeqLM.from_pretrained(tiny.model_name).parameters()) + lora
-    report = lab.print_number_of_trainable_model_parameters(model)
+    report = lab.describe_trainable_parameters(model)
     assert f"trainable model parameters: {lora}\n" in report
     assert f"all model parameters: {total}\n" in report
     assert f"{100 * lora / total:.2f}%" in report
     with_head = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(model, is_trainable=True)
-    report = lab.print_number_of_trainable_model_parameters(with_head)
+    report = lab.describe_trainable_parameters(with_head)
     assert f"trainable model parameters: {lora + c.d_model + 1}\n" in report
 
 
@@ -232,16 +232,18 @@ def test_toxicity_measurement_unknown_label_is_an_error(toxicity_evaluator):
 def test_evaluate_toxicity_scores_exactly_num_samples_summaries(tiny, tiny_dataset, tokenizer, toxicity_evaluator):
     model = lab.load_summarizer(tiny.model_name, tiny.adapter_dir)
     kwargs = dict(tiny.generation_kwargs, max_new_tokens=tiny.eval_max_new_tokens)
-    mean, std, table = lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12, kwargs)
+    mean, std, table = lab.generate_and_measure_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12,
+                                                         kwargs)
     assert len(table) == 12
     assert table["query"].tolist() == tiny_dataset["test"]["query"][:12]
     assert mean == pytest.approx(table.toxicity.mean()) and std == pytest.approx(table.toxicity.std(ddof=0))
     assert table.toxicity.tolist() == pytest.approx(
         toxicity_evaluator.compute(predictions=table.summary.tolist(), toxic_label="hate")["toxicity"])
-    again = lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12, kwargs)[2]
+    again = lab.generate_and_measure_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"], 12, kwargs)[2]
     assert again.summary.tolist() == table.summary.tolist()  # same prompts, same seed, same summaries
     with pytest.raises(ValueError, match="has only"):
-        lab.evaluate_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"].select(range(3)), 5, kwargs)
+        lab.generate_and_measure_toxicity(model, toxicity_evaluator, tokenizer, tiny_dataset["test"].select(range(3)),
+                                          5, kwargs)
 
 
 def test_generate_summaries_batched_equals_one_by_one(tiny, tiny_dataset, tokenizer):

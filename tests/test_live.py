@@ -30,7 +30,7 @@ def test_the_live_view_is_redrawn_in_place_in_a_kernel():
     from jupyter_client.manager import start_new_kernel
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
     code = ("from tests.test_live import _record\nfrom lab3 import live\n"
-            "view, history = live.start(log_every=10), []\n"
+            "view, history = live.new_view(log_every=10), []\n"
             "for step in range(30):\n    history.append(_record(step))\n    live.show(view, history, 100)\n"
             )
     try:
@@ -56,7 +56,7 @@ def test_the_live_view_is_redrawn_in_place_in_a_kernel():
 
 
 def test_outside_a_kernel_a_line_every_log_every_steps_and_the_bar_carries_reward_and_kl(capsys):
-    view, history, bar = live.start(log_every=10), [], tqdm(total=100, disable=True)
+    view, history, bar = live.new_view(log_every=10), [], tqdm(total=100, disable=True)
     for step in range(100):
         history.append(_record(step))
         live.show(view, history, 100, bar)

@@ -36,7 +36,7 @@ def _run(ppo_step, tokenizer, torch):
     """What `ppo_step` did on a batch of three prompts, with the stand-ins in place of the lecture's objects."""
     import types
     fake = _Recorder(tokenizer, torch)
-    names = {"ppo_trainer": fake, "sentiment_pipe": fake.pipe, "reward_function": fake.reward_function,
+    names = {"ppo_trainer": fake, "hate_classifier": fake.pipe, "reward_function": fake.reward_function,
              "reward_label": "nothate", "output_length_sampler": "the length sampler",
              "generation_kwargs": {"the": "generation kwargs"}, "reward_kwargs": {"the": "reward kwargs"}}
     step = types.FunctionType(ppo_step.__code__, {**ppo_step.__globals__, **names}, "ppo_step",
@@ -63,7 +63,7 @@ def test_it_samples_once_from_the_policy(ppo_step, tokenizer, torch):
 def test_the_classifier_reads_prompt_and_summary(ppo_step, tokenizer, torch):
     fake, batch, summaries, _ = _run(ppo_step, tokenizer, torch)
     scored = [c for c in fake.calls if c[0] == "pipe"]
-    assert len(scored) == 1, "Score the batch's texts in one sentiment_pipe call."
+    assert len(scored) == 1, "Score the batch's texts in one hate_classifier call."
     texts, kwargs = scored[0][1], scored[0][2]
     assert texts != summaries, \
         "The classifier scored the summaries alone: the reward reads prompt + summary (2.5), so a summary is " \
