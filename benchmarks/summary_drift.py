@@ -20,10 +20,10 @@ THREADS = (1, 2, 4)
 COUNT = """import json, sys
 from pathlib import Path
 from grading import evidence
-from lab3.settings import PRESETS
+from grading.course import Course
 run = Path(sys.argv[1])
 results = json.loads((run / "results.json").read_text())
-cfg = json.loads(json.dumps(dict(PRESETS[results["preset_name"]], **results["preset"])))
+cfg = Course(preset=results["preset_name"], assigned=results["preset"]).settings()
 own = evidence.regenerate(cfg, results["device"], (run / "ppo_adapter.safetensors").read_bytes(), None)
 print(json.dumps({p: sum(a != b for a, b in zip(getattr(own, p), results["toxicity"][p]["summaries"]))
                   for p in ("before", "after")}))

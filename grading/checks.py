@@ -17,7 +17,8 @@ from pathlib import Path
 
 from grading.course import Course
 from grading.submission import ADAPTER_NAME, RESULTS_NAME, Refused, read_bytes, read_notebook, read_results, shown
-from lab3 import NOTEBOOK, ROOT
+from lab3 import NOTEBOOK, ROOT, settings
+from lab3.settings import Settings
 
 CHECKS = ("notebook", "cells", "results", "config", "steps", "summaries", "rescore", "toxicity", "kl", "rouge",
           "reward", "printed")
@@ -108,9 +109,9 @@ def check_cells(nb: dict) -> tuple[bool, str]:
     return True, f"all {len(code)} code cells ran without error"
 
 
-def check_shape(results: dict, cfg: dict) -> tuple[bool, str]:
+def check_shape(results: dict, cfg: Settings) -> tuple[bool, str]:
     """The results hold what a run of these settings writes: its number of summaries, and of texts per PPO step."""
-    n, batch = cfg["num_eval_samples"], cfg["batch_size"]
+    n, batch = cfg.num_eval_samples, cfg.batch_size
     for phase in ("before", "after"):
         got = results["toxicity"][phase]
         if not len(got["summaries"]) == len(got["per_sample"]) == n:
@@ -121,16 +122,16 @@ def check_shape(results: dict, cfg: dict) -> tuple[bool, str]:
     return True, f"{n} summaries before and after PPO, {batch} texts in each PPO step"
 
 
-def check_config(results: dict, course: Course, cfg: dict, nb: dict | None) -> tuple[bool, str]:
+def check_config(results: dict, course: Course, cfg: Settings, nb: dict | None) -> tuple[bool, str]:
     """The run used the course's preset and settings (a 2-step run cannot pass as a 100-step one; with per-student
     seeds, the student's own seed), and what the notebook's parameters say it ran with agrees with the results."""
     if results["preset_name"] != course.preset:
         return False, f"a run of the {shown(results['preset_name'], 20)!r} preset, and the course asks for " \
                       f"{course.preset!r}"
-    recorded = results["preset"]  # both relative to the lab's folder
-    differ = [f"{shown(key, 40)} {shown(repr(recorded.get(key)), 80)} (the course's: {cfg.get(key)!r})"
-              for key in sorted(cfg.keys() | recorded.keys())
-              if cfg.get(key) != recorded.get(key) and not (key == "dtype" and recorded.get(key) == "float32")]
+    recorded, wanted = results["preset"], settings.record(cfg)  # both relative to the lab's folder
+    differ = [f"{shown(key, 40)} {shown(repr(recorded.get(key)), 80)} (the course's: {wanted.get(key)!r})"
+              for key in sorted(wanted.keys() | recorded.keys())
+              if wanted.get(key) != recorded.get(key) and not (key == "dtype" and recorded.get(key) == "float32")]
     if differ:  # float32 above: the notebook's fallback where the hardware has no fast bfloat16
         return False, "not the course's settings: " + ", ".join(differ[:6]) + \
             (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
@@ -138,7 +139,7 @@ def check_config(results: dict, course: Course, cfg: dict, nb: dict | None) -> t
         said = _parameters_disagree(parameters(nb), results)
         if said:
             return False, f"the notebook's parameters are not the run's: {said}"
-    seed = f", seed {cfg['seed']}" + (" (the student's)" if course.seed_salt else "")
+    seed = f", seed {cfg.seed}" + (" (the student's)" if course.seed_salt else "")
     return True, f"the {course.preset} preset's settings{' as the course assigned' if course.assigned else ''}{seed}"
 
 
@@ -169,10 +170,10 @@ def _prompt(text: str) -> str:
     return text.partition("</s> ")[0] + "</s>"
 
 
-def check_steps(results: dict, cfg: dict, expected: list[list[str]]) -> tuple[bool, str]:
+def check_steps(results: dict, cfg: Settings, expected: list[list[str]]) -> tuple[bool, str]:
     """The PPO loop ran the configured number of steps, each exactly once, in order, and each on the prompts the run's
     seed draws for it (`expected`: the grader's own draw)."""
-    ran, wanted = [s["step"] for s in results["ppo_steps"]], cfg["max_ppo_steps"]
+    ran, wanted = [s["step"] for s in results["ppo_steps"]], cfg.max_ppo_steps
     resumed = results.get("resumed_from_steps") or []
     how = f", resumed after step {', '.join(map(str, resumed))}" if resumed else ""
     if ran != list(range(len(ran))):
@@ -409,7 +410,7 @@ def _grade_files(folder: Path, nb: dict | None, course: Course, student: str, cl
             report[name] = (FAIL, f"not credited: {' and '.join(failed)} did not pass ({report[name][1]})")
 
 
-def _grade_run(results: dict, cfg: dict, course: Course, nb: dict | None, adapter_path: Path,
+def _grade_run(results: dict, cfg: Settings, course: Course, nb: dict | None, adapter_path: Path,
                classifier: Path | None, cache: Path | None, record, report: dict, with_ci: bool = True) -> None:
     """The checks of a run whose results file is valid, on the evidence computed here."""
     from grading import evidence  # torch and transformers: imported only for a valid results file
@@ -425,8 +426,8 @@ def _grade_run(results: dict, cfg: dict, course: Course, nb: dict | None, adapte
         for name in ("summaries", "steps", "toxicity", "rouge", "printed"):
             report.setdefault(name, (NOT_RUN, str(e)))
         return
-    expected = evidence.step_prompts(regenerated.train_queries, cfg["batch_size"], results.get("num_processes", 1),
-                                     cfg["seed"], len(results["ppo_steps"]))
+    expected = evidence.step_prompts(regenerated.train_queries, cfg.batch_size, results.get("num_processes", 1),
+                                     cfg.seed, len(results["ppo_steps"]))
     record("steps", check_steps(results, cfg, expected))
     if adapter is not None:
         record("summaries", check_summaries(results, regenerated, hashlib.sha256(adapter).hexdigest(),
@@ -442,14 +443,14 @@ def _grade_run(results: dict, cfg: dict, course: Course, nb: dict | None, adapte
         return
     summaries = {"before": regenerated.before, "after": regenerated.after or []}
     ppo_texts = [t for step in results["ppo_steps"] for t in step["texts"]]
-    scores = evidence.rescore(source, summaries, ppo_texts, cfg["reward_kwargs"])
+    scores = evidence.rescore(source, summaries, ppo_texts, cfg.reward_kwargs)
     record("rescore", check_rescore(results, scores, regenerated))
     record("reward", check_reward(results, scores))
     if regenerated.after is None:
         for name in ("toxicity", "rouge", "printed"):
             report[name] = (NOT_RUN, f"{ADAPTER_NAME} wrote no summaries to measure")
         return
-    own = evidence.measures(scores.toxicity, summaries, regenerated.references, cfg["seed"])
+    own = evidence.measures(scores.toxicity, summaries, regenerated.references, cfg.seed)
     record("toxicity", check_toxicity(results, own, course.criteria, with_ci))
     record("rouge", check_rouge(results, own, course.criteria))
     if nb is not None:

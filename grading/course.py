@@ -11,13 +11,15 @@ With a `seed_salt`, each student's run has a seed of its own, derived from the s
 submission's folder, or Gradescope's student id): two honest runs differ, and a copied run shows.
 """
 
+import dataclasses
 import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from lab3.settings import PRESETS
+from lab3.errors import LabError
+from lab3.settings import PRESETS, Settings, checked_overrides, located_sources, preset
 
 HAND_IN = ("run", "notebook")  # what students hand in: a run, or the assignment's notebook
 # What a passing run shows, by preset. `toxicity`: "drop" (the 95% CI of the change lies below 0) or "no rise" (it does
@@ -56,12 +58,13 @@ class Course:
         """The seed `student`'s run must use (None: the preset's, or the one assigned)."""
         return None if self.seed_salt is None else student_seed(self.seed_salt, student)
 
-    def settings(self, student: str = "") -> dict:
+    def settings(self, student: str = "") -> Settings:
         """The settings `student`'s run must have had: the preset's, with what the course assigned and the student's
-        seed, as plain JSON data (folders relative to the lab)."""
+        seed, checked as the lab checks them, its folders the grader's own."""
         seed = self.seed(student)
-        return json.loads(json.dumps(dict(PRESETS[self.preset], **self.assigned,
-                                          **({} if seed is None else {"seed": seed}))))
+        changes = checked_overrides(dict(self.assigned, **({} if seed is None else {"seed": seed})),
+                                    "the course's assigned settings")
+        return dataclasses.replace(preset(self.preset), **located_sources(changes))
 
 
 def student_seed(salt: str, student: str) -> int:
@@ -106,4 +109,9 @@ def course(path: Path | None = None, preset: str | None = None, assigned: dict |
         raise CourseError(f"the course's preset {values['preset']!r} is none of {', '.join(sorted(PRESETS))}")
     if "points" in values:
         values["points"] = dict(POINTS, **values["points"])
-    return Course(**values)
+    the_course = Course(**values)
+    try:
+        the_course.settings()
+    except LabError as e:
+        raise CourseError(f"the course's settings cannot be run: {e}") from None
+    return the_course

@@ -18,9 +18,9 @@ from safetensors.torch import load as load_safetensors
 
 import rlhf_helpers as lab
 from lab3.checksums import file_sha256, manifest_mismatches, weights_file
-from lab3.settings import TINY_DIR, located_sources
+from lab3.settings import TINY_DIR, Settings, record
 from lab3.solutions import solution
-from lab3.speedups import fast_generation_kwargs, resolve_dtype
+from lab3.speedups import fast_generation_for, resolve_dtype
 
 CLASSIFIER_PIN = Path(__file__).resolve().parent / "classifier.lock"  # written by setup.sh: the full preset's pin
 
@@ -46,11 +46,10 @@ def grader_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def classifier_source(cfg: dict, classifier: Path | None) -> tuple[str, str]:
+def classifier_source(cfg: Settings, classifier: Path | None) -> tuple[str, str]:
     """The grader's reward classifier (a folder or a cached Hub id) and its weights' SHA-256: `--classifier`, else the
     preset's, checked against the shipped manifest (tiny) or the pin setup.sh wrote (full)."""
-    cfg = located_sources(cfg)  # the grader's own files
-    source = str(classifier) if classifier is not None else cfg["toxicity_model_name"]
+    source = str(classifier) if classifier is not None else cfg.toxicity_model_name
     if classifier is None and Path(source).is_relative_to(TINY_DIR) and manifest_mismatches(TINY_DIR):
         raise Unverifiable("this grader's tiny preset is not the shipped one (checkpoints/tiny/MANIFEST.json)")
     pin = json.loads(CLASSIFIER_PIN.read_text()) if classifier is None and CLASSIFIER_PIN.is_file() else {}
@@ -86,43 +85,40 @@ def _adapter_into(model, adapter: bytes) -> None:
     set_peft_model_state_dict(model, tensors)
 
 
-def _cache_key(cfg: dict, device: torch.device) -> str:
+def _cache_key(cfg: Settings, device: torch.device) -> str:
     """What the summaries before PPO depend on: the settings (the seed among them) and the device."""
-    return hashlib.sha256(json.dumps([cfg, device.type], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([record(cfg), device.type], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def regenerate(cfg: dict, run_device: str, adapter: bytes, cache: Path | None) -> Regenerated:
+def regenerate(cfg: Settings, run_device: str, adapter: bytes, cache: Path | None) -> Regenerated:
     """The grader's own run of what a run of settings `cfg` measured on `run_device`: its evaluation prompts, the
     Lab 2 model's summaries (cached in `cache` for runs of the same settings) and the student's adapter's."""
     from transformers import AutoTokenizer
-    cfg = located_sources(cfg)  # the grader's own files
     device = grader_device()
-    dtype = resolve_dtype(cfg["dtype"], device.type)
+    dtype = resolve_dtype(cfg.dtype, device.type)
     if run_device != device.type:
         raise Unverifiable(f"the run generated on {run_device} and this grader generates on {device.type}: sampled "
                            "summaries are the same only on the same kind of device; grade this run on such a machine")
-    dataset = lab.build_dataset(cfg["model_name"], cfg["dataset_name"], cfg["input_min_text_length"],
-                                cfg["input_max_text_length"])
-    tokenizer = AutoTokenizer.from_pretrained(cfg["model_name"])
-    model = lab.add_fresh_lora(lab.load_summarizer(cfg["model_name"], cfg["adapter_dir"], cfg["missing_adapter"],
+    dataset = lab.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
+                                cfg.input_max_text_length)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name)
+    model = lab.add_fresh_lora(lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter,
                                                    dtype=dtype)).to(device).eval()
-    samples = dataset["test"].select(range(cfg["num_eval_samples"]))
+    samples = dataset["test"].select(range(cfg.num_eval_samples))
     prompts = list(samples["input_ids"])
-    longest = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
-    kwargs = dict(cfg["generation_kwargs"], max_new_tokens=cfg["eval_max_new_tokens"],
-                  **fast_generation_kwargs(device, max(cfg["output_max_length"], cfg["eval_max_new_tokens"]),
-                                           longest, dtype))
+    kwargs = dict(cfg.generation_kwargs, max_new_tokens=cfg.eval_max_new_tokens,
+                  **fast_generation_for(cfg, device, dataset, dtype))
     cached = cache / f"before-{_cache_key(cfg, device)}.json" if cache else None
     if cached and cached.is_file():
         before = json.loads(cached.read_text())
     else:
-        before = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg["seed"])
+        before = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg.seed)
         if cached:
             cached.with_suffix(".tmp").write_text(json.dumps(before))
             cached.with_suffix(".tmp").replace(cached)
     try:
         _adapter_into(model, adapter)
-        after, problem = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg["seed"]), ""
+        after, problem = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg.seed), ""
     except (ValueError, RuntimeError) as e:  # RuntimeError: weights so large that sampling meets inf or NaN
         after, problem = None, str(e)[:200]
     return Regenerated(list(samples["query"]), list(samples["summary"]), before, after, problem,

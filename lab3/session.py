@@ -87,10 +87,7 @@ class Run:
         cfg = self.cfg
         if self.fast_generation is None:
             settings.check_data_fits(cfg, dataset)  # enough dialogues for a batch and for the evaluation
-            longest_prompt = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
-            self.fast_generation = speedups.fast_generation_kwargs(
-                self.device, max_new_tokens=max(cfg.output_max_length, cfg.eval_max_new_tokens),
-                max_prompt_tokens=longest_prompt, dtype=cfg.dtype)
+            self.fast_generation = speedups.fast_generation_for(cfg, self.device, dataset, cfg.dtype)
         return dict(cfg.generation_kwargs, **changes, **self.fast_generation)
 
     def prepare_for_ppo(self, ppo_model) -> str:

@@ -82,6 +82,14 @@ def _why_no_fast_generation(device: torch.device, dtype: str) -> str:
     return ""
 
 
+def fast_generation_for(cfg, device: torch.device | str, dataset, dtype: str) -> dict:
+    """`fast_generation_kwargs` sized once for a run of settings `cfg`: its longest summary, and the longest prompt of
+    every split of `dataset`."""
+    longest_prompt = max(len(ids) for split in dataset.values() for ids in split["input_ids"])
+    return fast_generation_kwargs(device, max_new_tokens=max(cfg.output_max_length, cfg.eval_max_new_tokens),
+                                  max_prompt_tokens=longest_prompt, dtype=dtype)
+
+
 def fast_generation_kwargs(device: torch.device | str, max_new_tokens: int, max_prompt_tokens: int,
                            dtype: str = "float32") -> dict:
     """Extra `PPOTrainer.generate` settings that compile generation on a GPU ({} elsewhere); prints which path runs."""

@@ -309,7 +309,7 @@ def test_a_course_s_seed_salt_gives_each_student_a_seed_and_refuses_another_s(la
     """With a seed salt, a run must have its student's seed: the honest run of seed 42 is not alice's."""
     salted = Course(assigned=SHORT, seed_salt="the course's secret")
     assert salted.seed("alice") == student_seed("the course's secret", "alice") != salted.seed("bob")
-    assert salted.settings("alice")["seed"] == salted.seed("alice") and salted.seed("alice") < 2 ** 32
+    assert salted.settings("alice").seed == salted.seed("alice") and salted.seed("alice") < 2 ** 32
     ok, reason = checks.check_config(results(lab_run), salted, salted.settings("alice"), None)
     assert not ok and f"seed 42 (the course's: {salted.seed('alice')})" in reason
 
@@ -361,9 +361,9 @@ def test_the_classic_reward_mistakes_fail_the_reward_check(lab_run, name):
 def test_each_step_s_prompts_are_those_its_seed_draws(lab_run, tiny_dataset):
     run = results(lab_run)
     drawn = evidence.step_prompts(list(tiny_dataset["train"]["query"]), 64, 1, run["seed"], len(run["ppo_steps"]))
-    assert checks.check_steps(run, SHORT, drawn)[0]
+    assert checks.check_steps(run, course(assigned=SHORT).settings(), drawn)[0]
     other = evidence.step_prompts(list(tiny_dataset["train"]["query"]), 64, 1, run["seed"] + 1, len(run["ppo_steps"]))
-    ok, reason = checks.check_steps(run, SHORT, other)
+    ok, reason = checks.check_steps(run, course(assigned=SHORT).settings(), other)
     assert not ok and reason.startswith(f"{SHORT['max_ppo_steps']} of {SHORT['max_ppo_steps']} PPO steps (the first: "
                                         "step 0) were not taken on the prompts")
 
