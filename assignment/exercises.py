@@ -8,6 +8,8 @@ The lecture is the one source of their text and solutions (`lab3.solutions`); ea
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading.checks import CHECKS
+
 PUBLIC_CHECKS = Path(__file__).resolve().parent / "public_checks"
 
 
@@ -36,9 +38,5 @@ EXERCISES = (
 BY_NAME = {e.name: e for e in EXERCISES}
 # The written questions, in the lecture's order of its `answer` cells, graded by hand.
 WRITTEN = (("returns", 2), ("side_by_side", 2))
-# The run checks of the combined grade (grading.checks), with the exercises each rests on: a run check that fails
-# because such an exercise is wrong is not charged again (PPO on a wrong reward cannot detoxify: that is the reward
-# exercise's point, not the toxicity check's).
-RUN_CHECKS = {"notebook": (), "results": (), "config": (), "steps": ("loop",), "summaries": (), "rescore": (),
-              "toxicity": ("reward", "loop"), "kl": ("reward", "loop"), "rouge": ("reward", "loop"),
-              "reward": ("reward", "loop")}
+# The run checks of the combined grade, with the exercises a failure of each is charged to (grading.checks.CHECKS).
+RUN_CHECKS = {name: check.exercises for name, check in CHECKS.items() if check.exercises is not None}

@@ -8,23 +8,50 @@ the settings and the seed come from the course (`grading.course`), never from th
 failed is not credited.
 """
 
+from __future__ import annotations
+
 import ast
 import hashlib
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grading.course import Course
 from grading.submission import ADAPTER_NAME, RESULTS_NAME, Refused, read_bytes, read_notebook, read_results, shown
 from lab3 import NOTEBOOK, ROOT, settings
 from lab3.settings import Settings
 
-CHECKS = ("notebook", "cells", "results", "config", "steps", "summaries", "rescore", "toxicity", "kl", "rouge",
-          "reward", "printed")
-# The evidence each check's verdict rests on: it passes only if these passed too.
-DEPENDS_ON = {"toxicity": ("summaries", "rescore"), "kl": ("summaries", "steps"), "rouge": ("summaries",),
-              "reward": ("rescore", "steps"), "printed": ("summaries", "rescore")}
+if TYPE_CHECKING:  # the course reads the checks' points
+    from grading.course import Course
+
+
+
+@dataclass(frozen=True)
+class Check:
+    """A run check as a course grades it."""
+
+    points: float  # on Gradescope; a course file may change them
+    rests_on: tuple[str, ...] = ()  # the checks whose evidence its verdict needs: it passes only if these passed too
+    # The assignment's exercises a failure of it is charged to instead (PPO on a wrong reward cannot detoxify: that is
+    # the reward exercise's point, not the toxicity check's); None: the assignment's autograder, which executes the
+    # notebook itself, does not run it.
+    exercises: tuple[str, ...] | None = ()
+
+
+# The run checks, in a report's order. Most points rest on what the grader recomputes: the summaries regenerated from
+# the submitted adapter, and the grader's own classifier.
+CHECKS = {
+    "notebook": Check(1), "cells": Check(1, exercises=None), "results": Check(1), "config": Check(1),
+    "steps": Check(1, exercises=("loop",)), "summaries": Check(3), "rescore": Check(2),
+    "toxicity": Check(2, ("summaries", "rescore"), ("reward", "loop")),
+    "kl": Check(1, ("summaries", "steps"), ("reward", "loop")),
+    "rouge": Check(1, ("summaries",), ("reward", "loop")),
+    "reward": Check(2, ("rescore", "steps"), ("reward", "loop")),
+    "printed": Check(1, ("summaries", "rescore"), exercises=None),
+}
+POINTS = {name: check.points for name, check in CHECKS.items()}
 PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
 RELEASED = ROOT / NOTEBOOK  # the lecture: what a run of the lab executes
 PARAMETERS, INJECTED = "parameters", "injected-parameters"  # the cells a student or papermill may change
@@ -404,7 +431,7 @@ def _grade_files(folder: Path, nb: dict | None, course: Course, student: str, cl
         report["results"] = (FAIL, f"{refused}{e}")
     if report.get("results", (FAIL,))[0] == PASS:
         _grade_run(results, cfg, course, nb, folder / ADAPTER_NAME, classifier, cache, record, report, with_ci)
-    for name, needs in DEPENDS_ON.items():
+    for name, needs in ((n, c.rests_on) for n, c in CHECKS.items()):
         failed = [n for n in needs if report.get(name, (None,))[0] == PASS and report.get(n, (None,))[0] != PASS]
         if failed:
             report[name] = (FAIL, f"not credited: {' and '.join(failed)} did not pass ({report[name][1]})")
@@ -414,6 +441,7 @@ def _grade_run(results: dict, cfg: Settings, course: Course, nb: dict | None, ad
                classifier: Path | None, cache: Path | None, record, report: dict, with_ci: bool = True) -> None:
     """The checks of a run whose results file is valid, on the evidence computed here."""
     from grading import evidence  # torch and transformers: imported only for a valid results file
+    from lab3 import checkpoints
     record("kl", check_kl(results, course.criteria))
     try:
         adapter = read_bytes(adapter_path, "adapter")
@@ -426,7 +454,7 @@ def _grade_run(results: dict, cfg: Settings, course: Course, nb: dict | None, ad
         for name in ("summaries", "steps", "toxicity", "rouge", "printed"):
             report.setdefault(name, (NOT_RUN, str(e)))
         return
-    expected = evidence.step_prompts(regenerated.train_queries, cfg.batch_size, results.get("num_processes", 1),
+    expected = checkpoints.step_prompts(regenerated.train_queries, cfg.batch_size, results.get("num_processes", 1),
                                      cfg.seed, len(results["ppo_steps"]))
     record("steps", check_steps(results, cfg, expected))
     if adapter is not None:

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from grading.checks import POINTS
 from lab3.errors import LabError
 from lab3.settings import PRESETS, Settings, checked_overrides, located_sources, preset
 
@@ -28,10 +29,6 @@ PASS_CRITERIA = {
     "tiny": dict(toxicity="drop", max_kl=25.0, max_rouge_l_drop=0.20),
     "full": dict(toxicity="no rise", max_kl=25.0, max_rouge_l_drop=0.20),
 }
-# Points per check, for Gradescope. Most rest on what the grader recomputes: the summaries regenerated from the
-# submitted adapter, and the grader's own classifier.
-POINTS = {"notebook": 1, "cells": 1, "results": 1, "config": 1, "steps": 1, "summaries": 3, "rescore": 2, "toxicity": 2,
-          "kl": 1, "rouge": 1, "reward": 2, "printed": 1}
 # How many of a run's regenerated summaries may differ from its recorded ones and the run still be credited for them.
 # 0: regenerating two seeds' runs (600 summaries before and after PPO) with torch's default, AVX2 and AVX512 kernels
 # at 1, 2 and 4 threads changed none (benchmarks/summary_drift.py).

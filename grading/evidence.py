@@ -125,29 +125,6 @@ def regenerate(cfg: Settings, run_device: str, adapter: bytes, cache: Path | Non
                        list(dataset["train"]["query"]))
 
 
-def step_prompts(train_queries: list[str], batch_size: int, num_processes: int, seed: int,
-                 steps: int) -> list[list[str]]:
-    """The prompts of each of `steps` PPO steps, as the lab's PPOTrainer draws them: batches of the training split in
-    the order Accelerate's seedable sampler gives from `seed` and the pass's number, each process taking its share."""
-    from accelerate.data_loader import prepare_data_loader
-    from torch.utils.data import DataLoader
-    share = batch_size // num_processes
-    loaders = [prepare_data_loader(DataLoader(range(len(train_queries)), batch_size=share, shuffle=True,
-                                              drop_last=True, collate_fn=list),
-                                   num_processes=num_processes, process_index=i, put_on_device=False,
-                                   use_seedable_sampler=True, data_seed=seed)
-               for i in range(num_processes)]
-    prompts, number = [], 0
-    while len(prompts) < steps:
-        for loader in loaders:
-            loader.set_epoch(number)
-        with torch.random.fork_rng(devices=[]):  # each pass draws a worker seed from torch's generator
-            for batches in zip(*loaders):
-                prompts.append([train_queries[i] for batch in batches for i in batch])
-        number += 1
-    return prompts[:steps]
-
-
 def _load_classifier(source: str):
     """A text-classification pipeline over the grader's classifier: local files, safetensors, no remote code."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import DataLoaderConfiguration
+from accelerate.data_loader import prepare_data_loader
 from accelerate.utils import gather_object
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from lab3.checksums import manifest_mismatches, write_manifest
@@ -119,6 +121,28 @@ def _settings_difference(saved: dict, settings: dict) -> str:
 def data_order(seed: int) -> dict:
     """`PPOConfig(accelerator_kwargs=...)` for a data order that depends only on `seed` and the pass over the data."""
     return {"dataloader_config": DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)}
+
+
+def step_prompts(train_queries: list[str], batch_size: int, num_processes: int, seed: int,
+                 steps: int) -> list[list[str]]:
+    """The prompts of each of `steps` PPO steps in the order `data_order(seed)` gives PPOTrainer's data loader, drawn
+    without a trainer (for the grader): batches of the training split in the order Accelerate's seedable sampler gives
+    from `seed` and the pass's number, each process taking its share."""
+    share = batch_size // num_processes
+    loaders = [prepare_data_loader(DataLoader(range(len(train_queries)), batch_size=share, shuffle=True,
+                                              drop_last=True, collate_fn=list),
+                                   num_processes=num_processes, process_index=i, put_on_device=False,
+                                   use_seedable_sampler=True, data_seed=seed)
+               for i in range(num_processes)]
+    prompts, number = [], 0
+    while len(prompts) < steps:
+        for loader in loaders:
+            loader.set_epoch(number)
+        with torch.random.fork_rng(devices=[]):  # each pass draws a worker seed from torch's generator
+            for batches in zip(*loaders):
+                prompts.append([train_queries[i] for batch in batches for i in batch])
+        number += 1
+    return prompts[:steps]
 
 
 def _passes(trainer, step: int) -> Iterator[dict]:

@@ -21,7 +21,7 @@ from grading.course import POINTS, Course, CourseError, course, student_seed
 from grading.gradebook import gradescope_results
 from grading.isolated import grade_isolated
 from grading.submission import Refused, read_bytes, read_results, shown, strict_json
-from lab3 import NOTEBOOK
+from lab3 import NOTEBOOK, checkpoints
 from lab3.solutions import solution
 from tests.conftest import ROOT, SHORT, WRONG_REWARDS, results, with_rewards
 
@@ -360,9 +360,10 @@ def test_the_classic_reward_mistakes_fail_the_reward_check(lab_run, name):
 
 def test_each_step_s_prompts_are_those_its_seed_draws(lab_run, tiny_dataset):
     run = results(lab_run)
-    drawn = evidence.step_prompts(list(tiny_dataset["train"]["query"]), 64, 1, run["seed"], len(run["ppo_steps"]))
+    queries, steps = list(tiny_dataset["train"]["query"]), len(run["ppo_steps"])
+    drawn = checkpoints.step_prompts(queries, 64, 1, run["seed"], steps)
     assert checks.check_steps(run, course(assigned=SHORT).settings(), drawn)[0]
-    other = evidence.step_prompts(list(tiny_dataset["train"]["query"]), 64, 1, run["seed"] + 1, len(run["ppo_steps"]))
+    other = checkpoints.step_prompts(queries, 64, 1, run["seed"] + 1, steps)
     ok, reason = checks.check_steps(run, course(assigned=SHORT).settings(), other)
     assert not ok and reason.startswith(f"{SHORT['max_ppo_steps']} of {SHORT['max_ppo_steps']} PPO steps (the first: "
                                         "step 0) were not taken on the prompts")
