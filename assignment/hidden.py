@@ -34,7 +34,7 @@ def _close(a: torch.Tensor, b: torch.Tensor, masks: torch.Tensor | None = None) 
     return bool(torch.isfinite(difference).all() and difference.abs().max() <= TOLERANCE)
 
 
-def reference(output, seed: int) -> tuple[bool, str]:
+def judge_reference(output, seed: int) -> tuple[bool, str]:
     model, inputs, decoder_input_ids = probes.policy(seed, ROOT)
     with torch.no_grad():
         policy = model(**inputs, decoder_input_ids=decoder_input_ids)[0]
@@ -49,7 +49,7 @@ def reference(output, seed: int) -> tuple[bool, str]:
     return False, "your reference's logits are not the Lab 2 model's (plain FLAN-T5 has no Lab 2 adapter)"
 
 
-def reward(output, seed: int) -> tuple[bool, str]:
+def judge_reward(output, seed: int) -> tuple[bool, str]:
     outputs = probes.reward_inputs(seed)
     scores = {label: [float(r) for r in solution("rewards_by_label")(outputs, label)] for label in ("nothate", "hate")}
     for label, got in zip(("nothate", "hate"), output):
@@ -64,7 +64,7 @@ def reward(output, seed: int) -> tuple[bool, str]:
     return True, "the score of the label asked for, wherever the pipeline lists it, as tensors"
 
 
-def loop(output, seed: int) -> tuple[bool, str]:
+def judge_loop(output, seed: int) -> tuple[bool, str]:
     from transformers import AutoTokenizer
 
     from lab3.settings import preset
@@ -94,7 +94,7 @@ def loop(output, seed: int) -> tuple[bool, str]:
     return True, "one step: sampled, prompt + summary scored, rewards taken by reward_function, one update"
 
 
-def kl_rewards(output, seed: int) -> tuple[bool, str]:
+def judge_kl_rewards(output, seed: int) -> tuple[bool, str]:
     from trl import PPOTrainer
     x = probes.kl_inputs(seed)
     expected, _, _ = PPOTrainer.compute_rewards(_trl(kl_coef=x["kl_coef"]), x["scores"], x["logprobs"],
@@ -111,7 +111,7 @@ def kl_rewards(output, seed: int) -> tuple[bool, str]:
     return False, _named(output, mistakes, x["masks"], "TRL's compute_rewards")
 
 
-def advantages(output, seed: int) -> tuple[bool, str]:
+def judge_advantages(output, seed: int) -> tuple[bool, str]:
     from trl import PPOTrainer
     from trl.core import masked_whiten
     x = probes.advantage_inputs(seed)
@@ -143,7 +143,7 @@ def _forward_gae(x: dict) -> torch.Tensor:
     return advantages
 
 
-def losses(output, seed: int) -> tuple[bool, str]:
+def judge_losses(output, seed: int) -> tuple[bool, str]:
     from trl import PPOTrainer
     x = probes.loss_inputs(seed)
     this = _trl(cliprange=x["cliprange"], cliprange_value=x["cliprange_value"], vf_coef=x["vf_coef"])
@@ -173,7 +173,7 @@ def _named(output, mistakes: dict, masks, what: str) -> str:
                                                     "masks, a one-token response)")
 
 
-def bootstrap(output, seed: int) -> tuple[bool, str]:
+def judge_bootstrap(output, seed: int) -> tuple[bool, str]:
     calls = probes.bootstrap_calls(seed)
     if len(output) != len(calls):
         return False, "paired_bootstrap_ci must return (low, high)"
@@ -191,10 +191,6 @@ def bootstrap(output, seed: int) -> tuple[bool, str]:
     return True, "a seeded paired bootstrap: the quantiles of the resampled mean changes"
 
 
-JUDGES = {"reference": reference, "reward": reward, "loop": loop, "kl_rewards": kl_rewards,
-          "advantages": advantages, "losses": losses, "bootstrap": bootstrap}
-
-
 def verdict(exercise: str, result: dict | None, seed: int) -> tuple[bool, str]:
     """Whether the student's function of `exercise` passed its hidden tests, and why, from what the probe recorded."""
     function = BY_NAME[exercise].function
@@ -203,7 +199,7 @@ def verdict(exercise: str, result: dict | None, seed: int) -> tuple[bool, str]:
     if "error" in result:
         return False, f"{function} raised {result['error']} in {result['where']}"
     try:
-        return JUDGES[exercise](result["output"], seed)
+        return globals()[f"judge_{exercise}"](result["output"], seed)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, RuntimeError):  # an output of another shape
         return False, f"{function} returned something of another shape than the lecture's"
 

@@ -162,36 +162,45 @@ def _tensors(value):
     return f"<{type(value).__name__}>"
 
 
-def probe(exercise: str, space: dict, seed: int, folder: Path):
-    """What the student's function of `exercise` (defined in `space`, the answer cells' namespace) returns for its
-    probe's inputs."""
-    if exercise == "reference":
-        model, inputs, decoder_input_ids = policy(seed, folder)
-        return space["reference_logits"](model, inputs, decoder_input_ids)
-    if exercise == "reward":
-        outputs = reward_inputs(seed)
-        return [[(isinstance(r, torch.Tensor), int(getattr(r, "numel", lambda: 0)()), float(r))
-                 for r in space["rewards_by_label"](outputs, label)] for label in ("nothate", "hate")]
-    if exercise == "loop":
-        from transformers import AutoTokenizer
+# Each exercise's probe, `probe_<exercise>(space, seed, folder)`: what the student's function (defined in `space`, the
+# answer cells' namespace) returns for inputs drawn from `seed`.
 
-        from lab3.settings import preset
-        stand_ins = LoopStandIns(seed, AutoTokenizer.from_pretrained(folder / preset("tiny").model_name))
-        space.update(stand_ins.names())
-        returned = space["ppo_step"](stand_ins.batch)
-        texts, scores, rewards, stats = returned
-        return {"calls": stand_ins.calls, "texts": list(texts), "scores": scores, "stats": stats is stand_ins.stats,
-                "rewards": [float(r) for r in rewards]}
-    if exercise == "kl_rewards":
-        return space["kl_shaped_rewards"](**kl_inputs(seed))
-    if exercise == "advantages":
-        return space["advantages_and_returns"](**advantage_inputs(seed))
-    if exercise == "losses":
-        return space["ppo_losses"](**loss_inputs(seed))
-    if exercise == "bootstrap":
-        return [tuple(map(float, space["paired_bootstrap_ci"](*args, **kwargs))) for args, kwargs in
-                bootstrap_calls(seed)]
-    raise ValueError(f"no probe for {exercise}")
+def probe_reference(space: dict, seed: int, folder: Path):
+    model, inputs, decoder_input_ids = policy(seed, folder)
+    return space["reference_logits"](model, inputs, decoder_input_ids)
+
+
+def probe_reward(space: dict, seed: int, folder: Path):
+    outputs = reward_inputs(seed)
+    return [[(isinstance(r, torch.Tensor), int(getattr(r, "numel", lambda: 0)()), float(r))
+             for r in space["rewards_by_label"](outputs, label)] for label in ("nothate", "hate")]
+
+
+def probe_loop(space: dict, seed: int, folder: Path):
+    from transformers import AutoTokenizer
+
+    from lab3.settings import preset
+    stand_ins = LoopStandIns(seed, AutoTokenizer.from_pretrained(folder / preset("tiny").model_name))
+    space.update(stand_ins.names())
+    texts, scores, rewards, stats = space["ppo_step"](stand_ins.batch)
+    return {"calls": stand_ins.calls, "texts": list(texts), "scores": scores, "stats": stats is stand_ins.stats,
+            "rewards": [float(r) for r in rewards]}
+
+
+def probe_kl_rewards(space: dict, seed: int, folder: Path):
+    return space["kl_shaped_rewards"](**kl_inputs(seed))
+
+
+def probe_advantages(space: dict, seed: int, folder: Path):
+    return space["advantages_and_returns"](**advantage_inputs(seed))
+
+
+def probe_losses(space: dict, seed: int, folder: Path):
+    return space["ppo_losses"](**loss_inputs(seed))
+
+
+def probe_bootstrap(space: dict, seed: int, folder: Path):
+    return [tuple(map(float, space["paired_bootstrap_ci"](*args, **kwargs))) for args, kwargs in bootstrap_calls(seed)]
 
 
 def namespace(folder: Path) -> dict:
@@ -224,7 +233,7 @@ def main(answers_path: str, seed: str, out: str) -> None:
             continue
         torch.save({**results, "_running": exercise}, out)
         try:
-            results[exercise] = {"output": _tensors(probe(exercise, space, int(seed), folder))}
+            results[exercise] = {"output": _tensors(globals()[f"probe_{exercise}"](space, int(seed), folder))}
         except BaseException as e:  # noqa: BLE001
             frames = traceback.extract_tb(e.__traceback__)
             results[exercise] = {"error": type(e).__name__,

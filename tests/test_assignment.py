@@ -127,6 +127,17 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"])
 
 
+def test_each_exercise_is_one_entry_with_its_own_cell_check_probe_and_judge():
+    """An exercise is its entry in EXERCISES; its lecture cell, public check, probe and judge are found by its names,
+    and none of them exists without an entry."""
+    from assignment import probes
+    names = {e.name for e in EXERCISES}
+    assert set(solution_cells()) == {e.function for e in EXERCISES}
+    assert {p.stem for p in EXERCISES[0].checks.parent.glob("*.py")} == names
+    assert {n.removeprefix("probe_") for n in vars(probes) if n.startswith("probe_")} == names
+    assert {n.removeprefix("judge_") for n in vars(hidden) if n.startswith("judge_")} == names
+
+
 def test_the_student_gets_no_solution_and_a_public_check_per_coding_exercise(dist):
     student = dist / "student"
     texts = {p: p.read_text(errors="replace") for p in student.rglob("*") if p.is_file()
