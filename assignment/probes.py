@@ -31,12 +31,12 @@ def policy(seed: int, folder: Path):
     """The tiny preset's policy (Lab 2 model, fresh adapter, value head), its adapter moved as PPO would move it."""
     from trl import AutoModelForSeq2SeqLMWithValueHead
 
-    import rlhf_helpers as lab
     from lab3.settings import preset
+    from lab3.summarizer import add_fresh_lora, load_summarizer
     tiny = preset("tiny")
     torch.manual_seed(seed)
-    summarizer = lab.add_fresh_lora(lab.load_summarizer(str(folder / tiny.model_name), str(folder / tiny.adapter_dir)))
-    model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(summarizer, is_trainable=True).eval()
+    lab2 = add_fresh_lora(load_summarizer(str(folder / tiny.model_name), str(folder / tiny.adapter_dir)))
+    model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(lab2, is_trainable=True).eval()
     g = _generator(seed, 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -217,7 +217,6 @@ def namespace(folder: Path) -> dict:
 
 def main(answers_path: str, seed: str, out: str) -> None:
     folder = Path.cwd()
-    sys.path.insert(0, str(folder))  # the student's lab files
     answers = json.loads(Path(answers_path).read_text())
     space, results = namespace(folder), {}
     # Saved before each answer runs, naming it: if it ends the process, what was done is kept and the grader's side

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
-import rlhf_helpers as lab
+from lab3 import summarizer
 from lab3.checksums import file_sha256, manifest_mismatches, weights_file
 from lab3.settings import TINY_DIR, Settings, record
 from lab3.solutions import solution
@@ -99,10 +99,10 @@ def regenerate(cfg: Settings, run_device: str, adapter: bytes, cache: Path | Non
     if run_device != device.type:
         raise Unverifiable(f"the run generated on {run_device} and this grader generates on {device.type}: sampled "
                            "summaries are the same only on the same kind of device; grade this run on such a machine")
-    dataset = lab.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
+    dataset = summarizer.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
                                 cfg.input_max_text_length)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name)
-    model = lab.add_fresh_lora(lab.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter,
+    model = summarizer.add_fresh_lora(summarizer.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter,
                                                    dtype=dtype)).to(device).eval()
     samples = dataset["test"].select(range(cfg.num_eval_samples))
     prompts = list(samples["input_ids"])
@@ -112,13 +112,13 @@ def regenerate(cfg: Settings, run_device: str, adapter: bytes, cache: Path | Non
     if cached and cached.is_file():
         before = json.loads(cached.read_text())
     else:
-        before = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg.seed)
+        before = summarizer.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg.seed)
         if cached:
             cached.with_suffix(".tmp").write_text(json.dumps(before))
             cached.with_suffix(".tmp").replace(cached)
     try:
         _adapter_into(model, adapter)
-        after, problem = lab.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg.seed), ""
+        after, problem = summarizer.generate_summaries(model, tokenizer, prompts, kwargs, seed=cfg.seed), ""
     except (ValueError, RuntimeError) as e:  # RuntimeError: weights so large that sampling meets inf or NaN
         after, problem = None, str(e)[:200]
     return Regenerated(list(samples["query"]), list(samples["summary"]), before, after, problem,
@@ -146,7 +146,7 @@ class Scores:
 def rescore(source: str, summaries: dict[str, list[str]], ppo_texts: list[str], reward_kwargs: dict) -> Scores:
     """Score `summaries` (by phase) and every PPO text with the grader's classifier, as the lab scores them."""
     pipe = _load_classifier(source)
-    nothate = pipe.model.config.id2label[lab.not_hate_index(pipe.model)]
+    nothate = pipe.model.config.id2label[summarizer.not_hate_index(pipe.model)]
     toxic_kwargs = dict(reward_kwargs, function_to_apply="softmax")
     toxicity = {phase: [1 - float(r) for r in solution("rewards_by_label")(pipe(texts, **toxic_kwargs), nothate)]
                 if texts else [] for phase, texts in summaries.items()}  # a pipeline refuses an empty list
@@ -161,6 +161,6 @@ def measures(toxicity: dict[str, list[float]], summaries: dict[str, list[str]], 
     out = {phase: {"mean": float(np.mean(toxicity[phase])), "std": float(np.std(toxicity[phase]))}
            for phase in ("before", "after")}
     out["change_ci95"] = list(solution("paired_bootstrap_ci")(toxicity["before"], toxicity["after"], seed=seed))
-    out["rouge"] = {phase: lab.rouge(summaries[phase], references) for phase in ("before", "after")}
+    out["rouge"] = {phase: summarizer.rouge(summaries[phase], references) for phase in ("before", "after")}
     return out
 

@@ -217,7 +217,7 @@ def probe(answers: dict[str, str], tmp_path: Path, seed: int = 11) -> dict:
     """The hidden tests' verdicts on `answers`, probed as the autograder probes them (beside the lab's files)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "answers.json").write_text(json.dumps(answers))
-    subprocess.run([sys.executable, str(ROOT / "assignment" / "probes.py"), str(tmp_path / "answers.json"), str(seed),
+    subprocess.run([sys.executable, "-m", "assignment.probes", str(tmp_path / "answers.json"), str(seed),
                     str(tmp_path / "out.pt")], cwd=ROOT, check=True, capture_output=True)
     out = torch.load(tmp_path / "out.pt", weights_only=True)
     return {name: hidden.verdict(name, out.get(name), seed) for name in answers}

@@ -15,7 +15,7 @@ from trl import AutoModelForSeq2SeqLMWithValueHead
 
 import rlhf_helpers as lab
 from grading.checks import CHECKS
-from lab3 import settings, speedups
+from lab3 import settings, speedups, summarizer
 from lab3.errors import LabError
 from lab3.settings import PROMPT_TEMPLATE
 from tests.conftest import FULL_SHORT, ROOT, offline_env, printed, results
@@ -61,8 +61,8 @@ def test_full_preset_asks_load_dataset_for_dialogsum(tiny, monkeypatch):
         from datasets import load_dataset
         return load_dataset(tiny.dataset_name, split=split)
 
-    monkeypatch.setattr(lab, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr(lab.AutoTokenizer, "from_pretrained", lambda name: real_tokenizer)
+    monkeypatch.setattr(summarizer, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(summarizer.AutoTokenizer, "from_pretrained", lambda name: real_tokenizer)
     lab.build_dataset(FULL.model_name, FULL.dataset_name, FULL.input_min_text_length,
                       FULL.input_max_text_length)
     assert calls == [("knkarthick/dialogsum", "train")]
