@@ -16,4 +16,4 @@ setup:
 	$(PY) -m lab3
 
 assign:
-	$(PY) -m lab3 && $(PY) -m assignment.build dist
+	$(PY) -m lab3 && $(PY) -m grading.assignment.build dist

@@ -24,6 +24,11 @@ from tests.test_assignment import ATTACKS, SOLUTIONS, WRONG, submission, wrong
 from tests.test_grader import _untrained
 
 
+def notebooks(dist: Path) -> list[str]:
+    """The grader's options for the assignment's notebooks handed out in `dist`."""
+    return ["--hand-in", "notebook", "--handed-out", str(dist / "student")]
+
+
 def timed(command: list[str]) -> float:
     """Run `command` from the checkout; its wall time in seconds."""
     started = time.time()
@@ -34,7 +39,7 @@ def timed(command: list[str]) -> float:
 def assign(work: Path, course: dict) -> tuple[Path, Path]:
     """Build the assignment into WORK/dist and write the course file; (the dist folder, the course file)."""
     dist, path = work / "dist", work / "course.json"
-    subprocess.run([sys.executable, "-m", "assignment.build", str(dist)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "grading.assignment.build", str(dist)], cwd=ROOT, check=True)
     path.write_text(json.dumps(course))
     return dist, path
 
@@ -52,7 +57,7 @@ def rows(path: Path) -> dict[str, dict]:
 def honest(students: int, work: Path) -> None:
     dist, course = assign(work, {"seed_salt": "a secret of the course"})
     write_class(dist, work / "class", {f"s{i:02d}": submission(dist, SOLUTIONS) for i in range(1, students + 1)})
-    autograder = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
+    autograder = timed([sys.executable, "-m", "grading", str(work / "class"), *notebooks(dist),
                         "--course", str(course), "--csv", str(work / "autograde.csv"), "--keep", str(work / "runs")])
     for original in ("s01", "s02"):  # two students hand in a classmate's files
         shutil.copytree(work / "runs" / original, work / "runs" / f"copy-of-{original}", dirs_exist_ok=True)
@@ -79,7 +84,7 @@ def mistakes(work: Path, only: list[str]) -> None:
         for index, (what, *_) in enumerate(answers):
             notebooks[f"{exercise}, {what}"] = submission(dist, dict(SOLUTIONS, **{exercise: wrong(exercise, index)}))
     write_class(dist, work / "class", {k: v for k, v in notebooks.items() if not only or k.startswith(tuple(only))})
-    seconds = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
+    seconds = timed([sys.executable, "-m", "grading", str(work / "class"), *notebooks(dist),
                      "--course", str(course), "--csv", str(work / "autograde.csv")])
     graded = rows(work / "autograde.csv")
     print(f"autograder: {len(graded)} students, short runs, in {seconds / 60:.1f} min")
@@ -96,7 +101,7 @@ def attacks(work: Path) -> None:
         "stubs": submission(dist, {}), "alice": submission(dist, SOLUTIONS),
         "mallory": submission(dist, {}, ATTACKS.format(csv=str(grades), root=str(ROOT))),
         "dan": submission(dist, {"reward": SOLUTIONS["reward"]}, "import os\nos._exit(1)\n")})
-    seconds = timed([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(work / "class"),
+    seconds = timed([sys.executable, "-m", "grading", str(work / "class"), *notebooks(dist),
                      "--course", str(course), "--csv", str(grades), "--keep", str(work / "runs")])
     written = grades.read_text()
     time.sleep(10)  # mallory's detached process would have written by now

@@ -21,9 +21,12 @@ from lab3 import ROOT
 def grade(checkout: Path, dist: Path, klass: Path, course: Path, out: Path) -> float:
     """The autograder of `checkout` on `klass`: its wall time in seconds; its CSV and kept runs in `out`."""
     started = time.time()
-    subprocess.run([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(klass), "--course",
-                    str(course), "--csv", str(out / "grades.csv"), "--keep", str(out / "runs")], cwd=checkout,
-                   check=True, capture_output=True)
+    common = ["--course", str(course), "--csv", str(out / "grades.csv"), "--keep", str(out / "runs")]
+    if (checkout / "grading" / "assignment").is_dir():  # one grader
+        command = ["-m", "grading", str(klass), "--hand-in", "notebook", "--handed-out", str(dist / "student")]
+    else:  # the assignment's own autograder, before
+        command = ["-m", "assignment.autograde", str(dist / "student"), str(klass)]
+    subprocess.run([sys.executable, *command, *common], cwd=checkout, check=True, capture_output=True)
     return time.time() - started
 
 

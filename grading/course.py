@@ -6,7 +6,7 @@ A course file (`--course course.json`) is a JSON object with any of:
      "forgive_summaries": 0, "points": {"summaries": 4}}
 `hand_in` says what students hand in, and so how Gradescope's autograder grades it: "run" (the executed notebook with
 its results and adapter, graded by the strict grader) or "notebook" (the assignment's notebook alone, executed and
-graded by `assignment.autograde`).
+graded by `grading.assignment.autograde`).
 With a `seed_salt`, each student's run has a seed of its own, derived from the salt and the student's name (the
 submission's folder, or Gradescope's student id): two honest runs differ, and a copied run shows.
 """
@@ -86,8 +86,10 @@ class CourseError(ValueError):
     """A course file or option the grader cannot use; the message says why, in one sentence."""
 
 
-def course(path: Path | None = None, preset: str | None = None, assigned: dict | None = None) -> Course:
-    """The course of a course file, with `--preset` and `--assigned` given on the command line winning over it."""
+def course(path: Path | None = None, preset: str | None = None, assigned: dict | None = None,
+           hand_in: str | None = None) -> Course:
+    """The course of a course file, with `--preset`, `--assigned` and `--hand-in` given on the command line winning
+    over it."""
     values = {}
     if path is not None:
         try:
@@ -96,7 +98,8 @@ def course(path: Path | None = None, preset: str | None = None, assigned: dict |
             raise CourseError(f"the course file {path} cannot be read as JSON ({e})") from None
         if not isinstance(values, dict):
             raise CourseError(f"the course file {path} must hold a JSON object")
-    values.update({k: v for k, v in (("preset", preset), ("assigned", assigned)) if v is not None})
+    given = {"preset": preset, "assigned": assigned, "hand_in": hand_in}
+    values.update({k: v for k, v in given.items() if v is not None})
     unknown = sorted(set(values) - {f.name for f in fields(Course)})
     if unknown:
         raise CourseError(f"the course names {', '.join(unknown)}, which the grader does not know")

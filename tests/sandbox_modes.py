@@ -78,7 +78,7 @@ def lay_out(grader_uid: int) -> Path:
     (base / "grader" / "secret.txt").write_text("the course's seed salt")
     (base / "grader" / "grades.csv").write_text("alice,29\n")
     (base / "course" / "hidden.py").write_text("def verdict(): ...\n")
-    shutil.copy(ROOT / "assignment" / "sandbox.py", base / "grader" / "sandbox.py")
+    shutil.copy(ROOT / "grading" / "assignment" / "sandbox.py", base / "grader" / "sandbox.py")
     for path in (base / "grader", base / "grader" / "secret.txt", base / "grader" / "grades.csv", base / "runs",
                  base / "runs" / "work", base / "grader" / "sandbox.py"):
         os.chown(path, grader_uid, grader_uid)

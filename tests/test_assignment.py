@@ -19,9 +19,9 @@ import pytest
 import torch
 from otter.test_files import ExceptionTestFile
 
-from assignment import build, hidden
-from assignment.exercises import EXERCISES, RUN_CHECKS
 from grading import autograder_zip
+from grading.assignment import build, hidden
+from grading.assignment.exercises import EXERCISES, RUN_CHECKS
 from grading.course import POINTS
 from lab3 import NOTEBOOK
 from lab3.solutions import base_namespace
@@ -107,9 +107,10 @@ def wrong(exercise: str, index: int) -> str:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
-    """The assignment as `python -m assignment.build` builds it."""
+    """The assignment as `python -m grading.assignment.build` builds it."""
     out = tmp_path_factory.mktemp("assignment") / "dist"
-    subprocess.run([sys.executable, "-m", "assignment.build", str(out)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "grading.assignment.build", str(out)], cwd=ROOT, check=True,
+                   capture_output=True)
     return out
 
 
@@ -130,7 +131,7 @@ def _source(cell: dict) -> str:
 def test_each_exercise_is_one_entry_with_its_own_cell_check_probe_and_judge():
     """An exercise is its entry in EXERCISES; its lecture cell, public check, probe and judge are found by its names,
     and none of them exists without an entry."""
-    from assignment import probes
+    from grading.assignment import probes
     names = {e.name for e in EXERCISES}
     assert set(solution_cells()) == {e.function for e in EXERCISES}
     assert {p.stem for p in EXERCISES[0].checks.parent.glob("*.py")} == names
@@ -217,7 +218,7 @@ def probe(answers: dict[str, str], tmp_path: Path, seed: int = 11) -> dict:
     """The hidden tests' verdicts on `answers`, probed as the autograder probes them (beside the lab's files)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "answers.json").write_text(json.dumps(answers))
-    subprocess.run([sys.executable, "-m", "assignment.probes", str(tmp_path / "answers.json"), str(seed),
+    subprocess.run([sys.executable, "-m", "grading.assignment.probes", str(tmp_path / "answers.json"), str(seed),
                     str(tmp_path / "out.pt")], cwd=ROOT, check=True, capture_output=True)
     out = torch.load(tmp_path / "out.pt", weights_only=True)
     return {name: hidden.verdict(name, out.get(name), seed) for name in answers}
@@ -254,7 +255,7 @@ _t.test_case.call_func = lambda self, env: None  # otter's tests pass whatever t
 import subprocess, sys
 subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(8); open(sys.argv[1], 'a').write('mallory,29')",
                   {csv!r}], start_new_session=True)  # outlives the grading, then edits the class's grades
-for secret in ({root!r} + "/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.ipynb"):
+for secret in ({root!r} + "/grading/assignment/hidden.py", {root!r} + "/lab3_rlhf_detox.ipynb"):
     try:
         print(open(secret).read())
         raise SystemExit(open(secret).read()[:3000])
@@ -278,8 +279,9 @@ def graded_assignment(dist, tmp_path_factory):
         (klass / name / NOTEBOOK).write_text(json.dumps(nb))
     (work / "course.json").write_text(json.dumps({"assigned": SHORT, "seed_salt": "a secret of the course"}))
     started = time.time()
-    subprocess.run([sys.executable, "-m", "assignment.autograde", str(dist / "student"), str(klass), "--csv",
-                    str(grades), "--course", str(work / "course.json")], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "grading", str(klass), "--hand-in", "notebook", "--handed-out",
+                    str(dist / "student"), "--csv", str(grades), "--course", str(work / "course.json")], cwd=ROOT,
+                   check=True, capture_output=True)
     seconds = time.time() - started
     rows = {r["submission"]: r for r in csv.DictReader(open(grades))}
     written = grades.read_text()
@@ -298,7 +300,7 @@ def test_the_solutions_get_full_marks_with_the_student_s_own_seed(graded_assignm
 def test_a_mistake_costs_once_and_no_run_check_is_credited_without_the_run():
     """A reward of 'hate' fails its exercise and makes the run fail toxicity, kl, rouge and reward: those are not
     charged again. Without the run's files, no run check is credited."""
-    from assignment.autograde import combine
+    from grading.assignment.autograde import combine
     verdicts = {name: (name != "reward", "why") for name in NAMES}
     report = {check: ("FAIL" if check in ("toxicity", "kl", "rouge", "reward") else "PASS", "why")
               for check in RUN_CHECKS}
@@ -339,7 +341,7 @@ def test_a_kernel_that_dies_is_its_student_s_row_and_the_class_goes_on(graded_as
 
 
 def test_an_answer_is_found_by_its_place_in_the_handed_out_notebook_not_by_its_tags(dist):
-    from assignment.autograde import answers
+    from grading.assignment.autograde import answers
     released = json.loads((dist / "student" / NOTEBOOK).read_text())
     nb = submission(dist, SOLUTIONS)
     for cell in _code(nb):
@@ -351,7 +353,7 @@ def test_an_answer_is_found_by_its_place_in_the_handed_out_notebook_not_by_its_t
 
 
 def test_an_output_crafted_to_break_the_hidden_tests_fails_its_exercise_alone():
-    from assignment.autograde import _judged
+    from grading.assignment.autograde import _judged
     ok, why = _judged("bootstrap", {"output": [(10 ** 400, 10 ** 400)] * 5}, 11)  # out.pt rewritten: no float holds it
     assert not ok and why == "paired_bootstrap_ci returned what could not be judged (OverflowError)"
 
@@ -359,7 +361,7 @@ def test_an_output_crafted_to_break_the_hidden_tests_fails_its_exercise_alone():
 def test_probe_results_are_read_only_when_their_inflated_size_is_bounded(tmp_path):
     import zipfile
 
-    from assignment.autograde import READ_BACK, _probed
+    from grading.assignment.autograde import READ_BACK, _probed
     torch.save({"reward": {"output": [1.0]}}, tmp_path / "out.pt")
     assert _probed(tmp_path / "out.pt") == {"reward": {"output": [1.0]}}
     with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z:  # a few KB that inflate past the bound
@@ -368,7 +370,7 @@ def test_probe_results_are_read_only_when_their_inflated_size_is_bounded(tmp_pat
 
 
 def test_a_submission_that_breaks_the_grader_is_its_own_row(monkeypatch, capsys):
-    from assignment import autograde
+    from grading.assignment import autograde
 
     def broken(path, student, args):
         raise OverflowError("a secret of the course")

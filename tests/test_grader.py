@@ -337,7 +337,8 @@ def test_the_autograder_zip_of_runs_refuses_an_assignment_s_course(tmp_path):
     (tmp_path / "course.json").write_text(json.dumps({"hand_in": "notebook"}))
     done = subprocess.run([sys.executable, "-m", "grading.autograder_zip", str(tmp_path / "a.zip"),
                            str(tmp_path / "course.json")], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 2 and "python -m assignment.build" in done.stdout and not (tmp_path / "a.zip").exists()
+    assert done.returncode == 2 and "python -m grading.assignment.build" in done.stdout
+    assert not (tmp_path / "a.zip").exists()
 
 
 def test_run_autograder_scores_an_honest_run_and_says_why_it_could_not_grade_one(lab_run, tmp_path):
@@ -491,3 +492,19 @@ def test_toxicity_criteria_follow_the_preset():
     ok, reason = checks.check_toxicity(recorded, own, tiny)
     assert not ok and reason.endswith("but the results file records other numbers: CI high -0.1000 recorded, "
                                       "-0.2000 here")
+
+
+def test_one_command_line_grades_runs_or_notebooks_by_what_the_course_says_students_hand_in(tmp_path):
+    """`python -m grading` takes what students hand in from the course file (or --hand-in): notebooks are graded
+    against the student folder handed out, and a folder that is not one stops it in one sentence."""
+    (tmp_path / "course.json").write_text(json.dumps({"hand_in": "notebook"}))
+    (tmp_path / "alice").mkdir()
+    for how in (["--course", str(tmp_path / "course.json")], ["--hand-in", "notebook"]):
+        done = subprocess.run([sys.executable, "-m", "grading", str(tmp_path / "alice"), *how, "--handed-out",
+                               str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines() == [
+            f"grading: {tmp_path / 'nothing'} is not the student folder `make assign` wrote (--handed-out)"]
+    done = subprocess.run([sys.executable, "-m", "grading", str(tmp_path / "alice"), "--hand-in", "notebook",
+                           "--preset", "full"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "executed on the tiny preset" in done.stdout

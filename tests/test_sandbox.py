@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assignment import sandbox
+from grading.assignment import sandbox
 from tests.sandbox_modes import MODES, attacked, lay_out, sandboxed
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or platform.machine() != "x86_64",
@@ -94,7 +94,7 @@ def test_a_grader_that_is_killed_takes_the_student_s_processes_with_it(tmp_path)
     student = "import subprocess, time; subprocess.Popen(['sleep', '78'], start_new_session=True); time.sleep(79)"
     (base / "runs" / "work" / "student.py").write_text(student)
     work = base / "runs" / "work"
-    grader = (f"from assignment import sandbox; from pathlib import Path; import sys; w = Path({str(work)!r}); "
+    grader = (f"from grading.assignment import sandbox; from pathlib import Path; import sys; w = Path({str(work)!r}); "
               f"sandbox.prepare(w); sandbox.run([sys.executable, 'student.py'], w, sandbox.Limits(600), {{}})")
     process = subprocess.Popen([sys.executable, "-c", grader], cwd=Path(__file__).resolve().parents[1])
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder's image (python -m grading.autograder_zip, or
-# python -m assignment.build): bubblewrap (the sandbox, where the container allows namespaces; Gradescope's does not,
+# python -m grading.assignment.build): bubblewrap (the sandbox, where the container allows namespaces; Gradescope's does not,
 # and the sandbox then runs without them), the lab's pinned packages with pip (otter-grader among the tests'), and
 # where students hand in runs, the full preset's classifier at a pinned revision so that the grader can re-score
 # every submission. CLASSIFIER_REVISION: the Hub commit to pin (set it to a commit hash; "main" pins whatever main is

@@ -2,7 +2,7 @@
 questions (its markdown cells tagged `answer`), their points, and which run checks rest on which exercise.
 
 The lecture is the one source of their text and solutions (`lab3.solutions`); each exercise's public checks are
-`public_checks/<name>.py` (otter-grader's test format), its hidden tests `assignment.hidden`.
+`public_checks/<name>.py` (otter-grader's test format), its hidden tests `grading.assignment.hidden`.
 """
 
 from dataclasses import dataclass

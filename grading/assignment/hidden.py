@@ -1,5 +1,5 @@
 """The hidden tests, on the grader's side: what each exercise's function must have returned on the inputs the probes
-drew (`assignment.probes`, run in the sandbox), judged from the grader's own solutions (`lab3.solutions`) and
+drew (`grading.assignment.probes`, run in the sandbox), judged from the grader's own solutions (`lab3.solutions`) and
 TRL's own functions; the usual mistakes are named. A student's code never runs here: only its outputs are read.
 """
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import torch
 
-from assignment import probes
-from assignment.exercises import BY_NAME
+from grading.assignment import probes
+from grading.assignment.exercises import BY_NAME
 from lab3 import ROOT
 from lab3.solutions import solution
 

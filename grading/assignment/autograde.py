@@ -1,21 +1,21 @@
 """Grade the assignment's submissions, each outside the student's kernel: a class locally, or one on Gradescope.
 
-    python -m assignment.autograde dist/student submissions/ --csv grades.csv [--course course.json]
-    python -m assignment.autograde STUDENT_FOLDER SUBMISSION --gradescope results.json [--metadata meta.json]
+    python -m grading submissions/ --hand-in notebook --csv grades.csv [--course course.json]   # dist/student
+    python -m grading SUBMISSION --hand-in notebook --handed-out STUDENT_FOLDER --gradescope results.json
 
 From a submission only its notebook is read, as hostile input (bounded, validated); its code cells must be the
 handed-out notebook's (`dist/student`) but for the answer cells, which are found by their place in the handed-out
 notebook, never by the submission's tags. Then, for each submission, in processes the student's code cannot reach
-past (`assignment.sandbox`):
+past (`grading.assignment.sandbox`):
 1. the exercises: the answer cells run beside the lab's files, each function on inputs drawn from a secret seed
-   (`assignment.probes`); what they return is judged here (`assignment.hidden`), where no student code runs;
+   (`grading.assignment.probes`); what they return is judged here (`grading.assignment.hidden`), where no student
+   code runs;
 2. the run: the notebook executed whole (tiny preset, offline; the course's settings and the student's seed
    injected), then its results and adapter graded by the strict grader (`grading.checks`) in a process of its own.
 A run check that fails because an exercise it rests on is wrong is not charged again; none is credited without the
 run's files. Only this process writes the CSV, whole and atomically, once a submission's processes are gone.
 """
 
-import argparse
 import json
 import os
 import secrets
@@ -26,11 +26,11 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from assignment import hidden, sandbox
-from assignment.exercises import BY_NAME, EXERCISES, RUN_CHECKS
 from grading import isolated
+from grading.assignment import hidden, sandbox
+from grading.assignment.exercises import BY_NAME, EXERCISES, RUN_CHECKS
 from grading.checks import INJECTED, PASS, grade_own_run
-from grading.course import CourseError, course, student_of
+from grading.course import student_of
 from grading.gradebook import spreadsheet_safe, write_csv, write_gradescope
 from grading.submission import Refused, notebook_of, read_notebook, shown, submissions
 from lab3 import NOTEBOOK, ROOT
@@ -313,7 +313,7 @@ print("RAN")
 def preflight(args) -> str:
     """'' if the sandbox's user can run this Python and read none of the grader's files (this checkout, the course
     file, the student folder as handed out), else what is wrong, in one sentence."""
-    secrets_ = [ROOT / NOTEBOOK, ROOT / "assignment" / "hidden.py", args.student_files / NOTEBOOK,
+    secrets_ = [ROOT / NOTEBOOK, ROOT / "grading" / "assignment" / "hidden.py", args.student_files / NOTEBOOK,
                 *([args.course.resolve()] if args.course else [])]
     with tempfile.TemporaryDirectory(prefix="lab3-preflight-") as parent:
         work = _work(args.student_files, Path(parent), "work", {"check.py": PREFLIGHT})
@@ -330,43 +330,24 @@ def preflight(args) -> str:
     return ""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m assignment.autograde", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", type=Path, nargs="+", help="the student folder as handed out (dist/student), then "
-                                                            "notebooks, submission folders or class folders")
-    parser.add_argument("--csv", type=Path, help="the class's grades, written whole after each submission")
-    parser.add_argument("--gradescope", type=Path, help="with one submission: write Gradescope's results JSON here")
-    parser.add_argument("--metadata", type=Path, help="Gradescope's submission_metadata.json: who submitted")
-    parser.add_argument("--course", type=Path, help="the course file: assigned settings, seed salt, points")
-    parser.add_argument("--assigned", type=json.loads, help="settings the course assigned, as a JSON object")
-    parser.add_argument("--time-limit", type=float, default=1800, help="seconds a submission's run may take (1800)")
-    parser.add_argument("--probe-time-limit", type=float, default=300, help="seconds the exercises may take (300)")
-    parser.add_argument("--memory-limit-gb", type=float, default=12, help="memory a submission may take (12)")
-    parser.add_argument("--processes", type=int, default=512, help="processes and threads a submission may run (512)")
-    parser.add_argument("--disk-limit-mb", type=int, default=2048, help="MB a submission may write (2048)")
-    parser.add_argument("--keep", type=Path, help="keep each submission's run (executed notebook, results, adapter) "
-                                                  "in a folder of this one, named as the submission")
-    args = parser.parse_args(argv)
-    try:
-        args.the_course = course(args.course, None, args.assigned)
-    except CourseError as e:
-        print(f"autograde: {e}")
-        return 2
+def grade_notebooks(args) -> int:
+    """`python -m grading` where students hand in the assignment's notebook: grade each of `args.paths` against the
+    student folder `args.handed_out`; returns the exit status."""
     if args.the_course.preset != "tiny":
-        print("autograde: the assignment's runs are executed on the tiny preset; grade full-preset runs with "
-              "`python -m grading`")
+        print("grading: the assignment's notebooks are executed on the tiny preset; a course that assigns the full "
+              "preset has its students hand in runs")
         return 2
-    args.student_files, found = args.paths[0].resolve(), submissions(args.paths[1:])
+    args.student_files, found = args.handed_out.resolve(), submissions(args.paths)
     if not (args.student_files / NOTEBOOK).is_file():
-        print(f"autograde: {shown(args.student_files)} is not the student folder python -m assignment.build wrote")
+        print(f"grading: {shown(args.student_files)} is not the student folder `make assign` wrote (--handed-out)")
         return 2
     if args.gradescope and len(found) != 1:
-        print(f"autograde: --gradescope grades one submission, and {len(found)} were given")
+        print(f"grading: --gradescope grades one submission, and {len(found)} were given")
         return 2
     possible = sum(e.points for e in EXERCISES) + sum(args.the_course.points[c] for c in RUN_CHECKS)
     problem = preflight(args)
     if problem:
-        print(f"autograde: {problem}")
+        print(f"grading: {problem}")
         return 2
     print(isolation(), flush=True)
     tests = [e.name for e in EXERCISES] + [f"run_{c}" for c in RUN_CHECKS]
@@ -381,7 +362,3 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(args.csv, header, rows)
         print(f"{shown(name, 40)}: {rows[-1][1]} of {rows[-1][2]}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,13 +1,13 @@
 """Build Lab 3 as an assignment from the lecture, its one source: the student's folder and the autograder.
 
-    python -m assignment.build [DIST]     (`make assign`; default: dist)
+    python -m grading.assignment.build [DIST]     (`make assign`; default: dist)
 
 DIST/student/ is what a student gets: the lecture's notebook with each exercise's function replaced by a stub (its
 signature and docstring, and a `NotImplementedError` that names the exercise) followed by its public check
 (`grader.check(...)`, otter-grader's, whose tests the notebook's metadata holds), each written answer by a space to
 write it in, and the lab's files it runs on; no solution is in any of them. DIST/autograder/lab3-autograder.zip is
 what a course uploads to Gradescope (`grading.autograder_zip`, its course file's `hand_in` "notebook": the
-submissions are graded by `assignment.autograde`).
+submissions are graded by `grading.assignment.autograde`).
 """
 
 import ast
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import nbformat
 
-from assignment.exercises import EXERCISES
 from grading import autograder_zip
+from grading.assignment.exercises import EXERCISES
 from grading.autograder_zip import tracked
 from lab3 import NOTEBOOK, ROOT
 from lab3.solutions import TAG

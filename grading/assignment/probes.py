@@ -1,6 +1,7 @@
 """The autograder's probes of a student's functions: the inputs of each exercise's hidden tests, drawn from a seed, and
 what the student's function returns for them. It runs in the sandbox, beside the student's lab files, and holds no
-expected value and no solution: the grader's side (`assignment.hidden`) draws the same inputs and judges the outputs.
+expected value and no solution: the grader's side (`grading.assignment.hidden`) draws the same inputs and judges the
+outputs.
 
     python probes.py ANSWERS.json SEED OUT.pt     # ANSWERS.json: {exercise: the source of its answer cell}
 """
