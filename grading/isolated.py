@@ -1,14 +1,18 @@
 """A module's function run in a child process of its own, within a time and a memory limit, so that what one
 submission's grading does (a crash, a hang, a memory blow-up) cannot take the grader, or the class, with it."""
 
+import ctypes
 import json
 import multiprocessing
 import os
 import resource
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from grading.submission import shown
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def call(function: Callable, kwargs: dict, seconds: float, memory_gb: float, log: Path) -> tuple[object, str]:
@@ -32,6 +36,7 @@ def call(function: Callable, kwargs: dict, seconds: float, memory_gb: float, log
 
 def _child(function: Callable, kwargs: dict, memory_gb: float, log: Path, result: Path) -> None:
     """In the child: cap its address space, send its output to `log`, and write what `function` returns."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a killed grader leaves no grading
     cap = int(memory_gb * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

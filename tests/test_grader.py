@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -508,3 +509,37 @@ def test_one_command_line_grades_runs_or_notebooks_by_what_the_course_says_stude
     done = subprocess.run([sys.executable, "-m", "grading", str(tmp_path / "alice"), "--hand-in", "notebook",
                            "--preset", "full"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "executed on the tiny preset" in done.stdout
+
+
+def _sleep_then_answer(seconds: float) -> int:
+    import time
+    time.sleep(seconds)
+    return 1
+
+
+def test_a_grading_process_of_its_own_answers_stops_at_its_limit_and_dies_with_its_grader(tmp_path):
+    from grading import isolated
+    assert isolated.call(_sleep_then_answer, {"seconds": 0}, 60, 4, tmp_path / "a.log") == (1, "")
+    assert isolated.call(_sleep_then_answer, {"seconds": 30}, 1, 4, tmp_path / "b.log") == (
+        None, "took more than the limit of 1 s")
+    grader = ("import sys, time; from pathlib import Path; from grading import isolated; "
+              "from tests.test_grader import _sleep_then_answer; "
+              "isolated.call(_sleep_then_answer, {'seconds': 60}, 120, 4, Path(sys.argv[1]))")
+    process = subprocess.Popen([sys.executable, "-c", grader, str(tmp_path / "c.log")], cwd=ROOT)
+    deadline = time.time() + 60
+    while not (tmp_path / "c.log").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == process.pid]
+    process.kill()
+    process.wait()
+    time.sleep(2)
+    assert children and not any(p.exists() and _parent(p) is not None for p in children)
+
+
+def _parent(proc: Path) -> int | None:
+    """The parent pid of the process at /proc/PID, or None once it is gone (or a zombie)."""
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[1])
