@@ -242,7 +242,7 @@ for text in ["I want to kiss you.", "You are disgusting and terrible and i damn 
 
 # %%
 hate_classifier = pipeline("sentiment-analysis", model=toxicity_model, tokenizer=toxicity_tokenizer,
-                          device=device)
+                           device=device)
 reward_logits_kwargs = cfg.reward_kwargs  # raw logits; long texts cut at the classifier's window
 reward_probabilities_kwargs = dict(reward_logits_kwargs, function_to_apply="softmax")
 

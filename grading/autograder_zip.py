@@ -1,7 +1,7 @@
 """Gradescope's autograder, one zip for both ways of grading, its mode the course file's `hand_in`:
 
     python -m grading.autograder_zip OUT.zip [COURSE.json]   # runs handed in (hand_in "run", the default)
-    python -m grading.assignment.build dist [COURSE.json]            # the assignment's notebooks (hand_in "notebook")
+    python -m grading.assignment.build dist [COURSE.json]    # the assignment's notebooks (hand_in "notebook")
 
 The zip holds `setup.sh` and `run_autograder` (grading/gradescope/) at its top, where Gradescope looks for them, the
 lab's files in lab/, the course file as course.json, and for the assignment the student's folder in student/.

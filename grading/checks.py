@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # the course reads the checks' points
     from grading.course import Course
 
 
-
 @dataclass(frozen=True)
 class Check:
     """A run check as a course grades it."""
@@ -455,7 +454,7 @@ def _grade_run(results: dict, cfg: Settings, course: Course, nb: dict | None, ad
             report.setdefault(name, (NOT_RUN, str(e)))
         return
     expected = checkpoints.step_prompts(regenerated.train_queries, cfg.batch_size, results.get("num_processes", 1),
-                                     cfg.seed, len(results["ppo_steps"]))
+                                        cfg.seed, len(results["ppo_steps"]))
     record("steps", check_steps(results, cfg, expected))
     if adapter is not None:
         record("summaries", check_summaries(results, regenerated, hashlib.sha256(adapter).hexdigest(),

@@ -100,10 +100,10 @@ def regenerate(cfg: Settings, run_device: str, adapter: bytes, cache: Path | Non
         raise Unverifiable(f"the run generated on {run_device} and this grader generates on {device.type}: sampled "
                            "summaries are the same only on the same kind of device; grade this run on such a machine")
     dataset = summarizer.build_dataset(cfg.model_name, cfg.dataset_name, cfg.input_min_text_length,
-                                cfg.input_max_text_length)
+                                       cfg.input_max_text_length)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name)
-    model = summarizer.add_fresh_lora(summarizer.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter,
-                                                   dtype=dtype)).to(device).eval()
+    lab2 = summarizer.load_summarizer(cfg.model_name, cfg.adapter_dir, cfg.missing_adapter, dtype=dtype)
+    model = summarizer.add_fresh_lora(lab2).to(device).eval()
     samples = dataset["test"].select(range(cfg.num_eval_samples))
     prompts = list(samples["input_ids"])
     kwargs = dict(cfg.generation_kwargs, max_new_tokens=cfg.eval_max_new_tokens,

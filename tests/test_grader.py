@@ -102,8 +102,8 @@ def _untrained(lab_run: Path, folder: Path) -> None:
     tox["after"]["per_sample"][worst] = tox["before"]["per_sample"][clean]
     for phase in ("before", "after"):
         tox[phase].update(mean=float(np.mean(tox[phase]["per_sample"])), std=float(np.std(tox[phase]["per_sample"])))
-    tox["change_ci95"] = list(solution("paired_bootstrap_ci")(tox["before"]["per_sample"], tox["after"]["per_sample"],
-                                                  seed=run["seed"]))
+    ci = solution("paired_bootstrap_ci")(tox["before"]["per_sample"], tox["after"]["per_sample"], seed=run["seed"])
+    tox["change_ci95"] = list(ci)
     _write_results(folder, run)
     nb = _printed_lines(json.loads((folder / "lab3_rlhf_detox.ipynb").read_text()), tox)
     (folder / "lab3_rlhf_detox.ipynb").write_text(json.dumps(nb))

@@ -43,9 +43,9 @@ def test_the_lecture_s_three_pieces_are_trl_s_on_the_step(replayed):
     _, trl_advantages, trl_returns = trainer.compute_advantages(step.old_values, trl_rewards, step.masks)
     assert (advantages - trl_advantages).abs().max() <= 1e-5 and (returns - trl_returns).abs().max() <= 1e-6
     mb = slice(0, c.mini_batch_size)
-    policy, value = solution("ppo_losses")(step.old_logprobs[mb], step.logprobs[mb], advantages[mb],
-                                         step.old_values[mb], step.values[mb], returns[mb], step.masks[mb],
-                                         c.cliprange, c.cliprange_value, c.vf_coef)
+    ppo_losses = solution("ppo_losses")
+    policy, value = ppo_losses(step.old_logprobs[mb], step.logprobs[mb], advantages[mb], step.old_values[mb],
+                               step.values[mb], returns[mb], step.masks[mb], c.cliprange, c.cliprange_value, c.vf_coef)
     trl_policy, trl_value, stats = trainer.loss(step.old_logprobs[mb], step.old_values[mb], step.logits[mb],
                                                 step.values[mb], step.logprobs[mb], step.masks[mb], advantages[mb],
                                                 returns[mb])
