@@ -7,7 +7,11 @@ The reward and the confidence interval are exercises of the lab: the experiments
 import functools
 import json
 import math
+import multiprocessing
+import resource
+import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +23,59 @@ from lab3.errors import LabError
 from tiny_world import quality
 
 RESULTS = "results.json"
+COST = "cost.json"  # a run's wall time and peak memory, beside its results
+PPO_HELD = "policy and value head (LoRA); reference (adapter off); reward model"
 Interval = Callable[..., tuple[float, float]]  # paired_bootstrap_ci(before, after, seed=...)
 
 
 def run(name: str, overrides: dict, folder: Path) -> dict:
-    """The results of the lab's notebook run with `overrides` in `folder/name`: a finished run's are reused, an
-    interrupted run resumes from its checkpoint, a new one runs (minutes on the tiny preset)."""
-    import papermill
+    """The results of the lab's notebook run with `overrides` in `folder/name`, with what the run cost (`cost`, None
+    for a run kept from before it was measured): a finished run's are reused, an interrupted run resumes from its
+    checkpoint, a new one runs (minutes on the tiny preset) in a process of its own."""
     out = Path(folder) / name
     if not (out / RESULTS).is_file():
         out.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(ROOT / NOTEBOOK), str(out / NOTEBOOK), cwd=str(ROOT), progress_bar=False,
-                                   parameters={"overrides": overrides, "output_dir": str(out), "log_every": 1000,
-                                               "checkpoint_dir": str(out / "checkpoints")})
+        (out / COST).write_text(json.dumps(measured(_execute, out=str(out), overrides=overrides)))
     results = json.loads((out / RESULTS).read_text())
     differ = {k: v for k, v in overrides.items() if results["preset"].get(k) != v}
     if differ:
         raise LabError(f"{out} holds a run with other settings than {differ}: remove the folder to run it anew.")
-    return results
+    return dict(results, cost=json.loads((out / COST).read_text()) if (out / COST).is_file() else None)
+
+
+def _execute(out: str, overrides: dict) -> None:
+    """The lab's notebook, executed by papermill into `out` with `overrides`."""
+    import papermill
+    papermill.execute_notebook(str(ROOT / NOTEBOOK), str(Path(out) / NOTEBOOK), cwd=str(ROOT), progress_bar=False,
+                               parameters={"overrides": overrides, "output_dir": out, "log_every": 1000,
+                                           "checkpoint_dir": str(Path(out) / "checkpoints")})
+
+
+def measured(function: Callable, **kwargs) -> dict:
+    """`function(**kwargs)` run in a fresh process: its result, its wall time and its peak resident memory (its own
+    and that of any process it waited for, such as a notebook's kernel)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measure, function, kwargs).result()
+
+
+def _measure(function: Callable, kwargs: dict) -> dict:
+    started = time.time()
+    result = function(**kwargs)
+    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return {"result": result, "wall_s": time.time() - started, "peak_mb": peak_kb / 1024}
+
+
+def kept(path: Path, function: Callable, **kwargs) -> dict:
+    """`measured(function, **kwargs)`, kept at `path` (JSON) with the settings it ran with, and reused."""
+    settings = {k: v for k, v in kwargs.items() if k not in ("cfg", "data")}
+    if not path.is_file():
+        out = measured(function, **kwargs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(out, settings=settings)))
+    out = json.loads(path.read_text())
+    if out.get("settings") != json.loads(json.dumps(settings)):
+        raise LabError(f"{path} was made with other settings than {settings}: remove it to run it anew.")
+    return out
 
 
 @functools.cache
@@ -127,4 +166,57 @@ def samples(cfg, n: int, folder: Path, rewards_by_label: Callable) -> pd.DataFra
                           "toxicity": toxicity.compute(predictions=summaries, toxic_label="hate")["toxicity"]})
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_json(path, orient="records")
+    return table
+
+
+def arm_row(out: dict, before: dict, interval: Interval, seed: int, data: dict | None = None) -> dict:
+    """A row of an arm of `beyond_ppo` (`out`, measured), with what it cost: its measures as `row` gives a PPO run's,
+    its change paired with the Lab 2 model's evaluation `before`; `data` (measured) is what it trained on, if made
+    apart (DPO's pairs), whose time and memory count too."""
+    result = out["result"]
+    after, first = np.array(result["toxicity"]), np.array(before["result"]["toxicity"])
+    low, high = interval(first, after, seed=seed)
+    return {"reward": float(np.mean(result["reward"])), "kl": float(np.mean(result["kl"])),
+            "toxicity": after.mean(), "change": after.mean() - first.mean(), "ci_low": low, "ci_high": high,
+            "rougeL": lab.rouge(result["summaries"], result["references"])["rougeL"],
+            **readability(result["summaries"]), **cost(result, out, data)}
+
+
+def cost(result: dict, out: dict, data: dict | None = None) -> dict:
+    """What a run cost: reward-model calls and summaries generated while training, models held, wall time, peak
+    memory."""
+    return {"reward-model calls": result["reward_model_calls"], "summaries generated": result["summaries_generated"],
+            "models held": result["held"], "wall time (s)": out["wall_s"] + (data["wall_s"] if data else 0),
+            "peak memory (MB)": max(out["peak_mb"], data["peak_mb"] if data else 0)}
+
+
+def ppo_cost(results: dict) -> dict:
+    """What a PPO run of the lab cost, as `cost` gives it (its time and memory NaN for a run kept from before)."""
+    preset, measured_cost = results["preset"], results["cost"] or {"wall_s": math.nan, "peak_mb": math.nan}
+    calls = preset["max_ppo_steps"] * preset["batch_size"]
+    return cost({"reward_model_calls": calls, "summaries_generated": calls, "held": PPO_HELD}, measured_cost)
+
+
+def arms(cfg, folder: Path, betas: list[float], scales: list[bool], seeds: list[int], dpo: dict, group: dict,
+         interval: Interval) -> pd.DataFrame:
+    """A row per arm of `beyond_ppo` and seed: DPO at each beta (its pairs and training as `dpo` says), the group
+    method with and without the group's std (as `group` says); each run in a process of its own, kept in `folder`."""
+    import beyond_ppo
+    folder, n = Path(folder), cfg.num_eval_samples
+    before = kept(folder / "lab2_model.json", beyond_ppo.lab2_evaluation, cfg=cfg, num_eval=n)
+    pairs = kept(folder / "dpo_pairs.json", beyond_ppo.preference_data, cfg=cfg, prompts=dpo["prompts"],
+                 group_size=dpo["group_size"], min_margin=dpo["min_margin"])
+    rows = {}
+    for seed in seeds:
+        for beta in betas:
+            out = kept(folder / f"dpo{beta:g}-seed{seed}.json", beyond_ppo.train_dpo, cfg=cfg, data=pairs["result"],
+                       beta=beta, epochs=dpo["epochs"], batch_size=dpo["batch_size"], seed=seed, num_eval=n)
+            rows[f"DPO, β={beta:g}", seed] = arm_row(out, before, interval, cfg.seed, pairs)
+        for scale in scales:
+            out = kept(folder / f"group-{'std' if scale else 'no-std'}-seed{seed}.json", beyond_ppo.train_group,
+                       cfg=cfg, scale=scale, **group, seed=seed, num_eval=n)
+            rows["group, ÷ std (GRPO)" if scale else "group, no std (Dr. GRPO)", seed] = arm_row(out, before,
+                                                                                                 interval, cfg.seed)
+    table = pd.DataFrame(rows).T.infer_objects()
+    table.index.names = ["arm", "seed"]
     return table

@@ -29,8 +29,8 @@
 # * **`full`**: the lecture's real models, data set and hyperparameters; needs the Hugging Face
 #   Hub and a GPU.
 #
-# Seven functions of this notebook are the exercises of the lab as an assignment (2.3, 2.5, 3.2,
-# 3.3, 4.4); here they are written out, and everything after them runs on them.
+# Nine functions of this notebook are the exercises of the lab as an assignment (2.3, 2.5, 3.2,
+# 3.3, 4.4, 5.1, 5.2); here they are written out, and everything after them runs on them.
 
 # %% [markdown]
 # ## 1 - Set up
@@ -637,7 +637,93 @@ run.save_results(ppo_history, summaries_before, summaries_after, (ci_low, ci_hig
                  rouge_after, df_compare_results, fig)
 
 # %% [markdown]
-# ## 5 - Experiments
-# What is the KL penalty for? Does PPO beat simply picking the best of several samples? How much
-# does the result move from one seed to the next? `lab3_experiments.ipynb` measures all three on
-# the tiny preset, reusing this notebook for every run (about 15 minutes on a laptop CPU).
+# ## 5 - Beyond PPO
+# PPO holds four models: the policy, its value head, the reference and the reward model. The
+# methods that came after it each take a part away. A *group method* (GRPO, RLOO) drops the value
+# head: it samples several summaries of each prompt and judges each one against the others. DPO
+# drops sampling and the reward model from training: it learns from pairs of summaries, one
+# preferred to the other. Each rests on one quantity, computed here on the policy you just
+# trained, in seconds; `lab3_experiments.ipynb` trains both beside PPO.
+#
+# ### 5.1 - Group advantages
+# Your policy samples `group_size` summaries of each of a few training prompts, and each is scored
+# as in the PPO loop (`group_rewards`: a row per prompt, a column per summary):
+
+# %%
+prompts = dataset["train"].select(range(6))
+group_size = 4
+groups = lab.sample_groups(ppo_model, tokenizer, prompts["input_ids"], group_size,
+                           eval_generation_kwargs, seed=cfg.seed)
+group_rewards = lab.rewards_of(hate_classifier, reward_kwargs, rewards_by_label,
+                               prompts["query"], groups)
+
+# %% [markdown]
+# **Exercise (group advantages).** Without a value head, a summary's advantage is how much better
+# it scored than the other summaries of its prompt: its reward minus its group's mean. GRPO also
+# divides by the group's standard deviation (`torch.std`'s, plus `eps` so that a group of equal
+# rewards gives 0); Dr. GRPO does not (`scale=False`). Every token of a summary gets its advantage,
+# in 3.3's clipped objective with a KL to the reference.
+
+# %% tags=["exercise"]
+def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """Each summary's reward minus its group's mean (a row per group), divided by the group's
+    standard deviation + eps where `scale` (GRPO); not divided (Dr. GRPO) otherwise."""
+    advantages = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale:
+        advantages = advantages / (rewards.std(dim=1, keepdim=True) + eps)
+    return advantages
+
+
+# %% [markdown]
+# Dividing by the group's spread puts every group on one scale: a gap of a few hundredths of a
+# logit between summaries gets as large an advantage as a gap of one logit. Without it, an
+# advantage keeps the size of its gap:
+
+# %%
+lab.group_table(groups, group_rewards, {"GRPO": group_advantages(group_rewards),
+                                        "no std": group_advantages(group_rewards, scale=False)})
+
+# %% [markdown]
+# ### 5.2 - DPO's loss and implicit rewards
+# DPO needs no reward model while it trains, only pairs: here each group's best and worst
+# summaries, where their rewards differ by at least 0.2 (ties say nothing). Each summary's
+# log-probability (summed over its tokens) under your policy and under the reference, the Lab 2
+# model (your adapter off), makes its *implicit reward*: `beta * (policy - reference)`.
+#
+# **Exercise (DPO loss).** DPO's loss of a pair is `-log sigmoid(chosen's implicit reward -
+# rejected's)`: low when the policy raised the chosen summary's log-probability more than the
+# rejected one's, relative to the reference. Write `dpo_loss`: the loss of each pair and the
+# implicit rewards of the chosen and the rejected summaries (detached, as TRL logs them).
+
+# %% tags=["exercise"]
+def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
+             beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPO's sigmoid loss of each pair, and the chosen and rejected summaries' implicit rewards."""
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
+    losses = -torch.nn.functional.logsigmoid(chosen_rewards - rejected_rewards)
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+# %% [markdown]
+# The pairs of your policy's summaries, and TRL's `DPOTrainer.dpo_loss` on the same log-probs. A
+# positive margin says PPO already moved your policy the way DPO would on that pair; at the
+# reference the loss is log 2 = 0.693.
+
+# %%
+pairs = lab.preference_pairs(group_rewards, min_margin=0.2)
+logps = lab.pair_logprobs(ppo_model.pretrained_model, tokenizer, prompts["input_ids"], groups,
+                          pairs)
+losses, chosen_rewards, rejected_rewards = dpo_loss(*logps, beta=0.1)
+trl_losses, trl_chosen, trl_rejected = lab.trl_dpo_loss(beta=0.1)(*logps)
+print(f"{len(pairs)} pairs; distance from TRL's dpo_loss: {torch.dist(losses, trl_losses):.1e}, "
+      f"implicit rewards: {torch.dist(chosen_rewards, trl_chosen):.1e}")
+lab.pair_table(groups, pairs, losses, chosen_rewards, rejected_rewards)
+
+# %% [markdown]
+# ## 6 - Experiments
+# What is the KL penalty for? Does PPO beat simply picking the best of several samples? What do
+# DPO and a group method give without a value head? How much does the result move from one seed
+# to the next? `lab3_experiments.ipynb` measures it all on the tiny preset, reusing this notebook
+# for every PPO run (about 20 minutes on a laptop CPU).

@@ -7,6 +7,9 @@ import torch
 
 from lab3 import ROOT
 
+# What the methods after PPO rest on (section 5): groups of summaries, their log-probabilities, pairs, TRL's DPO loss.
+from lab3.beyond import pair_logprobs, preference_pairs, rewards_of, sample_groups, trl_dpo_loss  # noqa: F401
+
 # The data set, the Lab 2 model, a fresh LoRA adapter, sampled summaries, ROUGE and the `nothate` label: read them in
 # lab3/summarizer.py, which the grader uses too; the notebook calls them as `lab.<name>`.
 from lab3.summarizer import (  # noqa: F401
@@ -116,3 +119,20 @@ def plot_token_rewards(step, token_rewards: torch.Tensor, returns: torch.Tensor,
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     plt.show()
+
+
+def group_table(groups: list[list[str]], rewards: torch.Tensor, advantages: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Each sampled summary with its group (prompt), reward and advantages, the group's reward spread beside it."""
+    size = len(groups[0])
+    return pd.DataFrame({"prompt": [p for p in range(len(groups)) for _ in range(size)],
+                         "summary": [s for group in groups for s in group], "reward": rewards.flatten(),
+                         "group's std": rewards.std(dim=1).repeat_interleave(size),
+                         **{f"advantage ({name})": a.flatten() for name, a in advantages.items()}}).round(3)
+
+
+def pair_table(groups: list[list[str]], pairs: list[tuple[int, int, int]], losses: torch.Tensor,
+               chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> pd.DataFrame:
+    """Each preference pair: its chosen and rejected summaries, their implicit rewards, the margin and the loss."""
+    return pd.DataFrame({"chosen": [groups[p][c] for p, c, _ in pairs], "rejected": [groups[p][r] for p, _, r in pairs],
+                         "implicit reward, chosen": chosen_rewards, "implicit reward, rejected": rejected_rewards,
+                         "margin": chosen_rewards - rejected_rewards, "DPO loss": losses}).round(3)

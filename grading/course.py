@@ -3,10 +3,12 @@ what a passing run shows and the points of each check. Nothing here is read from
 
 A course file (`--course course.json`) is a JSON object with any of:
     {"hand_in": "run", "preset": "tiny", "assigned": {"max_ppo_steps": 20}, "seed_salt": "a secret of the course",
-     "forgive_summaries": 0, "points": {"summaries": 4}}
+     "forgive_summaries": 0, "points": {"summaries": 4}, "leave_out": ["group_advantages", "dpo"]}
 `hand_in` says what students hand in, and so how Gradescope's autograder grades it: "run" (the executed notebook with
 its results and adapter, graded by the strict grader) or "notebook" (the assignment's notebook alone, executed and
 graded by `grading.assignment.autograde`).
+`leave_out` names exercises of the assignment the course does not assign: its students' notebook keeps the lecture's
+code for them, and they are neither checked nor graded.
 With a `seed_salt`, each student's run has a seed of its own, derived from the salt and the student's name (the
 submission's folder, or Gradescope's student id): two honest runs differ, and a copied run shows.
 """
@@ -18,6 +20,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from grading.assignment.exercises import EXERCISES, RUN_CHECKS, Exercise
 from grading.checks import POINTS
 from lab3.errors import LabError
 from lab3.settings import PRESETS, Settings, checked_overrides, located_sources, preset
@@ -46,6 +49,12 @@ class Course:
     seed_salt: str | None = None
     forgive_summaries: int = FORGIVE_SUMMARIES
     points: dict = field(default_factory=lambda: dict(POINTS))
+    leave_out: tuple = ()
+
+    @property
+    def exercises(self) -> tuple[Exercise, ...]:
+        """The assignment's exercises the course assigns."""
+        return tuple(e for e in EXERCISES if e.name not in self.leave_out)
 
     @property
     def criteria(self) -> dict:
@@ -109,6 +118,12 @@ def course(path: Path | None = None, preset: str | None = None, assigned: dict |
         raise CourseError(f"the course's preset {values['preset']!r} is none of {', '.join(sorted(PRESETS))}")
     if "points" in values:
         values["points"] = dict(POINTS, **values["points"])
+    values["leave_out"] = tuple(values.get("leave_out", ()))
+    unknown = sorted(set(values["leave_out"]) - {e.name for e in EXERCISES})
+    rested_on = sorted(set(values["leave_out"]) & {e for rests_on in RUN_CHECKS.values() for e in rests_on})
+    if unknown or rested_on:
+        raise CourseError(f"the course leaves out {', '.join(unknown or rested_on)}, "
+                          + ("which is no exercise" if unknown else "on which the run's checks rest"))
     the_course = Course(**values)
     try:
         the_course.settings()

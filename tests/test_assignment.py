@@ -19,6 +19,7 @@ import pytest
 import torch
 from otter.test_files import ExceptionTestFile
 
+import rlhf_helpers as lab
 from grading import autograder_zip
 from grading.assignment import build, hidden
 from grading.assignment.exercises import EXERCISES, RUN_CHECKS
@@ -95,6 +96,25 @@ WRONG = {
          "draw = lambda x: np.asarray(x, dtype=float)[rng.integers(0, len(x), size=(n_resamples, len(x)))]\n"
          "    means = draw(after).mean(axis=1) - draw(before).mean(axis=1)", "Resample pairs, not two lists",
          "not the paired bootstrap's")],
+    "group_advantages": [
+        ("the std without eps", "advantages / (rewards.std(dim=1, keepdim=True) + eps)",
+         "advantages / rewards.std(dim=1, keepdim=True)", "not nan", "a group of equal rewards gave nan"),
+        ("the group mean taken over the whole batch", "rewards - rewards.mean(dim=1, keepdim=True)",
+         "rewards - rewards.mean()", "the mean of the whole batch", "the mean is the whole batch's"),
+        ("the population's std", "(rewards.std(dim=1, keepdim=True) + eps)",
+         "(rewards.std(dim=1, keepdim=True, unbiased=False) + eps)", "torch.std (the unbiased one",
+         "the std is the population's")],
+    "dpo": [
+        ("chosen and rejected swapped", "logsigmoid(chosen_rewards - rejected_rewards)",
+         "logsigmoid(rejected_rewards - chosen_rewards)", "Are the chosen and rejected log-ratios swapped?",
+         "the chosen and rejected log-ratios are swapped"),
+        ("beta applied twice", "logsigmoid(chosen_rewards - rejected_rewards)",
+         "logsigmoid(beta * (chosen_rewards - rejected_rewards))", "beta multiplies the log-ratios once",
+         "beta is applied twice"),
+        ("no reference", "(policy_chosen_logps - ref_chosen_logps)\n    rejected_rewards = beta * "
+                         "(policy_rejected_logps - ref_rejected_logps)",
+         "policy_chosen_logps\n    rejected_rewards = beta * policy_rejected_logps", "against the reference",
+         "the reference is left out")],
 }
 
 
@@ -173,7 +193,7 @@ def _kernel(tiny, tiny_dataset, tokenizer) -> dict:
     from trl.trainer.utils import disable_dropout_in_model
     ppo_model = policy(tiny)
     disable_dropout_in_model(ppo_model)
-    return {**base_namespace(), "ppo_model": ppo_model, "tokenizer": tokenizer, "dataset": tiny_dataset,
+    return {**base_namespace(), "lab": lab, "ppo_model": ppo_model, "tokenizer": tokenizer, "dataset": tiny_dataset,
             "device": "cpu", "cfg": tiny, "ppo_trainer": small_trainer(tiny, tiny_dataset, tokenizer)}
 
 

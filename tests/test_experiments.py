@@ -85,6 +85,11 @@ def test_a_finished_run_is_reused_and_one_of_other_settings_is_refused(tmp_path,
         experiments.run("kl0", {"init_kl_coef": 0.2}, tmp_path)
 
 
+# The DPO and group arms at their smallest: a few pairs and steps, the real settings otherwise.
+SMALL_DPO = {"prompts": 24, "group_size": 4, "min_margin": 0.5, "epochs": 1, "batch_size": 16}
+SMALL_GROUP = {"steps": 2, "prompts_per_step": 8, "group_size": 4, "kl_coef": 0.2}
+
+
 def test_the_notebook_end_to_end_reusing_a_finished_run_then_every_run(lab_run, tmp_path):
     """At the suite's short settings: the seed-42 run is the suite's own lab run, reused (its settings are those), the
     unanchored one runs; run again, nothing runs."""
@@ -93,13 +98,21 @@ def test_the_notebook_end_to_end_reusing_a_finished_run_then_every_run(lab_run, 
     shutil.copy(lab_run / "results.json", folder / "seed42" / "results.json")
     command = [sys.executable, "-m", "papermill", "lab3_experiments.ipynb", str(tmp_path / "out.ipynb"),
                "-p", "experiments_dir", str(folder), "-y",
-               f"kl_coefs: [0.0]\nseeds: [42]\nbest_of: [1, 2]\noverrides: {json.dumps(SHORT)}"]
+               f"kl_coefs: [0.0]\nseeds: [42]\nbest_of: [1, 2]\noverrides: {json.dumps(SHORT)}\n"
+               f"dpo_betas: [0.1]\ngroup_scales: [true]\narm_seeds: [42]\ndpo_settings: {json.dumps(SMALL_DPO)}\n"
+               f"group_settings: {json.dumps(SMALL_GROUP)}"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     runs = sorted(p.name for p in folder.iterdir() if (p / "results.json").is_file())
     assert runs == ["kl0-fixed", "seed42"]
+    assert (folder / "kl0-fixed" / "cost.json").is_file() and not (folder / "seed42" / "cost.json").is_file()
+    arms = sorted(p.name for p in folder.glob("*.json"))
+    assert arms == ["best_of_2.json", "dpo0.1-seed42.json", "dpo_pairs.json", "group-std-seed42.json",
+                    "lab2_model.json"]
     assert json.loads((folder / "kl0-fixed" / "results.json").read_text())["preset"]["kl_control"] == "fixed"
     text = printed(tmp_path / "out.ipynb")
     assert "Error" not in text
-    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("results.json")}
+    for arm in ("DPO, β=0.1", "group, ÷ std (GRPO)"):
+        assert arm in text
+    stamps = {p: p.stat().st_mtime_ns for p in [*folder.rglob("results.json"), *folder.glob("*.json")]}
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("results.json")} == stamps  # nothing ran again
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing ran again

@@ -5,6 +5,7 @@ import json
 import math
 import re
 
+from grading.assignment.exercises import EXERCISES
 from tests.conftest import ROOT, SHORT, printed, results
 
 STEPS, SAMPLES = SHORT["max_ppo_steps"], SHORT["num_eval_samples"]
@@ -26,7 +27,7 @@ def test_the_lecture_carries_no_assignment():
         assert marker not in text
     assert "grading" not in code  # the markdown says how to check a run with `python -m grading`; no cell imports it
     exercises = [c for c in cells if "exercise" in c["metadata"].get("tags", [])]
-    assert len(exercises) == 7
+    assert len(exercises) == len(EXERCISES)
     for cell in exercises:
         body = ast.parse("".join(cell["source"])).body
         assert len(body) == 1 and isinstance(body[0], ast.FunctionDef)

@@ -56,16 +56,16 @@ def _code(nb: dict) -> list[dict]:
     return [c for c in nb["cells"] if c["cell_type"] == "code"]
 
 
-def answers(submitted: dict, released: dict) -> dict[str, str] | None:
-    """The source of each exercise's answer cell, found at the place the handed-out notebook has it (None when the
-    code cells do not line up with the handed-out ones)."""
+def answers(submitted: dict, released: dict, exercises=EXERCISES) -> dict[str, str] | None:
+    """The source of each assigned exercise's answer cell, found at the place the handed-out notebook has it (None
+    when the code cells do not line up with the handed-out ones)."""
     mine = [c for c in _code(submitted) if INJECTED not in c.get("metadata", {}).get("tags", [])]
     theirs = _code(released)
     if len(mine) != len(theirs):
         return None
     places = [i for i, c in enumerate(theirs) if "otter_answer_cell" in c["metadata"].get("tags", [])]
     source = ["".join(mine[i]["source"]) if isinstance(mine[i]["source"], list) else mine[i]["source"] for i in places]
-    return {e.name: s for e, s in zip(EXERCISES, source)}
+    return {e.name: s for e, s in zip(exercises, source)}
 
 
 def _environment(work: Path) -> dict:
@@ -226,10 +226,10 @@ def grade(path: Path, student: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="lab3-submission-") as parent:
         parent = Path(parent)
         (parent / "grader").mkdir(mode=0o700)  # what is read back, and the grader's own files: not the sandbox's
-        sources = answers(submitted, released)
+        sources = answers(submitted, released, args.the_course.exercises)
         verdicts = exercises(sources, args.student_files, parent, args) if sources else {
             e.name: (False, "the notebook's code cells are not the handed-out notebook's: its answers cannot be found")
-            for e in EXERCISES}
+            for e in args.the_course.exercises}
         seed = args.the_course.seed(student)
         changes = dict(args.the_course.assigned, **({} if seed is None else {"seed": seed}))
         run, stopped = execute(submitted, args.student_files, parent, changes, args)
@@ -237,7 +237,7 @@ def grade(path: Path, student: str, args) -> dict:
         report = run_checks(run, parent / "grader" / "submitted.ipynb", released_path, student, args)
         if args.keep:
             _keep(run, args.keep / path.name)
-    results = combine(verdicts, report, stopped, args.the_course.points)
+    results = combine(verdicts, report, stopped, args.the_course.points, args.the_course.exercises)
     results["output"] = isolation() + (f"; the run stopped: {stopped}" if stopped else "")
     return results
 
@@ -258,12 +258,12 @@ def graded(path: Path, student: str, args) -> dict:
 
 
 def combine(verdicts: dict[str, tuple[bool, str]], report: dict[str, tuple[str, str]], stopped: str,
-            points: dict[str, float]) -> dict:
+            points: dict[str, float], exercises=EXERCISES) -> dict:
     """Gradescope's tests of one submission: each exercise by its hidden tests' verdict, each run check by the strict
     grader's `report`; a run check that fails where an exercise it rests on failed is not charged again, and none is
     credited without the run's files (`stopped`: why the run stopped, or '')."""
     tests = [{"name": e.name, "score": e.points if verdicts[e.name][0] else 0, "max_score": e.points,
-              "output": shown(verdicts[e.name][1], 1000), "visibility": "visible"} for e in EXERCISES]
+              "output": shown(verdicts[e.name][1], 1000), "visibility": "visible"} for e in exercises]
     ran = report.get("results", ("",))[0] == PASS
     for check, rests_on in RUN_CHECKS.items():
         status, reason = report.get(check, ("NOT RUN", "not graded"))
@@ -344,13 +344,13 @@ def grade_notebooks(args) -> int:
     if args.gradescope and len(found) != 1:
         print(f"grading: --gradescope grades one submission, and {len(found)} were given")
         return 2
-    possible = sum(e.points for e in EXERCISES) + sum(args.the_course.points[c] for c in RUN_CHECKS)
+    possible = sum(e.points for e in args.the_course.exercises) + sum(args.the_course.points[c] for c in RUN_CHECKS)
     problem = preflight(args)
     if problem:
         print(f"grading: {problem}")
         return 2
     print(isolation(), flush=True)
-    tests = [e.name for e in EXERCISES] + [f"run_{c}" for c in RUN_CHECKS]
+    tests = [e.name for e in args.the_course.exercises] + [f"run_{c}" for c in RUN_CHECKS]
     header = ["submission", "score", "possible", *tests, "lost"]
     rows = []
     for name, path in found:

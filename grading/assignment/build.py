@@ -22,6 +22,7 @@ import nbformat
 from grading import autograder_zip
 from grading.assignment.exercises import EXERCISES
 from grading.autograder_zip import tracked
+from grading.course import course as load_course
 from lab3 import NOTEBOOK, ROOT
 from lab3.solutions import TAG
 
@@ -53,15 +54,18 @@ def _code_cell(source: str, tags: list[str] | None = None, **metadata) -> nbform
     return cell
 
 
-def student_notebook(lecture: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The lecture with the assignment's stubs, public checks and answer spaces in place of its solutions."""
-    by_function = {e.function: e for e in EXERCISES}
+def student_notebook(lecture: nbformat.NotebookNode, exercises=EXERCISES) -> nbformat.NotebookNode:
+    """The lecture with the stubs, public checks and answer spaces of the assigned `exercises` in place of their
+    solutions; an exercise left out keeps the lecture's code."""
+    by_function = {e.function: e for e in exercises}
     nb = copy.deepcopy(lecture)
     cells = []
     for cell in lecture.cells:
         tags = cell.metadata.get("tags", [])
-        if cell.cell_type == "code" and TAG in tags:
-            exercise = by_function[next(n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef))]
+        function = next((n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)), None) \
+            if cell.cell_type == "code" and TAG in tags else None
+        if function in by_function:
+            exercise = by_function[function]
             cells += [_code_cell(stub(cell.source, exercise), [ANSWER_TAG]),
                       _code_cell(f'grader.check("{exercise.name}")', deletable=False, editable=False)]
         elif cell.cell_type == "markdown" and "answer" in tags:
@@ -72,19 +76,19 @@ def student_notebook(lecture: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 cells.append(_code_cell(GRADER_CELL))
     nb.cells = cells
     nb.metadata["otter"] = {"OK_FORMAT": False, "assignment_name": "lab3-rlhf-detox",
-                            "tests": {e.name: e.checks.read_text() for e in EXERCISES}}
+                            "tests": {e.name: e.checks.read_text() for e in exercises}}
     nb.metadata.pop("jupytext", None)  # the student's notebook has no script twin
     return nb
 
 
-def build_student(folder: Path) -> Path:
+def build_student(folder: Path, exercises=EXERCISES) -> Path:
     """The student's folder: the lab's files, the requirements with otter, and the notebook with stubs."""
     for name in tracked(*STUDENT_FILES):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
     with open(folder / "requirements.txt", "a") as requirements:
         requirements.write(f"# The assignment's public checks.\n{OTTER}\n")
-    nb = student_notebook(nbformat.read(ROOT / NOTEBOOK, as_version=4))
+    nb = student_notebook(nbformat.read(ROOT / NOTEBOOK, as_version=4), exercises)
     nbformat.write(nb, folder / NOTEBOOK)
     return folder / NOTEBOOK
 
@@ -95,8 +99,8 @@ def main(dist: str = "dist", course: str | None = None) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     (out / "student").mkdir(parents=True)
     (out / "autograder").mkdir()
-    build_student(out / "student")
     course_file = dict(json.loads(Path(course).read_text()) if course else {}, hand_in="notebook")
+    build_student(out / "student", load_course(Path(course) if course else None, hand_in="notebook").exercises)
     zip_path = autograder_zip.build(out / "autograder" / "lab3-autograder.zip", course_file, out / "student")
     print(f"student notebook and files: {out / 'student'}\nautograder: {zip_path}")
     return out

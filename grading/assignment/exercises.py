@@ -34,6 +34,8 @@ EXERCISES = (
     Exercise("advantages", "advantages_and_returns", "3.3"),
     Exercise("losses", "ppo_losses", "3.3"),
     Exercise("bootstrap", "paired_bootstrap_ci", "4.4"),
+    Exercise("group_advantages", "group_advantages", "5.1"),
+    Exercise("dpo", "dpo_loss", "5.2"),
 )
 BY_NAME = {e.name: e for e in EXERCISES}
 # The written questions, in the lecture's order of its `answer` cells, graded by hand.

@@ -191,6 +191,49 @@ def judge_bootstrap(output, seed: int) -> tuple[bool, str]:
     return True, "a seeded paired bootstrap: the quantiles of the resampled mean changes"
 
 
+def judge_group_advantages(output, seed: int) -> tuple[bool, str]:
+    solved = solution("group_advantages")
+    for (rewards, kwargs), got in zip(probes.group_calls(seed), output, strict=True):
+        if _close(got, solved(rewards, **kwargs)):
+            continue
+        if isinstance(got, torch.Tensor) and not torch.isfinite(got).all():
+            return False, "a group of equal rewards gave nan or inf: add eps to the std before dividing"
+        eps, std = kwargs.get("eps", 1e-4), rewards.std(dim=1, keepdim=True)
+        centred = rewards - rewards.mean(dim=1, keepdim=True)
+        if kwargs.get("scale", True):
+            mistakes = {"the mean is the whole batch's, not each group's": (rewards - rewards.mean()) / (std + eps),
+                        "the std is the whole batch's, not each group's": centred / (rewards.std() + eps),
+                        "the std is the population's (unbiased=False), not torch.std's":
+                            centred / (rewards.std(dim=1, keepdim=True, unbiased=False) + eps),
+                        "eps is not the one given": centred / (std + 1e-4)}
+        else:
+            mistakes = {"the mean is the whole batch's, not each group's": rewards - rewards.mean(),
+                        "the advantages are divided by the std with scale=False": centred / (std + eps)}
+        return False, _named(got, mistakes, None, "the group-normalized advantages")
+    return True, "each reward against its own group's mean and std, eps added"
+
+
+def judge_dpo(output, seed: int) -> tuple[bool, str]:
+    from lab3.beyond import trl_dpo_loss
+    for (logps, beta), got in zip(probes.dpo_calls(seed), output, strict=True):
+        want = trl_dpo_loss(beta)(*logps)
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return False, "dpo_loss must return (losses, chosen rewards, rejected rewards)"
+        if all(_close(a, b) for a, b in zip(got, want)):
+            continue
+        policy_chosen, policy_rejected, ref_chosen, ref_rejected = logps
+        margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+        losses = {"the chosen and rejected log-ratios are swapped": -torch.nn.functional.logsigmoid(-beta * margin),
+                  "beta is applied twice": -torch.nn.functional.logsigmoid(beta * beta * margin),
+                  "the reference is left out": -torch.nn.functional.logsigmoid(beta * (policy_chosen -
+                                                                                        policy_rejected)),
+                  "beta is left out": -torch.nn.functional.logsigmoid(margin)}
+        if not _close(got[0], want[0]):
+            return False, _named(got[0], losses, None, "TRL's DPO loss")
+        return False, "the implicit rewards are not TRL's: beta * (policy - reference), for chosen and rejected"
+    return True, "TRL's DPOTrainer.dpo_loss: its losses and implicit rewards"
+
+
 def verdict(exercise: str, result: dict | None, seed: int) -> tuple[bool, str]:
     """Whether the student's function of `exercise` passed its hidden tests, and why, from what the probe recorded."""
     function = BY_NAME[exercise].function

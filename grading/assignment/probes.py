@@ -150,6 +150,25 @@ def bootstrap_calls(seed: int) -> list[tuple[tuple, dict]]:
             ((np.zeros(40), skewed), {"n_resamples": 20000, "seed": 2, "level": 0.99})]
 
 
+def group_calls(seed: int) -> list[tuple[torch.Tensor, dict]]:
+    """The calls of the group advantages' probe: groups of ragged spreads (one of equal rewards, one nearly so), by
+    default, unscaled, and with an eps of their own."""
+    g = _generator(seed, 7)
+    rewards = torch.randn(5, 4, generator=g) * (torch.rand(5, 1, generator=g) * 2 + 0.1) + torch.randn(5, 1,
+                                                                                                      generator=g) * 3
+    rewards[1] = float(rewards[1, 0])
+    rewards[3] = float(rewards[3, 0]) + torch.rand(4, generator=g) * 1e-3
+    return [(rewards, {}), (rewards, {"scale": False}), (rewards, {"eps": 0.3 + float(torch.rand(1, generator=g))})]
+
+
+def dpo_calls(seed: int) -> list[tuple[list[torch.Tensor], float]]:
+    """The calls of the DPO loss's probe: summed log-probabilities of seven pairs (policy chosen, policy rejected,
+    reference chosen, reference rejected) at two betas."""
+    g = _generator(seed, 8)
+    logps = [-torch.rand(7, generator=g) * 30 for _ in range(4)]
+    return [(logps, 0.05 + float(torch.rand(1, generator=g)) * 0.2), (logps, 1.0 + float(torch.rand(1, generator=g)))]
+
+
 def _tensors(value):
     """`value` as plain data and tensors (what the grader's side reads back with weights_only=True)."""
     if isinstance(value, torch.Tensor):
@@ -202,6 +221,14 @@ def probe_losses(space: dict, seed: int, folder: Path):
 
 def probe_bootstrap(space: dict, seed: int, folder: Path):
     return [tuple(map(float, space["paired_bootstrap_ci"](*args, **kwargs))) for args, kwargs in bootstrap_calls(seed)]
+
+
+def probe_group_advantages(space: dict, seed: int, folder: Path):
+    return [space["group_advantages"](rewards.clone(), **kwargs) for rewards, kwargs in group_calls(seed)]
+
+
+def probe_dpo(space: dict, seed: int, folder: Path):
+    return [space["dpo_loss"](*[x.clone() for x in logps], beta=beta) for logps, beta in dpo_calls(seed)]
 
 
 def namespace(folder: Path) -> dict:
