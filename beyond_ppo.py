@@ -49,7 +49,7 @@ def preference_data(cfg, prompts: int, group_size: int, min_margin: float) -> di
     model = _policy(cfg, cfg.seed)
     with model.disable_adapter():
         groups = beyond.sample_groups(model, world["tokenizer"], train["input_ids"], group_size,
-                                      _sampling(cfg, cfg.output_max_length), seed=cfg.seed)
+                                      _sampling(cfg, cfg.output_max_length), seed=cfg.seed, batch_size=64)
     rewards = _rewards(cfg, world, train["query"], groups)
     pairs = beyond.preference_pairs(rewards, min_margin)
     return {"pairs": [{"prompt": p, "chosen": groups[p][c], "rejected": groups[p][r],
@@ -89,8 +89,7 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
                 seed: int, num_eval: int) -> dict:
     """The group method: each step samples `group_size` summaries of `prompts_per_step` training prompts, scores them,
     gives every token its summary's `group_advantages` (divided by the group's std where `scale`), and takes the lab's
-    PPO epochs and mini-batches of the clipped ratio with `kl_coef` times the KL to the reference; then evaluated."""
-    from trl.core import masked_mean
+    PPO epochs and mini-batches of `group_loss`; then evaluated."""
     world, model = _world(cfg), _policy(cfg, seed).eval()  # eval: no LoRA dropout in samples or ratios
     tokenizer, train = world["tokenizer"], world["dataset"]["train"]
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
@@ -101,7 +100,8 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
     for step in range(steps):
         batch = train.select(order[step * prompts_per_step:(step + 1) * prompts_per_step].tolist())
         groups = beyond.sample_groups(model, tokenizer, batch["input_ids"], group_size,
-                                      _sampling(cfg, cfg.output_max_length), seed=seed * 100_000 + step)
+                                      _sampling(cfg, cfg.output_max_length), seed=seed * 100_000 + step,
+                                      batch_size=64)
         rewards = _rewards(cfg, world, batch["query"], groups)
         advantages = solution("group_advantages")(rewards, scale=scale).flatten()
         ids = [i for i in batch["input_ids"] for _ in range(group_size)]
@@ -113,12 +113,8 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
             for mb in torch.randperm(len(texts), generator=g).split(cfg.mini_batch_size):
                 logprobs, _ = beyond.summary_logprobs(model, tokenizer, [ids[i] for i in mb], [texts[i] for i in mb])
                 width = logprobs.shape[1]  # a mini-batch pads to its own longest summary
-                ratio = torch.exp(logprobs - old[mb, :width])
-                advantage = advantages[mb, None]
-                clipped = torch.max(-advantage * ratio, -advantage * ratio.clamp(1 - CLIPRANGE, 1 + CLIPRANGE))
-                log_ratio = reference[mb, :width] - logprobs  # the k3 estimator of the KL, >= 0 on every token
-                kl = torch.exp(log_ratio) - log_ratio - 1
-                loss = masked_mean(clipped + kl_coef * kl, masks[mb, :width])
+                loss = group_loss(logprobs, old[mb, :width], reference[mb, :width], advantages[mb],
+                                  masks[mb, :width], kl_coef)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -127,6 +123,18 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
     calls = steps * prompts_per_step * group_size
     return _evaluated(cfg, model, world, num_eval, held=held, reward_model_calls=calls,
                       summaries_generated=calls, history=history)
+
+
+def group_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+               advantages: torch.Tensor, masks: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """The group method's loss over the mask: 3.3's clipped policy loss, each summary's advantage on every one of its
+    tokens, plus `kl_coef` times the KL to the reference (the k3 estimator GRPO uses, >= 0 on every token)."""
+    from trl.core import masked_mean
+    ratio = torch.exp(logprobs - old_logprobs)
+    advantage = advantages[:, None]
+    clipped = torch.max(-advantage * ratio, -advantage * ratio.clamp(1 - CLIPRANGE, 1 + CLIPRANGE))
+    log_ratio = ref_logprobs - logprobs
+    return masked_mean(clipped + kl_coef * (torch.exp(log_ratio) - log_ratio - 1), masks)
 
 
 def _evaluated(cfg, model, world: dict, num_eval: int, **extra) -> dict:

@@ -680,8 +680,9 @@ def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-
 # advantage keeps the size of its gap:
 
 # %%
-lab.group_table(groups, group_rewards, {"GRPO": group_advantages(group_rewards),
-                                        "no std": group_advantages(group_rewards, scale=False)})
+by_method = {"GRPO": group_advantages(group_rewards),
+             "no std": group_advantages(group_rewards, scale=False)}
+lab.group_table(groups, group_rewards, by_method).head(3 * group_size)  # the first 3 prompts
 
 # %% [markdown]
 # ### 5.2 - DPO's loss and implicit rewards

@@ -11,11 +11,12 @@ import torch
 from lab3.summarizer import generate_summaries
 
 
-def sample_groups(model, tokenizer, input_ids, group_size: int, generation_kwargs: dict,
-                  seed: int) -> list[list[str]]:
-    """`group_size` summaries of each prompt, sampled from `model`: a list per prompt."""
+def sample_groups(model, tokenizer, input_ids, group_size: int, generation_kwargs: dict, seed: int,
+                  batch_size: int = 16) -> list[list[str]]:
+    """`group_size` summaries of each prompt, sampled from `model` (in batches of the lab's evaluation, whose compiled
+    generation a GPU reuses): a list per prompt."""
     repeated = [ids for ids in input_ids for _ in range(group_size)]
-    summaries = generate_summaries(model, tokenizer, repeated, generation_kwargs, batch_size=64, seed=seed)
+    summaries = generate_summaries(model, tokenizer, repeated, generation_kwargs, batch_size=batch_size, seed=seed)
     return [summaries[i:i + group_size] for i in range(0, len(summaries), group_size)]
 
 
@@ -59,12 +60,14 @@ def preference_pairs(rewards: torch.Tensor, min_margin: float) -> list[tuple[int
 def pair_logprobs(peft_model, tokenizer, input_ids, groups: list[list[str]],
                   pairs: list[tuple[int, int, int]]) -> tuple[torch.Tensor, ...]:
     """The summed log-probabilities of each pair's chosen and rejected summaries under the policy, then under the
-    reference: (policy chosen, policy rejected, reference chosen, reference rejected)."""
+    reference: (policy chosen, policy rejected, reference chosen, reference rejected); empty without pairs."""
+    if not pairs:  # a policy that writes one summary per prompt has none
+        return (torch.zeros(0),) * 4
     ids = [input_ids[p] for p, _, _ in pairs] * 2
     texts = [groups[p][c] for p, c, _ in pairs] + [groups[p][r] for p, _, r in pairs]
     policy = summary_logprobs(peft_model, tokenizer, ids, texts)[0].sum(dim=1)
     reference = reference_logprobs(peft_model, tokenizer, ids, texts).sum(dim=1)
-    return (*policy.chunk(2), *reference.chunk(2)) if pairs else (torch.zeros(0),) * 4
+    return (*policy.cpu().chunk(2), *reference.cpu().chunk(2))
 
 
 def trl_dpo_loss(beta: float) -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -78,5 +81,8 @@ def trl_dpo_loss(beta: float) -> Callable[..., tuple[torch.Tensor, torch.Tensor,
     trl.import_utils._llmblender_available = False
     from trl import DPOConfig, DPOTrainer
     config = {f.name: f.default for f in dataclasses.fields(DPOConfig) if f.default is not dataclasses.MISSING}
-    this = SimpleNamespace(**{**config, "beta": beta}, accelerator=SimpleNamespace(device=torch.device("cpu")))
-    return lambda *logps: DPOTrainer.dpo_loss(this, *logps)
+
+    def dpo_loss(*logps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        trainer = SimpleNamespace(**{**config, "beta": beta}, accelerator=SimpleNamespace(device=logps[0].device))
+        return DPOTrainer.dpo_loss(trainer, *logps)
+    return dpo_loss

@@ -116,3 +116,30 @@ def test_the_notebook_end_to_end_reusing_a_finished_run_then_every_run(lab_run, 
     stamps = {p: p.stat().st_mtime_ns for p in [*folder.rglob("results.json"), *folder.glob("*.json")]}
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing ran again
+
+
+def _double(x: int) -> dict:
+    return {"x": 2 * x}
+
+
+def test_a_kept_result_is_measured_in_its_own_process_once_and_one_of_other_settings_is_refused(tmp_path):
+    path = tmp_path / "double.json"
+    first = experiments.kept(path, _double, x=3)
+    assert first["result"] == {"x": 6} and first["wall_s"] >= 0 and first["peak_mb"] > 0
+    stamp = path.stat().st_mtime_ns
+    assert experiments.kept(path, _double, x=3) == first and path.stat().st_mtime_ns == stamp
+    with pytest.raises(LabError, match="made with other settings than {'x': 4}"):
+        experiments.kept(path, _double, x=4)
+
+
+def test_an_arm_s_row_pairs_its_change_with_the_lab2_model_and_counts_what_its_data_cost():
+    summaries = ["#Person1# goes home.", "#Person2# goes home.", "They talk."]
+    before = {"result": {"toxicity": [0.5, 0.5, 0.1]}}
+    out = {"result": {"toxicity": [0.2, 0.4, 0.1], "reward": [1.0, 2.0, 3.0], "kl": [0.1, 0.3, 0.2],
+                      "summaries": summaries, "references": summaries, "reward_model_calls": 0,
+                      "summaries_generated": 0, "held": "policy"}, "wall_s": 10.0, "peak_mb": 500.0}
+    pairs = {"wall_s": 5.0, "peak_mb": 700.0}
+    row = experiments.arm_row(out, before, solution("paired_bootstrap_ci"), 0, pairs)
+    assert row["change"] == pytest.approx(-0.4 / 3) and row["ci_low"] <= row["change"] <= row["ci_high"] <= 0
+    assert (row["reward"], row["kl"], row["rougeL"]) == (pytest.approx(2.0), pytest.approx(0.2), pytest.approx(1.0))
+    assert (row["wall time (s)"], row["peak memory (MB)"]) == (15.0, 700.0)

@@ -147,3 +147,16 @@ def test_inside_one_step_the_lecture_s_pieces_equal_trl_s_on_the_run_s_last_batc
     assert any("image/png" in o.get("data", {}) for o in cell["outputs"])
     table = next(o for o in cell["outputs"] if "text/html" in o.get("data", {}))["data"]["text/html"]
     assert "best-scored" in "".join(table)
+
+
+def test_beyond_ppo_on_the_trained_policy_the_group_advantages_and_the_dpo_loss_are_shown_and_trl_s(lab_run):
+    """Section 5 of the executed lecture: the group table of the policy's own summaries, and the lecture's DPO loss
+    and implicit rewards on their pairs equal to TRL's dpo_loss."""
+    text = printed(lab_run / "lab.ipynb")
+    found = re.search(r"(\d+) pairs; distance from TRL's dpo_loss: ([\d.e+-]+), implicit rewards: ([\d.e+-]+)", text)
+    assert found and int(found.group(1)) >= 1 and float(found.group(2)) <= 1e-5 and float(found.group(3)) <= 1e-5
+    nb = json.loads((lab_run / "lab.ipynb").read_text())
+    for call, column in (("lab.group_table(", "advantage (GRPO)"), ("lab.pair_table(", "implicit reward, chosen")):
+        cell = next(c for c in nb["cells"] if call in "".join(c["source"]))
+        table = next(o for o in cell["outputs"] if "text/html" in o.get("data", {}))["data"]["text/html"]
+        assert column in "".join(table)
