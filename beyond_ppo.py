@@ -80,7 +80,7 @@ def train_dpo(cfg, data: dict, beta: float, epochs: int, batch_size: int, seed: 
             optimizer.zero_grad()
             losses.mean().backward()
             optimizer.step()
-    held = "policy (LoRA); reference (adapter off), its log-probs computed once"
+    held = "policy, reference (its log-probs once)"
     return _evaluated(cfg, model, world, num_eval, held=held,
                       reward_model_calls=data["reward_model_calls"], summaries_generated=data["summaries_generated"])
 
@@ -119,7 +119,7 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
                 loss.backward()
                 optimizer.step()
         history.append({"reward": float(rewards.mean()), "kl": float(((old - reference) * masks).sum(1).mean())})
-    held = "policy (LoRA); reference (adapter off); reward model"
+    held = "policy, reference, reward model"
     calls = steps * prompts_per_step * group_size
     return _evaluated(cfg, model, world, num_eval, held=held, reward_model_calls=calls,
                       summaries_generated=calls, history=history)

@@ -24,7 +24,7 @@ from tiny_world import quality
 
 RESULTS = "results.json"
 COST = "cost.json"  # a run's wall time and peak memory, beside its results
-PPO_HELD = "policy and value head (LoRA); reference (adapter off); reward model"
+PPO_HELD = "policy + value head, reference, reward model"  # the reference: the policy with its adapter off
 Interval = Callable[..., tuple[float, float]]  # paired_bootstrap_ci(before, after, seed=...)
 
 

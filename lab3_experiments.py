@@ -146,15 +146,18 @@ plt.show()
 # %% [markdown]
 # What each costs for that: the reward model's calls and the summaries generated while training
 # (best-of-N pays them at every use instead: N of each per prompt), the models held, the wall time
-# and the peak memory of the run's process, on this machine.
+# and the peak memory of the run's process, on this machine (a PPO run's process is the whole lab
+# notebook, its evaluations included; best-of-N samples in this notebook's process, timed by its
+# cell).
 
 # %%
 ppo = {f"PPO, β={c:g}": {**experiments.row(r), **experiments.ppo_cost(r)} for c, r in kl_runs.items()}
 best = bon_table.loc[max(best_of)]
 costs = pd.concat([pd.DataFrame(ppo).T, arm_means.join(arm_table.groupby(level="arm")["models held"].first())])
 costs.loc[f"best-of-{max(best_of)}"] = {**best, "reward-model calls": 0, "summaries generated": 0,
-                                        "models held": "Lab 2 model; reward model at every use"}
-costs.drop(columns=["ci_low", "ci_high", "toxicity", "reward", "kl"])
+                                        "models held": "policy, reward model (at every use)"}
+costs.drop(columns=["ci_low", "ci_high", "toxicity", "reward", "kl"]).astype(
+    {"reward-model calls": int, "summaries generated": int})
 
 # %% [markdown]
 # What the unanchored policy writes, beside the anchored one's, for the same prompts:
