@@ -160,6 +160,6 @@ def _evaluated(cfg, model, world: dict, num_eval: int, **extra) -> dict:
 def lab2_evaluation(cfg, num_eval: int) -> dict:
     """The Lab 2 model's evaluation, as `_evaluated` gives it: what each arm's change is paired with."""
     world = _world(cfg)
-    return _evaluated(cfg, _policy(cfg, cfg.seed), world, num_eval, held="", reward_model_calls=0,
+    return _evaluated(cfg, _policy(cfg, cfg.seed).eval(), world, num_eval, held="", reward_model_calls=0,
                       summaries_generated=0)
 

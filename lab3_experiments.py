@@ -28,10 +28,11 @@
 #    (GRPO's advantages, with and without the group's std), against PPO: what each part buys.
 # 4. **Seeds**: the lab's own settings at several seeds, against one run's confidence interval.
 #
-# Every run is the lab's notebook itself, executed with other settings (no copy of its code); its
-# files stay under `outputs/experiments/<name>/`; each run, PPO's or another method's, runs in a
-# process of its own, which gives its wall time and peak memory. Running this notebook again reuses the finished
-# runs and resumes an interrupted one from its checkpoint, so a disconnect costs nothing.
+# Every PPO run is the lab's notebook itself, executed with other settings (no copy of its code);
+# its files stay under `outputs/experiments/<name>/`. Each run, PPO's or another method's, runs in
+# a process of its own, which gives its wall time and peak memory. Running this notebook again
+# reuses the finished runs and resumes an interrupted one from its checkpoint, so a disconnect
+# costs nothing.
 
 # %% [markdown]
 # ## Parameters
@@ -123,8 +124,8 @@ arm_table[["reward", "kl", "change", "ci_low", "ci_high", "rougeL", "well_formed
 # %% [markdown]
 # ## Reward, toxicity and ROUGE-L against KL
 # PPO's runs are points (labelled by their coefficient), best-of-N a line (labelled by N), DPO and
-# the group method points of their own (the mean over their seeds): the DPO paper's frontier. More
-# KL buys more reward; the question is what it costs in the summaries.
+# the group method squares and triangles (the mean over their seeds): the DPO paper's frontier.
+# More KL buys more reward; the question is what it costs in the summaries.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -135,11 +136,12 @@ for ax, column in zip(axes, ["reward", "toxicity", "rougeL"]):
     ax.scatter(kl_table.kl, kl_table[column], color="C3", zorder=3, label="PPO")
     for c, r in kl_table.iterrows():
         ax.annotate(f"β={c:g}", (r.kl, r[column]), fontsize=8, color="C3")
-    for (arm, r), color in zip(arm_means.iterrows(), ["C2", "C2", "C4", "C4"]):
-        ax.scatter(r.kl, r[column], color=color, marker="s" if arm.startswith("DPO") else "^", zorder=3)
-        ax.annotate(arm, (r.kl, r[column]), fontsize=8, color=color)
-    ax.set(xlabel="KL from the Lab 2 model (nats)", title=column)
-axes[0].legend()
+    for (arm, r), color in zip(arm_means.iterrows(), ["C2", "C8", "C4", "C6", "C5", "C7"]):
+        marker = "s" if arm.startswith("DPO") else "^"
+        ax.scatter(r.kl, r[column], color=color, marker=marker, zorder=3, label=arm)
+    # symlog: the unanchored run's KL is ten times the others'
+    ax.set(xlabel="KL from the Lab 2 model (nats)", title=column, xscale="symlog")
+axes[0].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
@@ -151,9 +153,11 @@ plt.show()
 # cell).
 
 # %%
-ppo = {f"PPO, β={c:g}": {**experiments.row(r), **experiments.ppo_cost(r)} for c, r in kl_runs.items()}
+ppo = {f"PPO, β={c:g}": {**experiments.row(r), **experiments.ppo_cost(r)}
+       for c, r in kl_runs.items()}
 best = bon_table.loc[max(best_of)]
-costs = pd.concat([pd.DataFrame(ppo).T, arm_means.join(arm_table.groupby(level="arm")["models held"].first())])
+held = arm_table.groupby(level="arm")["models held"].first()
+costs = pd.concat([pd.DataFrame(ppo).T, arm_means.join(held)])
 costs.loc[f"best-of-{max(best_of)}"] = {**best, "reward-model calls": 0, "summaries generated": 0,
                                         "models held": "policy, reward model (at every use)"}
 costs.drop(columns=["ci_low", "ci_high", "toxicity", "reward", "kl"]).astype(

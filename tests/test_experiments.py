@@ -1,5 +1,6 @@
 """The experiments notebook: its helpers on small made-up runs, and the notebook end to end at its smallest settings."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -11,9 +12,10 @@ import pandas as pd
 import pytest
 
 import experiments
+from lab3 import settings
 from lab3.errors import LabError
 from lab3.solutions import solution
-from tests.conftest import ROOT, SHORT, printed
+from tests.conftest import ROOT, SHORT, printed, results
 
 
 def test_best_of_n_kl_is_zero_for_one_sample_and_grows_like_log_n():
@@ -111,8 +113,10 @@ def test_the_notebook_end_to_end_reusing_a_finished_run_then_every_run(lab_run, 
     assert json.loads((folder / "kl0-fixed" / "results.json").read_text())["preset"]["kl_control"] == "fixed"
     text = printed(tmp_path / "out.ipynb")
     assert "Error" not in text
-    for arm in ("DPO, β=0.1", "group, ÷ std (GRPO)"):
-        assert arm in text
+    shown = json.dumps([o for c in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+                        for o in c.get("outputs", [])], ensure_ascii=False)
+    for arm in ("DPO, β=0.1", "group, ÷ std (GRPO)"):  # in the arms' table, the figure's legend and the costs
+        assert shown.count(arm) >= 2
     stamps = {p: p.stat().st_mtime_ns for p in [*folder.rglob("results.json"), *folder.glob("*.json")]}
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing ran again
@@ -143,3 +147,13 @@ def test_an_arm_s_row_pairs_its_change_with_the_lab2_model_and_counts_what_its_d
     assert row["change"] == pytest.approx(-0.4 / 3) and row["ci_low"] <= row["change"] <= row["ci_high"] <= 0
     assert (row["reward"], row["kl"], row["rougeL"]) == (pytest.approx(2.0), pytest.approx(0.2), pytest.approx(1.0))
     assert (row["wall time (s)"], row["peak memory (MB)"]) == (15.0, 700.0)
+
+
+def test_the_arms_start_from_the_lab_s_own_evaluation_of_the_lab2_model(lab_run):
+    """DPO's and the group method's changes are paired with the very summaries the lab scored before PPO."""
+    import beyond_ppo
+    cfg = dataclasses.replace(settings.preset("tiny"), **SHORT)
+    before = beyond_ppo.lab2_evaluation(cfg, SHORT["num_eval_samples"])
+    lab = results(lab_run)["toxicity"]["before"]
+    assert before["summaries"] == lab["summaries"] and before["kl"] == pytest.approx([0.0] * len(before["kl"]))
+    assert before["toxicity"] == pytest.approx(lab["per_sample"], abs=1e-6)
