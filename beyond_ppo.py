@@ -52,8 +52,7 @@ def preference_data(cfg, prompts: int, group_size: int, min_margin: float) -> di
                                       _sampling(cfg, cfg.output_max_length), seed=cfg.seed, batch_size=64)
     rewards = _rewards(cfg, world, train["query"], groups)
     pairs = beyond.preference_pairs(rewards, min_margin)
-    return {"pairs": [{"prompt": p, "chosen": groups[p][c], "rejected": groups[p][r],
-                       "margin": float(rewards[p, c] - rewards[p, r])} for p, c, r in pairs],
+    return {"pairs": [{"prompt": p, "chosen": groups[p][c], "rejected": groups[p][r]} for p, c, r in pairs],
             "reward_model_calls": len(train) * group_size, "summaries_generated": len(train) * group_size}
 
 
@@ -96,7 +95,6 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
     g = torch.Generator().manual_seed(seed)
     order = torch.cat([torch.randperm(len(train), generator=g) for _ in range(math.ceil(
         steps * prompts_per_step / len(train)))])
-    history = []
     for step in range(steps):
         batch = train.select(order[step * prompts_per_step:(step + 1) * prompts_per_step].tolist())
         groups = beyond.sample_groups(model, tokenizer, batch["input_ids"], group_size,
@@ -118,11 +116,10 @@ def train_group(cfg, scale: bool, steps: int, prompts_per_step: int, group_size:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-        history.append({"reward": float(rewards.mean()), "kl": float(((old - reference) * masks).sum(1).mean())})
     held = "policy, reference, reward model"
     calls = steps * prompts_per_step * group_size
     return _evaluated(cfg, model, world, num_eval, held=held, reward_model_calls=calls,
-                      summaries_generated=calls, history=history)
+                      summaries_generated=calls)
 
 
 def group_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor,

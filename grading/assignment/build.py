@@ -54,6 +54,11 @@ def _code_cell(source: str, tags: list[str] | None = None, **metadata) -> nbform
     return cell
 
 
+def _defined(source: str) -> str | None:
+    """The name of the function a cell defines."""
+    return next((n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)), None)
+
+
 def student_notebook(lecture: nbformat.NotebookNode, exercises=EXERCISES) -> nbformat.NotebookNode:
     """The lecture with the stubs, public checks and answer spaces of the assigned `exercises` in place of their
     solutions; an exercise left out keeps the lecture's code."""
@@ -62,10 +67,8 @@ def student_notebook(lecture: nbformat.NotebookNode, exercises=EXERCISES) -> nbf
     cells = []
     for cell in lecture.cells:
         tags = cell.metadata.get("tags", [])
-        function = next((n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)), None) \
-            if cell.cell_type == "code" and TAG in tags else None
-        if function in by_function:
-            exercise = by_function[function]
+        exercise = by_function.get(_defined(cell.source)) if cell.cell_type == "code" and TAG in tags else None
+        if exercise:
             cells += [_code_cell(stub(cell.source, exercise), [ANSWER_TAG]),
                       _code_cell(f'grader.check("{exercise.name}")', deletable=False, editable=False)]
         elif cell.cell_type == "markdown" and "answer" in tags:
@@ -99,8 +102,9 @@ def main(dist: str = "dist", course: str | None = None) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     (out / "student").mkdir(parents=True)
     (out / "autograder").mkdir()
+    the_course = load_course(Path(course) if course else None, hand_in="notebook")
+    build_student(out / "student", the_course.exercises)
     course_file = dict(json.loads(Path(course).read_text()) if course else {}, hand_in="notebook")
-    build_student(out / "student", load_course(Path(course) if course else None, hand_in="notebook").exercises)
     zip_path = autograder_zip.build(out / "autograder" / "lab3-autograder.zip", course_file, out / "student")
     print(f"student notebook and files: {out / 'student'}\nautograder: {zip_path}")
     return out
